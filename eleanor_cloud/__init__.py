@@ -1,0 +1,142 @@
+"""eleanor_cloud: checkpoint stage-based tasks into S3 or any object store, safely.
+
+``import eleanor_cloud`` loads only pydantic and the standard library; boto3, fsspec
+and the CLI are imported when a store or command that needs them is opened.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from eleanor_cloud.backends.base import (
+    CREATE,
+    OVERWRITE,
+    Create,
+    ObjectBackend,
+    Overwrite,
+    Replace,
+    Version,
+    WriteMode,
+)
+from eleanor_cloud.errors import (
+    AccessDenied,
+    AlreadyExists,
+    BackendError,
+    BucketNotFound,
+    ConfigurationError,
+    Conflict,
+    CorruptState,
+    EleanorError,
+    InvalidKey,
+    InvalidState,
+    LeaseHeld,
+    LeaseLost,
+    MissingDependency,
+    NotFound,
+    NotSupported,
+    TaskBindingError,
+    TaskCanceled,
+    Unavailable,
+)
+from eleanor_cloud.models import (
+    ACTIVE_STATES,
+    CANCELABLE_STATES,
+    INACTIVE_STATES,
+    STAGE_NAME_MAX_LENGTH,
+    STAGE_RESULT,
+    BaseStageState,
+    RecordStatus,
+    RetryPolicy,
+    SimpleRecordsResult,
+    StageStateHistoryEntry,
+    StageStatus,
+)
+from eleanor_cloud.store import (
+    Lease,
+    Record,
+    StateStore,
+    TaskManifest,
+    open_store,
+    register_backend,
+)
+
+if TYPE_CHECKING:
+    from eleanor_cloud.engine import (
+        BaseStage,
+        StageContext,
+        TaskEngine,
+        TaskSummary,
+    )
+
+__version__ = "0.1.0"
+
+# The engine is loaded on first use: a Lambda that only reads states pays nothing for it.
+_LAZY = {
+    "BaseStage": "eleanor_cloud.engine",
+    "StageContext": "eleanor_cloud.engine",
+    "TaskEngine": "eleanor_cloud.engine",
+    "TaskSummary": "eleanor_cloud.engine",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'eleanor_cloud' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "ACTIVE_STATES",
+    "CANCELABLE_STATES",
+    "CREATE",
+    "INACTIVE_STATES",
+    "OVERWRITE",
+    "STAGE_NAME_MAX_LENGTH",
+    "STAGE_RESULT",
+    "AccessDenied",
+    "AlreadyExists",
+    "BackendError",
+    "BaseStage",
+    "BaseStageState",
+    "BucketNotFound",
+    "ConfigurationError",
+    "Conflict",
+    "CorruptState",
+    "Create",
+    "EleanorError",
+    "InvalidKey",
+    "InvalidState",
+    "Lease",
+    "LeaseHeld",
+    "LeaseLost",
+    "MissingDependency",
+    "NotFound",
+    "NotSupported",
+    "ObjectBackend",
+    "Overwrite",
+    "Record",
+    "RecordStatus",
+    "Replace",
+    "RetryPolicy",
+    "SimpleRecordsResult",
+    "StageContext",
+    "StageStateHistoryEntry",
+    "StageStatus",
+    "StateStore",
+    "TaskBindingError",
+    "TaskCanceled",
+    "TaskEngine",
+    "TaskManifest",
+    "TaskSummary",
+    "Unavailable",
+    "Version",
+    "WriteMode",
+    "__version__",
+    "open_store",
+    "register_backend",
+]
