@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 __all__ = ["Clock", "format_ts", "parse_ts", "utc_now"]
 
@@ -12,14 +12,14 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     """The current time as an aware UTC datetime (the default clock)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def format_ts(moment: datetime) -> str:
     """ISO-8601 in UTC with a ``Z`` suffix; naive datetimes are refused."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: eleanor_cloud timestamps are always UTC-aware")
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace(
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace(
         "+00:00", "Z"
     )
 
@@ -29,4 +29,4 @@ def parse_ts(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no timezone")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)

@@ -22,6 +22,7 @@ __all__ = [
     "LEASE_NAME",
     "MANIFEST_NAME",
     "TASK_ID_MAX_LENGTH",
+    "is_valid_task_id",
     "join_prefix",
     "lease_key",
     "manifest_key",
@@ -66,6 +67,15 @@ def _validate_segment(value: object, field: str, max_length: int) -> str:
 def validate_task_id(task_id: object) -> str:
     """Return ``task_id`` if it is one safe path segment, else raise ``InvalidKey``."""
     return _validate_segment(task_id, "task_id", TASK_ID_MAX_LENGTH)
+
+
+def is_valid_task_id(task_id: object) -> bool:
+    """Whether ``task_id`` passes :func:`validate_task_id` (for filtering listings)."""
+    try:
+        validate_task_id(task_id)
+    except InvalidKey:
+        return False
+    return True
 
 
 def validate_stage_name(stage_name: object) -> str:

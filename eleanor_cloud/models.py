@@ -200,7 +200,7 @@ class BaseStageState(BaseModel, Generic[STAGE_RESULT]):
         ),
     )
     # pydantic copies a mutable default per instance, so `[]` is never shared.
-    history: List[StageStateHistoryEntry] = Field(  # noqa: UP006 - the seed's spelling
+    history: List[StageStateHistoryEntry] = Field(
         default=[],
         title="History",
         description="Stage state history",

@@ -11,10 +11,11 @@ def roll_up(sorted_keys: Iterable[str], prefix: str, delimiter: str | None) -> I
     """Yield keys, collapsing those with ``delimiter`` after ``prefix`` into one entry."""
     last: str | None = None
     for key in sorted_keys:
+        entry = key
         if delimiter:
             cut = key.find(delimiter, len(prefix))
             if cut != -1:
-                key = key[: cut + len(delimiter)]
-        if key != last:
-            last = key
-            yield key
+                entry = key[: cut + len(delimiter)]
+        if entry != last:
+            last = entry
+            yield entry

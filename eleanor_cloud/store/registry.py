@@ -22,7 +22,7 @@ from eleanor_cloud.clock import Clock, utc_now
 from eleanor_cloud.errors import ConfigurationError, EleanorError, MissingDependency
 from eleanor_cloud.store.state_store import StateStore
 
-__all__ = ["BackendSpec", "ENTRY_POINT_GROUP", "open_store", "register_backend", "resolve"]
+__all__ = ["ENTRY_POINT_GROUP", "BackendSpec", "open_store", "register_backend", "resolve"]
 
 ENTRY_POINT_GROUP = "eleanor_cloud.backends"
 BackendFactory = Callable[..., tuple[ObjectBackend, str]]
@@ -82,7 +82,7 @@ def _spec_for(scheme: str, url: str) -> BackendSpec:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name.lower() == scheme:
             return BackendSpec(ep.value, f"the package providing {ep.name!r}")
-    known = sorted({*_BUILTIN, *_registered}) + ["fsspec+<protocol>"]
+    known = [*sorted({*_BUILTIN, *_registered}), "fsspec+<protocol>"]
     raise ConfigurationError(
         f"unknown store URL scheme {scheme!r} in {url!r}; known schemes: {', '.join(known)}"
         f" (third-party backends register the entry-point group {ENTRY_POINT_GROUP!r})",

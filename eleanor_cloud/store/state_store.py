@@ -90,8 +90,10 @@ class StateStore:
         self.clock = clock
         self.epoch = 0
         self.max_workers = max_workers
-        self._cache: OrderedDict[str, tuple[Version, int]] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        # The version cache is per thread: a save is a compare-and-swap against the
+        # version *this thread* last read or wrote. A cache shared across threads would
+        # let thread B's save silently use the version thread A just wrote — a lost update.
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         where = f"{self.backend.description} prefix={self.prefix!r}"
@@ -114,32 +116,36 @@ class StateStore:
 
     # -- version cache -----------------------------------------------------------------
 
+    def _thread_cache(self) -> OrderedDict[str, tuple[Version, int]]:
+        cache: OrderedDict[str, tuple[Version, int]] | None = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = OrderedDict()
+        return cache
+
     def _remember(self, key: str, version: Version, revision: int) -> None:
-        with self._cache_lock:
-            self._cache[key] = (version, revision)
-            self._cache.move_to_end(key)
-            while len(self._cache) > _CACHE_LIMIT:
-                self._cache.popitem(last=False)
+        cache = self._thread_cache()
+        cache[key] = (version, revision)
+        cache.move_to_end(key)
+        while len(cache) > _CACHE_LIMIT:
+            cache.popitem(last=False)
 
     def _forget_key(self, key: str) -> None:
-        with self._cache_lock:
-            self._cache.pop(key, None)
+        self._thread_cache().pop(key, None)
 
     def _cached(self, key: str) -> tuple[Version, int] | None:
-        with self._cache_lock:
-            return self._cache.get(key)
+        return self._thread_cache().get(key)
 
     def known_version(self, task_id: str, stage_name: str) -> Version | None:
-        """The version this store last wrote or read for a stage, if any."""
+        """The version this thread last wrote or read through this store for a stage."""
         entry = self._cached(self.stage_key(task_id, stage_name))
         return entry[0] if entry else None
 
     def forget(self, task_id: str) -> None:
-        """Drop cached versions of one task (the next save then acts as a create)."""
+        """Drop this thread's cached versions of one task (the next save acts as a create)."""
         prefix = keys.task_prefix(self.prefix, task_id)
-        with self._cache_lock:
-            for key in [k for k in self._cache if k.startswith(prefix)]:
-                del self._cache[key]
+        cache = self._thread_cache()
+        for key in [k for k in cache if k.startswith(prefix)]:
+            del cache[key]
 
     # -- the generic envelope layer ----------------------------------------------------
 
@@ -155,6 +161,11 @@ class StateStore:
         env = decode(data, key=key, expected_format=fmt)
         try:
             value = parse(env.body)
+        except CorruptState as exc:
+            if exc.key is not None:
+                raise
+            raise CorruptState(f"corrupt object at {key!r}: {exc}", key=key,
+                               operation="decode") from exc
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "<root>"
@@ -225,7 +236,9 @@ class StateStore:
         keys.validate_stage_name(state.stage_name)
         where = f"{state.task_id}/{state.stage_name}"
         try:
-            body: dict[str, Any] = state.model_dump(mode="json")
+            # warnings="error": a value of the wrong type must fail here, not be
+            # written with a serializer warning and fail validation on the next load.
+            body: dict[str, Any] = state.model_dump(mode="json", warnings="error")
         except PydanticSerializationError as exc:
             raise InvalidState(f"state of {where} is not JSON-serializable: {exc}") from exc
         # A state that could not be read back would be corruption we wrote ourselves:
@@ -246,8 +259,8 @@ class StateStore:
             state = state_class.model_validate(body)
             if state.task_id != task_id or state.stage_name != stage_name:
                 raise CorruptState(
-                    f"corrupt object at {task_id}/{stage_name}: it holds the state of "
-                    f"{state.task_id!r}/{state.stage_name!r}", operation="decode")
+                    f"it holds the state of {state.task_id!r}/{state.stage_name!r}, not "
+                    f"{task_id!r}/{stage_name!r}", operation="decode")
             return state
         return parse
 
@@ -278,11 +291,6 @@ class StateStore:
             raise NotFound(
                 f"no state for stage {stage_name!r} of task {task_id!r} "
                 f"in {self.backend.description}", key=key, operation="load") from exc
-        except CorruptState as exc:
-            if exc.key is None:
-                raise CorruptState(f"corrupt object at {key!r}: {exc}", key=key,
-                                   operation="decode") from exc
-            raise
 
     def load(self, task_id: str, stage_name: str, state_class: type[S]) -> S:
         """Read one stage state."""
@@ -311,6 +319,11 @@ class StateStore:
         else:
             with ThreadPoolExecutor(min(self.max_workers, len(names))) as pool:
                 loaded = list(pool.map(load_one, names))
+            # The pool threads cached those versions; the caller's thread is the one
+            # that will save, so it must know them.
+            for record in loaded:
+                if record is not None:
+                    self._remember(record.key, record.version, record.revision)
         return {n: r for n, r in zip(names, loaded, strict=True) if r is not None}
 
     def load_task(self, task_id: str, state_class: type[S]) -> dict[str, S]:
@@ -345,10 +358,8 @@ class StateStore:
         for entry in self.backend.list(base, delimiter="/"):
             if entry.endswith("/"):
                 task_id = entry[len(base):-1]
-                try:
-                    yield keys.validate_task_id(task_id)
-                except Exception:  # noqa: BLE001 - foreign folders are not tasks
-                    continue
+                if keys.is_valid_task_id(task_id):  # foreign folders are not tasks
+                    yield task_id
 
     def delete_task(self, task_id: str) -> int:
         """Delete every object of a task, the lease last; return how many were deleted."""

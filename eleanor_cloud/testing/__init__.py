@@ -1,0 +1,1 @@
+"""Test helpers shipped with the package: the backend conformance suite (needs pytest)."""
