@@ -51,9 +51,9 @@ def test_record_status_values() -> None:
 
 
 def test_state_sets_and_constants() -> None:
-    assert ACTIVE_STATES == {S.CREATED, S.RUNNING, S.RETRY}
-    assert CANCELABLE_STATES == {S.UNBOUND, S.CREATED, S.RUNNING, S.RETRY}
-    assert INACTIVE_STATES == {S.COMPLETE, S.CANCELED, S.ERROR}
+    assert {S.CREATED, S.RUNNING, S.RETRY} == ACTIVE_STATES
+    assert {S.UNBOUND, S.CREATED, S.RUNNING, S.RETRY} == CANCELABLE_STATES
+    assert {S.COMPLETE, S.CANCELED, S.ERROR} == INACTIVE_STATES
     assert STAGE_NAME_MAX_LENGTH == 150
     assert isinstance(STAGE_RESULT, typing.TypeVar)
     assert STAGE_RESULT.__bound__ is BaseModel
@@ -116,20 +116,20 @@ def test_base_stage_state_fields() -> None:
     fields = BaseStageState.model_fields
     assert set(fields) == {"attempts", "history", "result", "stage_name", "status", "task_id"}
     expected = {
-        "attempts": (0, "Run attempts", "Number of times the stage has been run, value of 0 "
-                     "indicates it has not been run yet. Primarily used to track retries."),
+        "attempts": (0, "Run attempts", ("Number of times the stage has been run, value of 0 "
+                     "indicates it has not been run yet. Primarily used to track retries.")),
         "history": ([], "History", "Stage state history"),
-        "result": (None, "Result", "Contains the stage execution result. The intended use "
+        "result": (None, "Result", ("Contains the stage execution result. The intended use "
                    "case is to store the output of the final stage such that external "
                    "systems can inspect the final stage to determine the overall result of "
                    "the task. A value of None indicates that the stage has not been "
-                   "completed successfully"),
-        "stage_name": ("", "Stage Name", "Unique stage name / identifier. This field will be "
+                   "completed successfully")),
+        "stage_name": ("", "Stage Name", ("Unique stage name / identifier. This field will be "
                        "used to generate the state metadata file/object and persisted during "
-                       "execution"),
-        "status": (S.UNBOUND, "Stage Status", "Stage execution status, used by the task "
+                       "execution")),
+        "status": (S.UNBOUND, "Stage Status", ("Stage execution status, used by the task "
                    "execution engine to determine whether this state needs to be executed "
-                   "or skipped"),
+                   "or skipped")),
         "task_id": ("", "Task ID", "Task ID"),
     }
     for name, (default, title, description) in expected.items():
