@@ -1,0 +1,304 @@
+"""The exclusive-execution lease of one task: acquire, renew, release.
+
+``<prefix>/<task_id>/_lease.json`` holds ``holder``, ``epoch`` and ``expires_at``.
+
+- Acquire: Create (a task nobody ever ran: one PUT). Else read it: a *released* lease
+  is replaced with ``epoch + 1`` (its holder promised to stop); a *live* one raises
+  ``LeaseHeld`` (or is polled for up to ``wait`` seconds); an *expired* one is taken
+  over with ``epoch + 1`` and the caller must fence the task (``takeover`` is set).
+- Expiry is judged by this host's clock: expired when
+  ``now > expires_at + clock_skew_tolerance``. The assumption is that hosts' clocks
+  differ by less than the tolerance (NTP/chrony on EC2 and Lambda keeps them within
+  milliseconds). Safety does not rest on it: a wrong judgement can only cause a
+  takeover, and the fence makes every write of the old holder fail.
+- Renew: a background thread replaces the lease every ``renew_interval`` seconds
+  (default ttl/3) with a new ``expires_at`` and ``renewals + 1``. A refused renewal
+  (Conflict: somebody took over) marks the lease lost; a transient failure is retried
+  on the next tick and marks it lost only once the lease has expired.
+- Release: replace with ``released=True``. The object is kept, so epochs only grow.
+
+All lease I/O runs on one dedicated thread: the store's version cache is per thread,
+and the renewer and the releaser must compare-and-swap against the same cached version.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from eleanor_cloud.backends.base import CREATE, Replace
+from eleanor_cloud.clock import Clock, format_ts, parse_ts
+from eleanor_cloud.errors import (
+    AlreadyExists,
+    Conflict,
+    EleanorError,
+    InvalidState,
+    LeaseHeld,
+    LeaseLost,
+)
+from eleanor_cloud.store.records import Lease, Record
+from eleanor_cloud.store.state_store import StateStore
+
+from eleanor_cloud.engine.storeview import private_view
+
+__all__ = ["LeaseManager", "default_holder", "is_expired"]
+
+_log = logging.getLogger("eleanor_cloud.engine")
+T = TypeVar("T")
+_MAX_RACES = 20  # lost create/replace races in one acquire before giving up
+
+
+def default_holder() -> str:
+    """``host/pid/random``: unique per engine instance, readable in the lease object."""
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+def is_expired(lease: Lease, now: datetime, skew: float) -> bool:
+    """Whether an unreleased lease is past its expiry plus the skew tolerance."""
+    return now > parse_ts(lease.expires_at) + timedelta(seconds=skew)
+
+
+class LeaseManager:
+    """Holds one task's lease for one engine run. Not reusable after ``release``."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        task_id: str,
+        *,
+        holder: str,
+        ttl: float,
+        clock: Clock,
+        sleep: Callable[[float], None],
+        clock_skew_tolerance: float = 5.0,
+        wait: float = 0.0,
+        renew_interval: float | None = None,
+        on_lost: Callable[[str], None] | None = None,
+    ) -> None:
+        if ttl <= 0:
+            raise InvalidState(f"lease_ttl must be > 0 seconds, got {ttl}")
+        if wait < 0:
+            raise InvalidState(f"wait_for_lease must be >= 0 seconds, got {wait}")
+        if clock_skew_tolerance < 0:
+            raise InvalidState(
+                f"clock_skew_tolerance must be >= 0 seconds, got {clock_skew_tolerance}")
+        if renew_interval is not None and renew_interval <= 0:
+            raise InvalidState(f"renew_interval must be > 0 seconds, got {renew_interval}")
+        self._store = private_view(store)
+        self.task_id = task_id
+        self.holder = holder
+        self.ttl = ttl
+        self._clock = clock
+        self._sleep = sleep
+        self.skew = clock_skew_tolerance
+        self.wait = wait
+        self.renew_interval = renew_interval if renew_interval is not None else ttl / 3
+        self._on_lost = on_lost
+        self._record: Record[Lease] | None = None
+        self._lost = threading.Event()
+        self._lost_reason = ""
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+        self._io = ThreadPoolExecutor(1, thread_name_prefix=f"eleanor-lease-{task_id}")
+        self.epoch = 0
+        self.takeover = False
+        self.created = False
+        self.previous: Lease | None = None
+
+    # -- state ------------------------------------------------------------------------
+
+    @property
+    def lost(self) -> bool:
+        """True once this holder knows (or must assume) another may hold the lease."""
+        return self._lost.is_set()
+
+    @property
+    def lease(self) -> Lease | None:
+        """The lease as last written by this holder."""
+        return self._record.value if self._record else None
+
+    def check(self) -> None:
+        """Raise ``LeaseLost`` if the lease is known to be lost."""
+        if self.lost:
+            raise LeaseLost(f"task {self.task_id!r}: lease lost by {self.holder!r}: "
+                            f"{self._lost_reason}", key=self._store.lease_key(self.task_id))
+
+    def _mark_lost(self, reason: str) -> None:
+        if self._lost.is_set():
+            return
+        self._lost_reason = reason
+        self._lost.set()
+        _log.warning("task %s: lease lost: %s", self.task_id, reason,
+                     extra={"task_id": self.task_id, "stage_name": None})
+        if self._on_lost is not None:
+            self._on_lost(reason)
+
+    def _on_io(self, fn: Callable[..., T], *args: Any) -> T:
+        return self._io.submit(fn, *args).result()
+
+    # -- acquire ----------------------------------------------------------------------
+
+    def acquire(self, *, probably_new: bool = False) -> Lease:
+        """Take the lease, polling up to ``wait`` seconds while another holds it.
+
+        ``probably_new``: the task was just bound, so try Create before reading (one
+        request instead of two). Sets ``epoch``, ``takeover`` and ``created``.
+        """
+        waited = 0.0
+        while True:
+            try:
+                return self._on_io(self._acquire_once, probably_new)
+            except LeaseHeld as held:
+                if waited >= self.wait:
+                    raise
+                delay = min(self.wait - waited, self._poll_delay(held))
+                _log.info("task %s: lease held by %s; waiting %.2fs", self.task_id,
+                          held.holder, delay,
+                          extra={"task_id": self.task_id, "stage_name": None})
+                self._sleep(delay)
+                waited += delay
+                probably_new = False
+
+    def _poll_delay(self, held: LeaseHeld) -> float:
+        # Wake around the lease's expiry, but often enough to see an early release.
+        floor, cap = 0.05, max(0.05, self.ttl / 4)
+        if held.expires_at is None:
+            return cap
+        until = (parse_ts(held.expires_at) + timedelta(seconds=self.skew)
+                 - self._clock()).total_seconds()
+        return max(floor, min(cap, until))
+
+    def _new_lease(self, epoch: int, now: datetime) -> Lease:
+        return Lease(task_id=self.task_id, holder=self.holder, epoch=epoch,
+                     acquired_at=format_ts(now),
+                     expires_at=format_ts(now + timedelta(seconds=self.ttl)),
+                     ttl_seconds=self.ttl)
+
+    def _acquire_once(self, try_create: bool) -> Lease:
+        store = self._store
+        for _ in range(_MAX_RACES):
+            now = self._clock()
+            current = None if try_create else store.load_lease(self.task_id)
+            if current is None:
+                store.epoch = 1
+                try:
+                    self._record = store.write_lease(self._new_lease(1, now), CREATE)
+                except AlreadyExists:
+                    try_create = False
+                    continue  # read it (remembering its version) and decide
+                self.epoch, self.takeover, self.created = 1, False, True
+                return self._record.value
+            try_create = False
+            old = current.value
+            if old.released:
+                takeover = False
+            elif is_expired(old, now, self.skew):
+                takeover = True
+            else:
+                raise LeaseHeld(
+                    f"task {self.task_id!r} is leased by {old.holder!r} (epoch {old.epoch}) "
+                    f"until {old.expires_at}", key=current.key, holder=old.holder,
+                    expires_at=old.expires_at)
+            epoch = max(old.epoch, current.epoch) + 1
+            store.epoch = epoch
+            try:
+                self._record = store.write_lease(self._new_lease(epoch, now),
+                                                 Replace(current.version))
+            except Conflict:
+                continue  # somebody else moved it first: look again
+            self.epoch, self.takeover, self.created = epoch, takeover, False
+            self.previous = old
+            if takeover:
+                _log.warning("task %s: took over the expired lease of %s (epoch %d -> %d)",
+                             self.task_id, old.holder, old.epoch, epoch,
+                             extra={"task_id": self.task_id, "stage_name": None})
+            return self._record.value
+        raise LeaseHeld(f"task {self.task_id!r}: lost {_MAX_RACES} races for the lease",
+                        key=store.lease_key(self.task_id))
+
+    # -- renew ------------------------------------------------------------------------
+
+    def start_renewing(self) -> None:
+        """Renew from a daemon thread every ``renew_interval`` seconds until release."""
+        if self._record is None:
+            raise InvalidState("start_renewing() before acquire()")
+        self._renewer = threading.Thread(target=self._renew_loop, daemon=True,
+                                         name=f"eleanor-renew-{self.task_id}")
+        self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.renew_interval):
+            if self.lost:
+                return
+            try:
+                self._on_io(self.renew_once)
+            except Exception:  # noqa: BLE001 - a renewer must never die silently mid-run
+                _log.exception("task %s: lease renewal crashed", self.task_id,
+                               extra={"task_id": self.task_id, "stage_name": None})
+                self._mark_lost("lease renewal crashed")
+                return
+
+    def renew_once(self) -> bool:
+        """One renewal (call on the lease I/O thread or via :meth:`renew`)."""
+        record = self._record
+        if record is None or self.lost:
+            return False
+        now = self._clock()
+        renewed = record.value.model_copy(update={
+            "expires_at": format_ts(now + timedelta(seconds=self.ttl)),
+            "renewals": record.value.renewals + 1,
+        })
+        try:
+            self._record = self._store.write_lease(renewed, Replace(record.version))
+        except Conflict as exc:
+            holder = exc.current.value.holder if isinstance(exc.current, Record) else "?"
+            self._mark_lost(f"renewal refused: the lease is now held by {holder!r}")
+            return False
+        except EleanorError as exc:
+            if is_expired(record.value, now, 0.0):
+                self._mark_lost(f"could not renew before expiry: {exc}")
+            else:
+                _log.warning("task %s: lease renewal failed (will retry): %s", self.task_id,
+                             exc, extra={"task_id": self.task_id, "stage_name": None})
+            return False
+        return True
+
+    def renew(self) -> bool:
+        """Renew now, on the lease I/O thread; False if refused or failed."""
+        return self._on_io(self.renew_once)
+
+    # -- release ----------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Stop renewing and mark the lease released (unless it was lost)."""
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join()
+        try:
+            if self._record is not None and not self.lost:
+                self._on_io(self._release_once)
+        finally:
+            self._io.shutdown(wait=True)
+
+    def _release_once(self) -> None:
+        record = self._record
+        if record is None:
+            return
+        now = self._clock()
+        released = record.value.model_copy(update={"released": True,
+                                                   "expires_at": format_ts(now)})
+        try:
+            self._record = self._store.write_lease(released, Replace(record.version))
+        except Conflict:
+            self._mark_lost("release refused: another holder took the lease over")
+        except EleanorError as exc:
+            # The lease simply expires later; nothing this holder wrote is at risk.
+            _log.warning("task %s: could not release the lease: %s", self.task_id, exc,
+                         extra={"task_id": self.task_id, "stage_name": None})
