@@ -1,0 +1,231 @@
+"""Commands that change a task: ``cancel``, ``retry``, ``rollback``, ``delete``, ``lease``.
+
+State changes go through the engine's store-only operations, which write every stage
+as a compare-and-swap and respect the lease, so the CLI never races a running holder
+into a lost update.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from eleanor_cloud.cli import EXIT_USAGE
+from eleanor_cloud.cli.app import CliContext, cli, fail, pass_cli, validate_task_id_arg
+from eleanor_cloud.cli.output import Output
+from eleanor_cloud.cli.read import json_option, render_lease, render_task
+
+if TYPE_CHECKING:
+    from eleanor_cloud.store.records import Lease, Record
+    from eleanor_cloud.store.state_store import StateStore
+
+__all__ = ["break_lease", "import_factory"]
+
+def break_lease(store: StateStore, record: Record[Lease]) -> Record[Lease]:
+    """Mark the lease expired, as a compare-and-swap against the version read.
+
+    Holder and epoch are kept: the next taker sees an *expired* (not released) lease,
+    so it takes over with ``epoch + 1`` and fences the task, and the old holder, if it
+    is alive after all, fails its next renewal (the version moved) and stops. A
+    ``Conflict`` means the lease moved since it was read; nothing is written then.
+    """
+    from eleanor_cloud.backends.base import Replace
+    from eleanor_cloud.cli.views import BROKEN_EXPIRY
+
+    broken = record.value.model_copy(update={"expires_at": BROKEN_EXPIRY})
+    # The envelope's epoch is the holder's, so takers computing max(epochs) + 1 agree.
+    store.epoch = max(record.epoch, record.value.epoch)
+    return store.write_lease(broken, Replace(record.version))
+
+
+def import_factory(spec: str) -> Any:
+    """Import ``module:attribute`` (``module.sub:attr.inner`` allowed) from sys.path + cwd.
+
+    The current directory is put on ``sys.path`` first, as ``python -m`` would, so a
+    factory in a script next to the user's shell works.
+    """
+    import importlib
+    import os
+    import sys
+
+    module_name, sep, attr_path = spec.partition(":")
+    if not sep or not module_name or not attr_path:
+        fail(f"factory {spec!r} is not MODULE:FACTORY (e.g. mypkg.tasks:build)", EXIT_USAGE)
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            fail(f"factory {spec!r}: no module named {exc.name!r} (looked in the current "
+                 "directory and sys.path)", EXIT_USAGE)
+        raise
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            fail(f"factory {spec!r}: module {module_name!r} has no attribute {attr_path!r}",
+                 EXIT_USAGE)
+    if not callable(obj):
+        fail(f"factory {spec!r} is not callable", EXIT_USAGE)
+    return obj
+
+
+def _show_after(state: CliContext, out: Output, task_id: str, action: str) -> None:
+    from eleanor_cloud.cli.shapes import task_doc
+    from eleanor_cloud.cli.views import load_task_view
+
+    view = load_task_view(state.store, task_id)
+    if out.json_mode:
+        out.json(task_doc(view, state.store_description, action=action))
+    else:
+        render_task(out, view)
+
+
+@cli.command("cancel")
+@click.argument("task_id", callback=validate_task_id_arg)
+@json_option
+@pass_cli
+def cancel_cmd(state: CliContext, task_id: str, as_json: bool) -> None:
+    """Cancel TASK_ID: its unfinished stages become CANCELED.
+
+    A holder running it notices at its next write (or via ctx.cancelled) and stops.
+    """
+    from eleanor_cloud.engine import cancel_task
+
+    out = Output(json_mode=as_json)
+    cancel_task(state.store, task_id)
+    out.line(f"canceled task {task_id}")
+    _show_after(state, out, task_id, "cancel")
+
+
+@cli.command("retry")
+@click.argument("task_id", callback=validate_task_id_arg)
+@json_option
+@pass_cli
+def retry_cmd(state: CliContext, task_id: str, as_json: bool) -> None:
+    """Redrive TASK_ID: move its ERROR stages back to RETRY with a fresh attempt budget.
+
+    Run the task again (``eleanor-cloud run`` or your own host) to resume it.
+    """
+    from eleanor_cloud.engine import retry_failed_task
+
+    out = Output(json_mode=as_json)
+    retry_failed_task(state.store, task_id)
+    out.line(f"task {task_id}: ERROR stages moved to RETRY; run it again to resume")
+    _show_after(state, out, task_id, "retry")
+
+
+@cli.command("rollback")
+@click.argument("task_id", callback=validate_task_id_arg)
+@click.option("--to", "to_stage", required=True, metavar="STAGE",
+              help="Reset this stage and every later one to CREATED.")
+@click.option("--factory", metavar="MODULE:FACTORY",
+              help="Build the task's engine with this factory(task_id, store) and call each "
+                   "completed stage's rollback() too, last stage first.")
+@json_option
+@pass_cli
+def rollback_cmd(state: CliContext, task_id: str, to_stage: str, factory: str | None,
+                 as_json: bool) -> None:
+    """Roll TASK_ID back to STAGE: reset it and the stages after it to CREATED.
+
+    Without --factory only the stored states are reset (the stages' side effects stay);
+    with it, their rollback() methods run first, in reverse order.
+    """
+    from eleanor_cloud.engine import rollback_task
+
+    out = Output(json_mode=as_json)
+    manifest = state.store.load_manifest(task_id)
+    if to_stage not in manifest.stages:
+        fail(f"task {task_id!r} has no stage {to_stage!r} (stages: "
+             f"{', '.join(manifest.stages)})", EXIT_USAGE)
+    if factory is not None:
+        build = import_factory(factory)
+        engine = build(task_id, state.store)
+        engine.rollback(to_stage)
+        out.line(f"task {task_id}: rolled back to {to_stage} (stage rollback() methods called)")
+    else:
+        rollback_task(state.store, task_id, to_stage)
+        out.line(f"task {task_id}: states reset to CREATED from {to_stage} on "
+                 "(no rollback() called: pass --factory for that)")
+    _show_after(state, out, task_id, "rollback")
+
+
+@cli.command("delete")
+@click.argument("task_id", callback=validate_task_id_arg)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@pass_cli
+def delete_cmd(state: CliContext, task_id: str, yes: bool, as_json: bool) -> None:
+    """Delete every object of TASK_ID (states, manifest, lease last). Asks unless --yes."""
+    from eleanor_cloud.cli.shapes import SCHEMA
+    from eleanor_cloud.cli.views import LeaseView
+    from eleanor_cloud.clock import utc_now
+
+    out = Output(json_mode=as_json)
+    store = state.store
+    manifest = store.load_manifest(task_id)  # NotFound -> exit 1 with one line
+    record = store.load_lease(task_id)
+    if record is not None and LeaseView.of(record, utc_now()).live:
+        click.echo(f"warning: task {task_id} has a live lease held by {record.value.holder}",
+                   err=True)
+    if not yes:
+        click.confirm(f"Delete task {task_id} ({len(manifest.stages)} stages) from "
+                      f"{state.store_description}?", abort=True, err=True)
+    count = store.delete_task(task_id)
+    if as_json:
+        out.json({"schema": SCHEMA, "kind": "delete", "store": state.store_description,
+                  "task_id": task_id, "deleted_objects": count})
+    else:
+        out.line(f"deleted task {task_id} ({count} objects)")
+
+
+@cli.command("lease")
+@click.argument("task_id", callback=validate_task_id_arg)
+@click.option("--break", "break_", is_flag=True,
+              help="Expire the lease now so another holder can take over. Asks unless --yes.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@pass_cli
+def lease_cmd(state: CliContext, task_id: str, break_: bool, yes: bool, as_json: bool) -> None:
+    """Show TASK_ID's lease (holder, epoch, expiry), or break it with --break.
+
+    Breaking keeps the epoch: the next holder takes over with a higher one, which fences
+    out the old holder if it is still alive. Break only a lease whose holder is gone.
+    """
+    from eleanor_cloud.cli.shapes import lease_doc
+    from eleanor_cloud.cli.views import LeaseView
+    from eleanor_cloud.clock import utc_now
+
+    out = Output(json_mode=as_json)
+    store = state.store
+    store.load_manifest(task_id)  # an unknown task is "not found", not "no lease"
+    record = store.load_lease(task_id)
+    view = LeaseView.of(record, utc_now()) if record is not None else None
+    if not break_:
+        if as_json:
+            out.json(lease_doc(task_id, view, state.store_description))
+        else:
+            render_lease(out, view)
+        return
+    if record is None or view is None:
+        fail(f"task {task_id!r} has no lease to break")
+    if view.lease.released or view.broken:
+        out.line("the lease is already " + ("released" if view.lease.released else "broken")
+                 + "; nothing to break")
+        if as_json:
+            out.json(lease_doc(task_id, view, state.store_description))
+        return
+    if not yes:
+        liveness = "live" if view.live else "expired"
+        click.confirm(f"Break the {liveness} lease of task {task_id} held by "
+                      f"{view.lease.holder} (epoch {view.epoch})? Only do this if that "
+                      "holder is gone.", abort=True, err=True)
+    after = LeaseView.of(break_lease(store, record), utc_now())
+    if as_json:
+        out.json(lease_doc(task_id, after, state.store_description, broken=True))
+    else:
+        out.line(f"broke the lease of task {task_id} (was held by {view.lease.holder})")
+        render_lease(out, after)

@@ -1,0 +1,223 @@
+"""Rendering: rich tables and progress bars on a terminal, plain text otherwise.
+
+rich is imported only when stdout is a terminal, so pipes, CI logs and ``--json`` pay
+nothing for it and get stable, greppable lines (columns separated by two spaces).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+__all__ = [
+    "Output",
+    "PlainProgress",
+    "Progress",
+    "RichProgress",
+    "status_style",
+]
+
+_STATUS_STYLES = {
+    "COMPLETE": "green",
+    "ERROR": "bold red",
+    "CANCELED": "magenta",
+    "RUNNING": "yellow",
+    "RETRY": "yellow",
+    "CREATED": "dim",
+    "UNBOUND": "dim",
+}
+
+
+def status_style(status: str) -> str:
+    """The rich style of a status name (``""`` for unknown ones)."""
+    return _STATUS_STYLES.get(status, "")
+
+
+class Output:
+    """Writes one command's output to stdout: JSON, a rich rendering, or plain text.
+
+    ``tty`` defaults to whether stdout is a terminal; tests pass it explicitly.
+    """
+
+    def __init__(self, *, json_mode: bool = False, tty: bool | None = None) -> None:
+        self.json_mode = json_mode
+        self.tty = sys.stdout.isatty() if tty is None else tty
+        self._console: Any = None
+
+    @property
+    def console(self) -> Any:
+        """The rich Console (terminal only): imported on first use."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(highlight=False)
+        return self._console
+
+    def json(self, doc: dict[str, Any]) -> None:
+        """Print one JSON document (the ``--json`` output) and nothing else."""
+        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    def line(self, text: str = "", *, style: str | None = None) -> None:
+        """Print a line of prose (suppressed in JSON mode so stdout stays parseable)."""
+        if self.json_mode:
+            return
+        if self.tty:
+            from rich.markup import escape
+
+            self.console.print(f"[{style}]{escape(text)}[/]" if style else escape(text))
+        else:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+
+    def table(
+        self,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        *,
+        title: str | None = None,
+        status_column: int | None = None,
+    ) -> None:
+        """A table: rich on a terminal; aligned plain columns (header first) otherwise.
+
+        ``status_column`` names the column whose values are stage statuses, coloured
+        on a terminal.
+        """
+        if self.json_mode:
+            return
+        if self.tty:
+            from rich.table import Table
+            from rich.text import Text
+
+            table = Table(title=title, title_justify="left", header_style="bold")
+            for column in columns:
+                table.add_column(column, overflow="fold")
+            for row in rows:
+                cells = [
+                    Text(cell, style=status_style(cell) if i == status_column else "")
+                    for i, cell in enumerate(row)
+                ]
+                table.add_row(*cells)
+            self.console.print(table)
+            return
+        if title:
+            sys.stdout.write(title + "\n")
+        widths = [len(c) for c in columns]
+        for row in rows:
+            for i, cell in enumerate(row):
+                widths[i] = max(widths[i], len(cell))
+        for row in [list(columns), *rows]:
+            padded = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
+            sys.stdout.write("  ".join([*padded, row[-1]]).rstrip() + "\n")
+        sys.stdout.flush()
+
+    def progress(self) -> Progress:
+        """A progress display for stages: bars on a terminal, plain lines otherwise."""
+        if self.tty and not self.json_mode:
+            return RichProgress(self.console)
+        return PlainProgress(quiet=self.json_mode)
+
+
+class Progress(Protocol):
+    """What a running task reports to the screen."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def stage_started(self, stage: str, attempt: int, total: int) -> None: ...
+    def advance(self, stage: str, done: int, total: int) -> None: ...
+    def stage_finished(self, stage: str, status: str, message: str) -> None: ...
+    def note(self, text: str, *, style: str | None = None) -> None: ...
+
+
+class PlainProgress:
+    """Progress as plain lines: one at each quarter of a stage, so logs stay short."""
+
+    def __init__(self, *, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self._last_quarter: dict[str, int] = {}
+
+    def _write(self, text: str) -> None:
+        if not self.quiet:
+            # Flushed per line: a demo that kills itself must not lose what it printed.
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+
+    def start(self) -> None:
+        """Nothing to set up for plain lines."""
+
+    def stop(self) -> None:
+        """Nothing to tear down for plain lines."""
+
+    def stage_started(self, stage: str, attempt: int, total: int) -> None:
+        self._last_quarter[stage] = 0
+        self._write(f"[{stage}] attempt {attempt}: started ({total} records)")
+
+    def advance(self, stage: str, done: int, total: int) -> None:
+        quarter = (4 * done) // total if total else 4
+        if 0 < quarter < 4 and quarter > self._last_quarter.get(stage, 0):
+            self._last_quarter[stage] = quarter
+            self._write(f"[{stage}] {done}/{total} records")
+
+    def stage_finished(self, stage: str, status: str, message: str) -> None:
+        self._write(f"[{stage}] {status}" + (f": {message}" if message else ""))
+
+    def note(self, text: str, *, style: str | None = None) -> None:
+        self._write(text)
+
+
+class RichProgress:
+    """One rich progress bar per stage, with notes printed above the bars."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+        from rich.progress import Progress as _RichProgress
+
+        self._console = console
+        self._progress = _RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self._bars: dict[str, Any] = {}
+
+    def start(self) -> None:
+        self._progress.start()
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+    def stage_started(self, stage: str, attempt: int, total: int) -> None:
+        description = f"{stage} (attempt {attempt})"
+        if stage in self._bars:
+            self._progress.reset(self._bars[stage], total=total, description=description)
+        else:
+            self._bars[stage] = self._progress.add_task(description, total=total)
+
+    def advance(self, stage: str, done: int, total: int) -> None:
+        if stage in self._bars:
+            self._progress.update(self._bars[stage], completed=done, total=total)
+
+    def stage_finished(self, stage: str, status: str, message: str) -> None:
+        from rich.markup import escape
+
+        style = status_style(status) or "bold"
+        text = f"[{style}]{status}[/]" + (f": {escape(message)}" if message else "")
+        if stage in self._bars:
+            self._progress.update(self._bars[stage], description=f"{stage} {text}")
+        else:
+            self._progress.console.print(f"{escape(stage)} {text}")
+
+    def note(self, text: str, *, style: str | None = None) -> None:
+        from rich.markup import escape
+
+        self._progress.console.print(f"[{style}]{escape(text)}[/]" if style else escape(text))

@@ -1,0 +1,256 @@
+"""Commands that run a task: ``run`` (your factory) and ``demo`` (the bundled example).
+
+Exit codes of both: 0 the task is COMPLETE; 1 it ended in ERROR or CANCELED (or the
+lease was held by a live holder); 3 (``EXIT_BUDGET``) the run stopped because the time
+budget could not fit the next stage: work is left, run it again to resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from eleanor_cloud.cli import EXIT_BUDGET, EXIT_FAILED, EXIT_OK
+from eleanor_cloud.cli.app import CliContext, cli, pass_cli, validate_task_id_arg
+from eleanor_cloud.cli.output import Output, Progress
+from eleanor_cloud.cli.read import json_option, render_task, short_ts
+
+if TYPE_CHECKING:
+    from eleanor_cloud.cli.views import TaskView
+    from eleanor_cloud.engine import EngineEvent, TaskSummary
+    from eleanor_cloud.models import StageStatus
+    from eleanor_cloud.store.state_store import StateStore
+
+__all__ = ["event_printer", "exit_code_of"]
+
+_FINISHED = {
+    "stage_completed": "COMPLETE",
+    "stage_retry": "RETRY",
+    "stage_failed": "ERROR",
+    "stage_canceled": "CANCELED",
+}
+
+
+def exit_code_of(status: StageStatus) -> int:
+    """0 COMPLETE, 1 ERROR/CANCELED, 3 anything else (stopped with work left)."""
+    if status.value == "COMPLETE":
+        return EXIT_OK
+    if status.value in ("ERROR", "CANCELED"):
+        return EXIT_FAILED
+    return EXIT_BUDGET
+
+
+def event_printer(progress: Progress, *, default_total: int = 0) -> Callable[[EngineEvent], None]:
+    """An ``on_event`` handler that shows what the engine does on ``progress``."""
+
+    def on_event(event: EngineEvent) -> None:
+        stage = event.stage_name or ""
+        kind = event.kind
+        if kind == "stage_started":
+            progress.stage_started(stage, event.attempt, default_total)
+        elif kind in _FINISHED:
+            progress.stage_finished(stage, _FINISHED[kind], event.message)
+        elif kind == "stage_interrupted":
+            progress.note(f"[{stage}] attempt {event.attempt} was interrupted (its holder "
+                          f"stopped mid-stage): counted as a failed attempt"
+                          + (f": {event.message}" if event.message else ""), style="yellow")
+        elif kind == "stage_rolled_back":
+            progress.note(f"[{stage}] rolled back" + (f": {event.message}" if event.message
+                                                       else ""))
+        elif kind == "lease_takeover":
+            progress.note("took over an expired lease" + (f": {event.message}"
+                                                          if event.message else ""),
+                          style="yellow")
+        elif kind == "lease_lost":
+            progress.note(f"lease lost: {event.message}", style="bold red")
+        elif kind == "task_paused":
+            progress.note("stopped with work left" + (f": {event.message}" if event.message
+                                                      else ""), style="yellow")
+
+    return on_event
+
+
+def _attach(engine: Any, handler: Callable[[EngineEvent], None]) -> None:
+    """Chain ``handler`` after the engine's own ``on_event`` (the factory's, if any)."""
+    previous = getattr(engine, "on_event", None)
+    if previous is None:
+        engine.on_event = handler
+        return
+
+    def both(event: EngineEvent) -> None:
+        previous(event)
+        handler(event)
+
+    engine.on_event = both
+
+
+def _report(out: Output, state: CliContext, task_id: str, action: str,
+            summary: TaskSummary | None = None) -> int:
+    """Print the task after a run (table or JSON); return the exit code for it."""
+    from eleanor_cloud.cli.shapes import task_doc
+    from eleanor_cloud.cli.views import load_task_view
+
+    view = load_task_view(state.store, task_id)
+    # The run's own summary is authoritative (a cancel may land right after it).
+    code = exit_code_of(summary.status if summary is not None else view.status)
+    if out.json_mode:
+        out.json(task_doc(view, state.store_description, action=action, exit_code=code))
+        return code
+    out.line()
+    render_task(out, view)
+    if code == EXIT_BUDGET:
+        why = (summary.message if summary is not None else "") or "time budget"
+        out.line(f"stopped with work left ({why}): run again to resume at stage "
+                 f"{view.next_stage}", style="yellow")
+    return code
+
+
+@cli.command("run")
+@click.argument("factory", metavar="MODULE:FACTORY")
+@click.option("--task-id", required=True, callback=validate_task_id_arg,
+              help="The task to run or resume.")
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Start no stage that cannot finish within this many seconds; exit 3 "
+                   "if work is left.")
+@json_option
+@pass_cli
+def run_cmd(state: CliContext, factory: str, task_id: str, time_budget: float | None,
+            as_json: bool) -> None:
+    """Run or resume a task built by MODULE:FACTORY, a callable(task_id, store) -> TaskEngine.
+
+    COMPLETE stages are skipped; an interrupted stage is retried if its budget allows.
+    Exits 0 when the task is COMPLETE, 1 on ERROR/CANCELED, 3 when stopped by the time
+    budget with work left.
+    """
+    from eleanor_cloud.cli.manage import import_factory
+
+    build = import_factory(factory)
+    engine = build(task_id, state.store)
+    if not callable(getattr(engine, "run", None)):
+        raise click.BadParameter(f"{factory!r} returned {type(engine).__name__}, not a "
+                                 "TaskEngine", param_hint="MODULE:FACTORY")
+    out = Output(json_mode=as_json)
+    progress = out.progress()
+    _attach(engine, event_printer(progress))
+    progress.start()
+    try:
+        summary = engine.run(time_budget=time_budget)
+    finally:
+        progress.stop()
+    raise click.exceptions.Exit(_report(out, state, task_id, "run", summary))
+
+
+def _existing(store: StateStore, task_id: str) -> TaskView | None:
+    from eleanor_cloud.cli.views import load_task_view
+    from eleanor_cloud.errors import NotFound
+
+    try:
+        return load_task_view(store, task_id)
+    except NotFound:
+        return None
+
+
+def _announce_resume(progress: Progress, view: TaskView, skew: float) -> None:
+    """Say what a resume will skip, what was interrupted, and whether it must wait."""
+    from eleanor_cloud.models import StageStatus
+
+    skipped = [s.name for s in view.stages if s.status is StageStatus.COMPLETE]
+    progress.note(f"resuming task {view.task_id}: stages already COMPLETE are skipped: "
+                  + (", ".join(skipped) if skipped else "none"), style="bold")
+    for stage in view.stages:
+        if stage.status is StageStatus.RUNNING:
+            progress.note(f"[{stage.name}] attempt {stage.attempts} is RUNNING in the store "
+                          "but its holder is gone: it counts as a failed attempt and runs "
+                          "again")
+    lease = view.lease
+    if lease is not None and not lease.lease.released and lease.seconds_left > -skew:
+        wait = max(0.0, lease.seconds_left + skew)
+        progress.note(f"waiting up to {wait:.1f}s for the lease held by {lease.lease.holder} "
+                      f"(epoch {lease.epoch}, expires {short_ts(lease.lease.expires_at)}) "
+                      "to expire: a holder that died cannot renew it", style="yellow")
+
+
+@cli.command("demo")
+@click.option("--task-id", default="demo", show_default=True, callback=validate_task_id_arg,
+              help="Task id of the demo task.")
+@click.option("--crash-at", type=click.Choice(["generate", "validate", "transform", "publish"]),
+              help="Kill this process (SIGKILL) halfway through this stage.")
+@click.option("--reset", is_flag=True, help="Delete the task first and start afresh.")
+@click.option("--seed", type=int, default=7, show_default=True,
+              help="Seed of the generated records (fixed once the task has generated them).")
+@click.option("--records", type=click.IntRange(1, 100_000), default=240, show_default=True,
+              help="How many records to generate.")
+@click.option("--work-delay", type=click.FloatRange(min=0), default=0.025, show_default=True,
+              help="Seconds of simulated I/O per batch of 20 records.")
+@click.option("--lease-ttl", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Lease TTL: how soon a crashed run's lease can be taken over.")
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Stop before a stage that cannot finish in time (exit 3).")
+@json_option
+@pass_cli
+def demo_cmd(state: CliContext, task_id: str, crash_at: str | None, reset: bool, seed: int,
+             records: int, work_delay: float, lease_ttl: float, time_budget: float | None,
+             as_json: bool) -> None:
+    """Run the bundled demo task: generate, validate, transform, publish records.
+
+    Try: ``eleanor-cloud demo --reset --crash-at transform`` (the process kills itself
+    mid-stage), then ``eleanor-cloud demo``: it waits for the dead run's lease, skips
+    the COMPLETE stages and retries the interrupted one, whose crashed attempt stays in
+    the history (``eleanor-cloud history demo``).
+    """
+    from eleanor_cloud.examples.demo import build_demo
+
+    out = Output(json_mode=as_json)
+    store = state.store
+    skew = min(1.0, lease_ttl / 2)  # one host: clocks agree, keep the takeover prompt
+    if reset and _existing(store, task_id) is not None:
+        count = store.delete_task(task_id)
+        out.line(f"reset: deleted task {task_id} ({count} objects)")
+    before = _existing(store, task_id)
+    progress = out.progress()
+    if before is not None and before.done:
+        out.line(f"task {task_id} is already {before.status.value}: nothing to run "
+                 "(use --reset to start afresh)")
+        raise click.exceptions.Exit(_report(out, state, task_id, "demo"))
+
+    def on_crash(stage: str) -> None:
+        progress.note(f"[{stage}] --crash-at {stage}: killing this process (SIGKILL) "
+                      "halfway through the stage", style="bold red")
+        progress.stop()
+        click.echo("resume it with: eleanor-cloud demo", err=True)
+
+    engine = build_demo(task_id, store, seed=seed, records=records, work_delay=work_delay,
+                        crash_at=crash_at, progress=progress.advance, on_crash=on_crash,
+                        lease_ttl=lease_ttl, wait_for_lease=lease_ttl * 3 + skew + 5.0,
+                        clock_skew_tolerance=skew,
+                        on_event=event_printer(progress, default_total=records))
+    if before is None:
+        out.line(f"demo task {task_id}: {records} records (seed {seed}) through generate -> "
+                 f"validate -> transform -> publish, store {state.store_description}",
+                 style="bold")
+    progress.start()
+    try:
+        if before is not None:
+            _announce_resume(progress, before, skew)
+        summary = engine.run(time_budget=time_budget)
+    finally:
+        progress.stop()
+    code = _report(out, state, task_id, "demo", summary)
+    if not as_json:
+        _show_interruptions(out, state.store, task_id)
+    raise click.exceptions.Exit(code)
+
+
+def _show_interruptions(out: Output, store: StateStore, task_id: str) -> None:
+    """Point at the history entries of attempts that did not complete."""
+    from eleanor_cloud.cli.views import load_task_view
+
+    view = load_task_view(store, task_id, with_lease=False)
+    for stage in view.stages:
+        for entry in stage.history:
+            if entry.end_status.value != "COMPLETE":
+                out.line(f"history: {stage.name} attempt {entry.attempt}: "
+                         f"{entry.begin_status.value} -> {entry.end_status.value}: "
+                         f"{entry.message}", style="yellow")

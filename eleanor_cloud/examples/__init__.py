@@ -1,0 +1,1 @@
+"""Example tasks shipped with eleanor_cloud (``eleanor-cloud demo`` runs :mod:`.demo`)."""
