@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: demo test lint pytest bench reliability clean
+.PHONY: demo test lint infra-lint pytest bench reliability clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,22 @@ pytest: $(VENV)/.test-installed
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
 
-test: lint pytest
+# infra/ templates: cfn-lint (no errors) and checkov (no failed checks; a skipped check
+# carries its reason in the template metadata). Both live in their own venv, created on
+# first use, because checkov pins many packages.
+INFRA_VENV := .venv-infra
+$(INFRA_VENV)/.installed: infra/requirements-lint.txt
+	$(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(INFRA_VENV)/bin/python -m pip install --quiet -r infra/requirements-lint.txt
+	touch $@
+
+infra-lint: $(INFRA_VENV)/.installed
+	$(INFRA_VENV)/bin/cfn-lint infra/*.yaml
+	BC_SKIP_MAPPING=TRUE $(INFRA_VENV)/bin/checkov --directory infra \
+		--framework cloudformation dockerfile --skip-download --compact --quiet
+
+test: lint infra-lint pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .eleanor
+	rm -rf $(VENV) $(INFRA_VENV) .pytest_cache .mypy_cache .ruff_cache .eleanor
