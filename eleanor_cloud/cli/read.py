@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from eleanor_cloud.cli import EXIT_FAILED
 from eleanor_cloud.cli.app import CliContext, cli, fail, pass_cli, validate_task_id_arg
 from eleanor_cloud.cli.output import Output
-from eleanor_cloud.cli.views import LeaseView, TaskView
+
+if TYPE_CHECKING:
+    from eleanor_cloud.cli.views import LeaseView, TaskView
 
 __all__ = ["render_lease", "render_task", "summarize_result"]
 
