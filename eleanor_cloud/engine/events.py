@@ -8,7 +8,7 @@ from typing import Literal
 
 from eleanor_cloud.models import StageStatus
 
-__all__ = ["EngineEvent", "EventKind", "EventHandler"]
+__all__ = ["EngineEvent", "EventHandler", "EventKind"]
 
 EventKind = Literal[
     "task_started",

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from eleanor_cloud.backends.base import CREATE, Replace
 from eleanor_cloud.clock import Clock, format_ts, parse_ts
+from eleanor_cloud.engine.storeview import private_view
 from eleanor_cloud.errors import (
     AlreadyExists,
     Conflict,
@@ -45,8 +46,6 @@ from eleanor_cloud.errors import (
 )
 from eleanor_cloud.store.records import Lease, Record
 from eleanor_cloud.store.state_store import StateStore
-
-from eleanor_cloud.engine.storeview import private_view
 
 __all__ = ["LeaseManager", "default_holder", "is_expired"]
 

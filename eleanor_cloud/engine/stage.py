@@ -57,7 +57,6 @@ class BaseStage(Generic[StateT]):
 
     def rollback(self, state: StateT, ctx: StageContext[StateT]) -> None:
         """Undo the stage's effects (called by ``TaskEngine.rollback``); default: nothing."""
-        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -106,8 +105,8 @@ class StageContext(Generic[StateT]):
 
     def result_of(self, stage_name: str) -> BaseModel | None:
         """The result of an earlier stage (a copy), or ``None`` if it has none."""
-        result = self.state_of(stage_name).result
-        return result if isinstance(result, BaseModel) or result is None else result
+        result: BaseModel | None = self.state_of(stage_name).result
+        return result
 
     def remaining_time(self) -> float | None:
         """Seconds left in the run's time budget, or ``None`` without a budget."""
