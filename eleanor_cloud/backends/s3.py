@@ -1,0 +1,408 @@
+"""S3 backend on boto3: conditional writes with ``If-None-Match`` / ``If-Match``.
+
+=============  ===============================================  ==========
+operation      request                                          requests
+=============  ===============================================  ==========
+read           ``GetObject``                                    1
+create         ``PutObject`` with ``IfNoneMatch="*"``           1
+replace (CAS)  ``PutObject`` with ``IfMatch=<etag>``            1
+overwrite      ``PutObject``                                    1
+delete         ``DeleteObject`` (``IfMatch=<etag>`` if given)   1
+list           ``ListObjectsV2``                                1 per page
+=============  ===============================================  ==========
+
+No request is made when the backend is opened, and none is added to an operation (no
+HEAD before a PUT, no bucket check per call). The version is the ETag exactly as S3
+returns it. 412 PreconditionFailed means the condition did not hold; 409
+ConditionalRequestConflict (a concurrent conditional write was in flight) is retried
+here a bounded number of times with jittered backoff, as S3 documents, then reported
+as ``Conflict``. Transient failures (5xx, throttling, lost connections) are retried by
+botocore's *standard* retry mode; what is left is ``Unavailable``.
+
+A conditional write whose response was lost is retried by botocore and answered 412;
+:class:`~eleanor_cloud.store.StateStore` recognises its own ``write_id`` with one GET
+and reports success. IAM actions needed: ``s3:GetObject``, ``s3:PutObject``,
+``s3:DeleteObject`` and ``s3:ListBucket``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from eleanor_cloud.backends.base import (
+    Capabilities,
+    Create,
+    Overwrite,
+    Replace,
+    Version,
+    WriteMode,
+)
+from eleanor_cloud.errors import (
+    ConfigurationError,
+    InvalidKey,
+    MissingDependency,
+    NotFound,
+)
+
+try:
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        FlexibleChecksumError,
+        IncompleteReadError,
+        ResponseStreamingError,
+    )
+except ModuleNotFoundError as _exc:  # pragma: no cover - exercised without the extra
+    raise MissingDependency(
+        f"the S3 backend needs {_exc.name!r}: pip install 'eleanor-cloud[s3]'",
+        install="eleanor-cloud[s3]") from _exc
+
+from eleanor_cloud.backends.s3_errors import (
+    CONDITIONAL_CONFLICT,
+    error_code,
+    retry_attempts,
+    translate,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["ALLOWED_EXTRA_ARGS", "S3Backend", "from_url", "validate_bucket"]
+
+# What may be added to requests. SSE-C is absent on purpose: it would need the key on
+# every GET too, and a lost key makes every checkpoint unreadable.
+ALLOWED_EXTRA_ARGS = frozenset({"ServerSideEncryption", "SSEKMSKeyId", "ExpectedBucketOwner"})
+_SSE_VALUES = ("AES256", "aws:kms", "aws:kms:dsse")
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
+# Names S3 accepts today (3-63 characters) plus the legacy us-east-1 ones (upper case,
+# underscores, up to 255): the point is a clear error before any request, not policing.
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
+_MAX_KEY_BYTES = 1024
+
+DEFAULT_CONFLICT_RETRIES = 4
+_CONFLICT_BACKOFF_BASE = 0.05
+_CONFLICT_BACKOFF_CAP = 1.0
+# A GET whose body stream broke after the headers arrived is outside botocore's retry
+# loop; reading is idempotent, so it is retried here this many more times.
+_BODY_RETRIES = 2
+
+
+def validate_bucket(bucket: object) -> str:
+    """Return ``bucket`` if it can be an S3 bucket name, else raise ``ConfigurationError``."""
+    if not isinstance(bucket, str) or not bucket:
+        raise ConfigurationError(f"S3 bucket name must be a non-empty string, got {bucket!r}",
+                                 operation="open_store")
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise ConfigurationError(
+            f"invalid S3 bucket name {bucket!r}: use 3-63 lower-case letters, digits, "
+            "'.' and '-', starting and ending with a letter or digit",
+            operation="open_store")
+    return bucket
+
+
+def _validate_extra_args(extra_args: Mapping[str, Any] | None) -> dict[str, str]:
+    if extra_args is None:
+        return {}
+    if not isinstance(extra_args, Mapping):
+        raise ConfigurationError(
+            f"extra_args must be a mapping, got {type(extra_args).__name__}",
+            operation="open_store")
+    unknown = sorted(set(extra_args) - ALLOWED_EXTRA_ARGS)
+    if unknown:
+        raise ConfigurationError(
+            f"unsupported S3 extra_args {unknown}; allowed: {sorted(ALLOWED_EXTRA_ARGS)}",
+            operation="open_store")
+    for name, value in extra_args.items():
+        if not isinstance(value, str) or not value:
+            raise ConfigurationError(f"extra_args[{name!r}] must be a non-empty string, "
+                                     f"got {value!r}", operation="open_store")
+    sse = extra_args.get("ServerSideEncryption")
+    if sse is not None and sse not in _SSE_VALUES:
+        raise ConfigurationError(f"extra_args['ServerSideEncryption'] must be one of "
+                                 f"{list(_SSE_VALUES)}, got {sse!r}", operation="open_store")
+    if "SSEKMSKeyId" in extra_args and not str(sse or "").startswith("aws:kms"):
+        raise ConfigurationError("extra_args['SSEKMSKeyId'] needs ServerSideEncryption "
+                                 "'aws:kms' or 'aws:kms:dsse'", operation="open_store")
+    owner = extra_args.get("ExpectedBucketOwner")
+    if owner is not None and not _ACCOUNT_ID.fullmatch(owner):
+        raise ConfigurationError(f"extra_args['ExpectedBucketOwner'] must be a 12-digit AWS "
+                                 f"account id, got {owner!r}", operation="open_store")
+    return dict(extra_args)
+
+
+def _env_or_profile_sets(session: Any, env_name: str, profile_name: str) -> bool:
+    if os.environ.get(env_name):
+        return True
+    core = getattr(session, "_session", None)  # boto3 keeps its botocore session here
+    try:
+        scoped = core.get_scoped_config() if core is not None else {}
+    except BotoCoreError:  # e.g. a missing profile: botocore reports it on client creation
+        return False
+    return bool(scoped.get(profile_name))
+
+
+def _client_config(session: Any, config: Config | None) -> Config:
+    """Standard retry mode unless the user chose otherwise (argument > env/profile > us)."""
+    retries: dict[str, Any] = {}
+    if not _env_or_profile_sets(session, "AWS_RETRY_MODE", "retry_mode"):
+        retries["mode"] = "standard"
+    user = dict(getattr(config, "retries", None) or {}) if config is not None else {}
+    # Config.merge replaces the retries dict whole; merge its keys so a user who sets
+    # only max_attempts still gets standard mode.
+    retries.update(user)
+    if config is None:
+        return Config(retries=retries) if retries else Config()  # type: ignore[arg-type]
+    return config.merge(Config(retries=retries)) if retries else config  # type: ignore[arg-type]
+
+
+def _check_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise InvalidKey(key, f"must be a str, not {type(key).__name__}", field="key")
+    if not key:
+        raise InvalidKey(key, "must not be empty", field="key")
+    if len(key.encode("utf-8", "surrogatepass")) > _MAX_KEY_BYTES:
+        raise InvalidKey(key, f"must be at most {_MAX_KEY_BYTES} bytes in UTF-8", field="key")
+    for part in key.split("/"):
+        if part in ("", ".", "..") or "\x00" in part:
+            raise InvalidKey(key, "is not a relative path of plain segments", field="key")
+    return key
+
+
+class S3Backend:
+    """Objects in one S3 bucket, written with S3 conditional writes.
+
+    Give either an injected ``client`` (used as is) or the pieces to build one:
+    ``session`` (a ``boto3.Session``), ``config`` (a ``botocore.config.Config``,
+    merged over the default of standard retry mode; yours wins), ``endpoint_url`` and
+    ``region_name``. Unset, boto3 resolves them as usual (``AWS_ENDPOINT_URL_S3``,
+    ``AWS_REGION``, profiles, instance roles). ``extra_args`` adds
+    ``ServerSideEncryption``/``SSEKMSKeyId`` to writes and ``ExpectedBucketOwner`` to
+    every request. ``conflict_retries`` bounds the retries of 409
+    ConditionalRequestConflict, waiting with ``sleep`` (injectable for tests).
+    ``page_size`` caps keys per LIST page.
+
+    Creating the backend makes no request.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        client: S3Client | None = None,
+        session: boto3.Session | None = None,
+        config: Config | None = None,
+        endpoint_url: str | None = None,
+        region_name: str | None = None,
+        extra_args: Mapping[str, str] | None = None,
+        conflict_retries: int = DEFAULT_CONFLICT_RETRIES,
+        page_size: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._bucket = validate_bucket(bucket)
+        self._extra = _validate_extra_args(extra_args)
+        if not isinstance(conflict_retries, int) or conflict_retries < 0:
+            raise ConfigurationError(
+                f"conflict_retries must be a non-negative int, got {conflict_retries!r}",
+                operation="open_store")
+        if page_size is not None and (not isinstance(page_size, int)
+                                      or not 1 <= page_size <= 1000):
+            raise ConfigurationError(f"page_size must be an int from 1 to 1000, got "
+                                     f"{page_size!r}", operation="open_store")
+        if client is not None:
+            given = [name for name, value in (("session", session), ("config", config),
+                                              ("endpoint_url", endpoint_url),
+                                              ("region_name", region_name))
+                     if value is not None]
+            if given:
+                raise ConfigurationError(
+                    f"pass either client= or {', '.join(given)}=, not both: an injected "
+                    "client is used as is", operation="open_store")
+            self._client: S3Client = client
+        else:
+            if session is None:
+                session = boto3.session.Session()
+            try:
+                self._client = session.client(
+                    "s3", endpoint_url=endpoint_url, region_name=region_name,
+                    config=_client_config(session, config))
+            except (BotoCoreError, ValueError) as exc:
+                raise ConfigurationError(f"cannot create an S3 client for s3://{bucket}: "
+                                         f"{exc}", operation="open_store") from exc
+        self._owner: dict[str, Any] = ({"ExpectedBucketOwner": self._extra["ExpectedBucketOwner"]}
+                       if "ExpectedBucketOwner" in self._extra else {})
+        self._put_extra = dict(self._extra)
+        self._conflict_retries = conflict_retries
+        self._page_size = page_size
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"S3Backend({self.description})"
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    @property
+    def client(self) -> S3Client:
+        """The boto3 client in use (register event hooks on ``client.meta.events``)."""
+        return self._client
+
+    @property
+    def description(self) -> str:
+        return f"s3://{self._bucket}"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities()
+
+    # -- protocol ----------------------------------------------------------------------
+
+    def read(self, key: str) -> tuple[bytes, Version]:
+        """One GetObject: the body and its ETag; ``NotFound`` if absent."""
+        _check_key(key)
+        for attempt in range(_BODY_RETRIES + 1):
+            try:
+                response = self._client.get_object(Bucket=self._bucket, Key=key,
+                                                   **self._owner)
+            except (ClientError, BotoCoreError) as exc:
+                raise translate(exc, bucket=self._bucket, key=key, operation="read") from exc
+            body = response["Body"]
+            try:
+                data = body.read()
+            except (IncompleteReadError, ResponseStreamingError,
+                    FlexibleChecksumError) as exc:
+                if attempt < _BODY_RETRIES:
+                    continue
+                raise translate(exc, bucket=self._bucket, key=key, operation="read") from exc
+            finally:
+                body.close()
+            return data, Version(response["ETag"])
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def write(self, key: str, data: bytes, mode: WriteMode) -> Version:
+        """One PutObject, conditional per ``mode``; the new ETag."""
+        _check_key(key)
+        args: dict[str, Any] = {"Bucket": self._bucket, "Key": key, "Body": bytes(data),
+                                **self._put_extra}
+        if key.endswith(".json"):
+            args["ContentType"] = "application/json"
+        expected: str | None = None
+        match mode:
+            case Create():
+                operation = "create"
+                args["IfNoneMatch"] = "*"
+            case Replace(version=version):
+                operation = "replace"
+                expected = version.token
+                args["IfMatch"] = expected
+            case Overwrite():
+                operation = "overwrite"
+            case _:
+                raise ConfigurationError(f"unknown write mode {mode!r}", key=key)
+        response = self._call(self._client.put_object, args, key, operation, expected)
+        return Version(response["ETag"])
+
+    def delete(self, key: str, if_version: Version | None = None) -> None:
+        """One DeleteObject; with ``if_version`` only if the ETag still matches."""
+        _check_key(key)
+        args: dict[str, Any] = {"Bucket": self._bucket, "Key": key, **self._owner}
+        if if_version is None:
+            self._call(self._client.delete_object, args, key, "delete", None)
+            return
+        args["IfMatch"] = if_version.token
+        try:
+            self._call(self._client.delete_object, args, key, "delete", if_version.token)
+        except NotFound as exc:
+            # A retried conditional delete answered 404: the first attempt, whose answer
+            # was lost, most likely deleted it. The object is gone either way.
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and retry_attempts(cause) > 0:
+                return
+            raise
+
+    def list(self, prefix: str, delimiter: str | None = None) -> Iterator[str]:
+        """ListObjectsV2 page by page; common prefixes merged in lexicographic order."""
+        if not isinstance(prefix, str):
+            raise InvalidKey(prefix, f"must be a str, not {type(prefix).__name__}",
+                             field="prefix")
+        return self._list(prefix, delimiter)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _call(self, method: Callable[..., Any], args: dict[str, Any], key: str,
+              operation: str, expected: str | None) -> Any:
+        for attempt in range(self._conflict_retries + 1):
+            try:
+                return method(**args)
+            except ClientError as exc:
+                if error_code(exc) == CONDITIONAL_CONFLICT and attempt < self._conflict_retries:
+                    # S3: another conditional write to this key was in flight; retry.
+                    cap = min(_CONFLICT_BACKOFF_CAP, _CONFLICT_BACKOFF_BASE * 2 ** attempt)
+                    self._sleep(random.uniform(0, cap))
+                    continue
+                raise translate(exc, bucket=self._bucket, key=key, operation=operation,
+                                expected=expected) from exc
+            except BotoCoreError as exc:
+                raise translate(exc, bucket=self._bucket, key=key, operation=operation,
+                                expected=expected) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _list(self, prefix: str, delimiter: str | None) -> Iterator[str]:
+        args: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, **self._owner}
+        if delimiter:
+            args["Delimiter"] = delimiter
+        if self._page_size is not None:
+            args["PaginationConfig"] = {"PageSize": self._page_size}
+        pages = iter(self._client.get_paginator("list_objects_v2").paginate(**args))
+        while True:
+            # Only the fetch is guarded: an exception thrown into this generator by its
+            # consumer must not be mistaken for an S3 failure.
+            try:
+                page = next(pages)
+            except StopIteration:
+                return
+            except (ClientError, BotoCoreError) as exc:
+                raise translate(exc, bucket=self._bucket, key=prefix or None,
+                                operation="list") from exc
+            keys = [item["Key"] for item in page.get("Contents", ())]
+            prefixes = [item["Prefix"] for item in page.get("CommonPrefixes", ())]
+            yield from heapq.merge(keys, prefixes) if prefixes else keys
+
+
+def from_url(
+    url: str,
+    *,
+    client: S3Client | None = None,
+    session: boto3.Session | None = None,
+    config: Config | None = None,
+    endpoint_url: str | None = None,
+    region_name: str | None = None,
+    extra_args: Mapping[str, str] | None = None,
+    conflict_retries: int = DEFAULT_CONFLICT_RETRIES,
+    page_size: int | None = None,
+) -> tuple[S3Backend, str]:
+    """``s3://bucket/prefix`` -> ``(S3Backend, prefix)``; see :class:`S3Backend` options."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "s3":
+        raise ConfigurationError(f"not an S3 URL: {url!r} (expected s3://bucket/prefix)",
+                                 operation="open_store")
+    if "?" in rest or "#" in rest:
+        raise ConfigurationError(f"S3 URL {url!r} must not have a query or fragment; pass "
+                                 "options as keyword arguments", operation="open_store")
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ConfigurationError(f"S3 URL {url!r} names no bucket (expected "
+                                 "s3://bucket/prefix)", operation="open_store")
+    backend = S3Backend(bucket, client=client, session=session, config=config,
+                        endpoint_url=endpoint_url, region_name=region_name,
+                        extra_args=extra_args, conflict_retries=conflict_retries,
+                        page_size=page_size)
+    return backend, prefix
