@@ -7,6 +7,7 @@ only click and the package itself.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -133,7 +134,37 @@ def cli(ctx: click.Context, store_url: str, debug: bool) -> None:
     """
     if not store_url:
         raise click.BadParameter("must not be empty", param_hint="--store")
+    _configure_logging(debug)
     ctx.obj = CliContext(store_url, debug)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - logging must never break the command
+            self.handleError(record)
+
+
+def _configure_logging(debug: bool) -> None:
+    """Library logs to stderr: everything with --debug, else errors only.
+
+    What the engine logs as warnings (takeovers, interrupted attempts) the commands
+    already show from its events; with no handler at all Python's last-resort handler
+    would print them a second time. The logger's own level is left alone (records still
+    propagate to the application's handlers) unless --debug asks for more.
+    """
+    logger = logging.getLogger("eleanor_cloud")
+    handler = next((h for h in logger.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("eleanor-cloud: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+    handler.setLevel(logging.DEBUG if debug else logging.ERROR)
+    if debug:
+        logger.setLevel(logging.DEBUG)
 
 
 def _register() -> None:

@@ -152,7 +152,7 @@ class PlainProgress:
 
     def stage_started(self, stage: str, attempt: int, total: int) -> None:
         self._last_quarter[stage] = 0
-        self._write(f"[{stage}] attempt {attempt}: started ({total} records)")
+        self._write(f"[{stage}] attempt {attempt}: started")
 
     def advance(self, stage: str, done: int, total: int) -> None:
         quarter = (4 * done) // total if total else 4

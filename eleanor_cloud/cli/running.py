@@ -53,16 +53,16 @@ def event_printer(progress: Progress, *, default_total: int = 0) -> Callable[[En
         elif kind in _FINISHED:
             progress.stage_finished(stage, _FINISHED[kind], event.message)
         elif kind == "stage_interrupted":
-            progress.note(f"[{stage}] attempt {event.attempt} was interrupted (its holder "
-                          f"stopped mid-stage): counted as a failed attempt"
-                          + (f": {event.message}" if event.message else ""), style="yellow")
+            after = event.status.value if event.status is not None else "RETRY"
+            progress.note(f"[{stage}] attempt {event.attempt} recorded as interrupted "
+                          f"(-> {after}): {event.message}", style="yellow")
         elif kind == "stage_rolled_back":
             progress.note(f"[{stage}] rolled back" + (f": {event.message}" if event.message
                                                        else ""))
         elif kind == "lease_takeover":
-            progress.note("took over an expired lease" + (f": {event.message}"
-                                                          if event.message else ""),
-                          style="yellow")
+            progress.note("took over the expired lease"
+                          + (f" ({event.message})" if event.message else "")
+                          + ": the previous holder is fenced out", style="yellow")
         elif kind == "lease_lost":
             progress.note(f"lease lost: {event.message}", style="bold red")
         elif kind == "task_paused":
@@ -73,17 +73,22 @@ def event_printer(progress: Progress, *, default_total: int = 0) -> Callable[[En
 
 
 def _attach(engine: Any, handler: Callable[[EngineEvent], None]) -> None:
-    """Chain ``handler`` after the engine's own ``on_event`` (the factory's, if any)."""
-    previous = getattr(engine, "on_event", None)
+    """Chain ``handler`` after the ``on_event`` the factory gave the engine, if any.
+
+    The engine keeps its handler in ``_on_event`` (there is no public setter); a factory
+    cannot know about the CLI's display, so the CLI adds itself here.
+    """
+    attr = "on_event" if hasattr(engine, "on_event") else "_on_event"
+    previous = getattr(engine, attr, None)
     if previous is None:
-        engine.on_event = handler
+        setattr(engine, attr, handler)
         return
 
     def both(event: EngineEvent) -> None:
         previous(event)
         handler(event)
 
-    engine.on_event = both
+    setattr(engine, attr, both)
 
 
 def _report(out: Output, state: CliContext, task_id: str, action: str,
@@ -161,9 +166,9 @@ def _announce_resume(progress: Progress, view: TaskView, skew: float) -> None:
                   + (", ".join(skipped) if skipped else "none"), style="bold")
     for stage in view.stages:
         if stage.status is StageStatus.RUNNING:
-            progress.note(f"[{stage.name}] attempt {stage.attempts} is RUNNING in the store "
-                          "but its holder is gone: it counts as a failed attempt and runs "
-                          "again")
+            progress.note(f"[{stage.name}] attempt {stage.attempts} is still RUNNING in the "
+                          "store: its run died mid-stage, so it counts as failed and the "
+                          "stage runs again")
     lease = view.lease
     if lease is not None and not lease.lease.released and lease.seconds_left > -skew:
         wait = max(0.0, lease.seconds_left + skew)

@@ -218,7 +218,7 @@ def build_demo(
     takes over within seconds; ``wait_for_lease`` makes that next run wait for the dead
     holder's lease to expire instead of failing with ``LeaseHeld``.
     """
-    from eleanor_cloud.engine import TaskEngine
+    from eleanor_cloud.engine import Backoff, TaskEngine
 
     if crash_at is not None and crash_at not in STAGES:
         raise ValueError(f"crash_at must be one of {', '.join(STAGES)}, got {crash_at!r}")
@@ -231,6 +231,8 @@ def build_demo(
         if name == "generate":
             kw.update(seed=seed, records=records)
         stages.append(classes[name](**kw))
+    # A short backoff: the demo's only failures are the crashes it was asked for.
+    engine_options.setdefault("backoff", Backoff(initial=0.2, max_delay=1.0))
     return TaskEngine(task_id, stages, DemoState, store, lease_ttl=lease_ttl,
                       wait_for_lease=wait_for_lease, **engine_options)
 
