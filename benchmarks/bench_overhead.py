@@ -1,0 +1,141 @@
+"""2. Overhead against the physical limit.
+
+The same N-stage no-op task through eleanor_cloud versus a raw boto3 loop that replays
+exactly the requests the engine sent (recorded once with ``before-send``): the same
+conditional PUTs (``IfNoneMatch="*"`` / ``IfMatch=<etag>``) with bodies of the same
+size, the same GETs and LISTs. The raw loop is the floor for those requests on this
+peer; the ratio is what our serialization, validation, envelope, lease and bookkeeping
+cost on top. Measured on the moto server over HTTP (the realistic case) and on moto
+in-process (``mock_aws``: the network is nearly free, so our own CPU shows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from benchmarks._util import (
+    REGION,
+    Request,
+    RequestLog,
+    by_operation,
+    interleaved,
+    median,
+    new_bucket,
+    ratio,
+    summary,
+    table,
+    target,
+)
+from benchmarks.workload import engine_label, new_task_id, run_task, stage_names
+
+TARGET_RATIO = 1.15
+
+
+def replay(client: Any, bucket: str, trace: list[Request], old_task: str,
+           new_task: str) -> None:
+    """Send the requests of ``trace`` for another task id, with plain boto3 calls."""
+    from botocore.exceptions import ClientError
+
+    etags: dict[str, str] = {}
+    bodies: dict[int, bytes] = {}
+    for req in trace:
+        key = req.key.replace(f"/{old_task}/", f"/{new_task}/")
+        try:
+            if req.operation == "PutObject":
+                body = bodies.get(req.body_bytes)
+                if body is None:
+                    body = bodies[req.body_bytes] = b"x" * req.body_bytes
+                args: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body,
+                                        "ContentType": "application/json"}
+                if req.condition == "if-none-match":
+                    args["IfNoneMatch"] = "*"
+                elif req.condition == "if-match":
+                    args["IfMatch"] = etags.get(key, '"0"')
+                etags[key] = client.put_object(**args)["ETag"]
+            elif req.operation == "GetObject":
+                response = client.get_object(Bucket=bucket, Key=key)
+                response["Body"].read()
+                etags[key] = response["ETag"]
+            elif req.operation == "ListObjectsV2":
+                client.list_objects_v2(Bucket=bucket, Prefix=key)
+            elif req.operation == "DeleteObject":
+                extra = {"IfMatch": etags[key]} if req.condition == "if-match" else {}
+                client.delete_object(Bucket=bucket, Key=key, **extra)
+            else:
+                raise RuntimeError(f"replay does not know {req.operation}")
+        except ClientError:
+            pass  # the engine met the same 404/412 at this point of its trace
+
+
+def _measure(peer: str, make_client: Callable[[], Any], n_stages: int,
+             rounds: int) -> dict[str, Any]:
+    from eleanor_cloud import open_store
+
+    engine_client, raw_client = make_client(), make_client()
+    bucket = new_bucket(engine_client, "overhead")
+    names = stage_names(n_stages)
+    log = RequestLog().attach(engine_client)
+    trace_task = new_task_id("trace")
+    run_task(open_store(f"s3://{bucket}/bench", client=engine_client), trace_task, names)
+    trace = log.take()
+    counts: list[int] = []
+
+    def engine() -> None:
+        run_task(open_store(f"s3://{bucket}/bench", client=engine_client),
+                 new_task_id("eng"), names)
+        counts.append(len(log.take()))
+
+    def raw() -> None:
+        replay(raw_client, bucket, trace, trace_task, new_task_id("raw"))
+
+    times = interleaved({"engine": engine, "raw": raw}, rounds)
+    eng, base = median(times["engine"]), median(times["raw"])
+    return {
+        "peer": peer,
+        "stages": n_stages,
+        "rounds": rounds,
+        "requests_per_run": len(trace),
+        "requests_by_operation": by_operation(trace),
+        "request_count_stable": all(c == len(trace) for c in counts),
+        "engine": summary(times["engine"]),
+        "raw": summary(times["raw"]),
+        "ratio": ratio(eng, base),
+        "overhead_per_request_ms": round((eng - base) * 1000 / len(trace), 3),
+    }
+
+
+def run(n_stages: int, rounds: int, server_url: str) -> dict[str, Any]:
+    import boto3
+    from moto import mock_aws
+
+    def http_client() -> Any:
+        return boto3.client("s3", endpoint_url=server_url, region_name=REGION)
+
+    def local_client() -> Any:
+        return boto3.client("s3", region_name=REGION)
+
+    rows = []
+    peers: list[tuple[str, Callable[[], Any], Callable[[], AbstractContextManager[Any]]]] = [
+        ("moto server, HTTP on 127.0.0.1", http_client, nullcontext),
+        ("moto in-process (mock_aws)", local_client, mock_aws),
+    ]
+    for peer, make_client, context in peers:
+        with context():
+            rows.append(_measure(peer, make_client, n_stages, rounds))
+    http = rows[0]
+    targets = [target("engine/raw over HTTP", f"<= {TARGET_RATIO}", http["ratio"],
+                      http["ratio"] <= TARGET_RATIO,
+                      f"{http['overhead_per_request_ms']} ms per request on top of raw")]
+    return {"measured": engine_label(), "rows": rows, "targets": targets}
+
+
+def render(result: dict[str, Any]) -> str:
+    rows = [[r["peer"], r["stages"], r["requests_per_run"], r["rounds"],
+             r["engine"]["median_ms"], r["raw"]["median_ms"], r["ratio"],
+             r["overhead_per_request_ms"]] for r in result["rows"]]
+    return table(
+        f"2. overhead vs raw boto3 replay of the same requests ({result['measured']})",
+        ["peer", "stages", "requests", "rounds", "engine median ms", "raw median ms",
+         "ratio", "extra ms/request"], rows)
