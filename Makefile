@@ -19,8 +19,14 @@ $(VENV)/.test-installed: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+# Checkpointing, shown: the first run kills itself (SIGKILL) halfway through "transform";
+# the second waits for the dead run's lease, skips the COMPLETE stages and resumes.
 demo: $(VENV)/.demo-installed
-	$(PY) examples/quickstart.py
+	@$(BIN)/eleanor-cloud demo --reset --crash-at transform; \
+	rc=$$?; if [ $$rc -ne 137 ]; then echo "demo: expected the crash run to be killed (137), got $$rc" >&2; exit 1; fi
+	@echo; echo "--- the process above was killed mid-stage; running the demo again resumes it ---"; echo
+	$(BIN)/eleanor-cloud demo
+	$(BIN)/eleanor-cloud status demo
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check eleanor_cloud tests
