@@ -239,6 +239,9 @@ class TaskEngine(Generic[StateT]):
         return logging.LoggerAdapter(_LOGGER, {"task_id": self.task_id, "stage_name": name,
                                                "attempt": attempt})
 
+    def _slog(self, name: str) -> logging.LoggerAdapter[logging.Logger]:
+        return logging.LoggerAdapter(_LOGGER, {"task_id": self.task_id, "stage_name": name})
+
     def _emit(self, kind: EventKind, stage_name: str | None = None, attempt: int = 0,
               status: StageStatus | None = None, message: str = "") -> None:
         event = EngineEvent(kind, self.task_id, stage_name, attempt, status, message)
@@ -423,7 +426,7 @@ class TaskEngine(Generic[StateT]):
                 if remaining is not None and remaining < delay + expected:
                     return self._pause(run, name, expected, delay, remaining)
                 if delay > 0:
-                    self._log.info("task %s stage %s: retrying in %.2fs", self.task_id, name,
+                    self._slog(name).info("task %s stage %s: retrying in %.2fs", self.task_id, name,
                                    delay)
                     self._sleep(delay)
                 outcome = self._attempt(run, stage, name)
@@ -477,7 +480,7 @@ class TaskEngine(Generic[StateT]):
         entry = entry.model_copy(update={"end_status": status})
         self._write(run, state.model_copy(update={"status": status,
                                                   "history": [*state.history, entry]}))
-        self._log.warning("task %s stage %s: %s", self.task_id, name, entry.message)
+        self._slog(name).warning("task %s stage %s: %s", self.task_id, name, entry.message)
         self._emit("stage_interrupted", name, state.attempts, status, entry.message)
         return status
 
@@ -512,7 +515,7 @@ class TaskEngine(Generic[StateT]):
         running = before.model_copy(deep=True, update={"status": StageStatus.RUNNING,
                                                        "attempts": attempt})
         self._write(run, running)
-        self._log.info("task %s stage %s: attempt %d started", self.task_id, name, attempt)
+        self._slog(name).info("task %s stage %s: attempt %d started", self.task_id, name, attempt)
         self._emit("stage_started", name, attempt, StageStatus.RUNNING)
         work = running.model_copy(deep=True)
         ctx = StageContext(
@@ -545,12 +548,12 @@ class TaskEngine(Generic[StateT]):
             self._record_canceled(run, name, entry)
             raise
         if finished.status is StageStatus.COMPLETE:
-            self._log.info("task %s stage %s: attempt %d completed in %.3fs", self.task_id,
+            self._slog(name).info("task %s stage %s: attempt %d completed in %.3fs", self.task_id,
                            name, attempt, entry.run_time_seconds)
             self._emit("stage_completed", name, attempt, StageStatus.COMPLETE)
         else:
             level = logging.WARNING if finished.status is StageStatus.RETRY else logging.ERROR
-            self._log.log(level, "task %s stage %s: attempt %d failed (%s): %s",
+            self._slog(name).log(level, "task %s stage %s: attempt %d failed (%s): %s",
                           self.task_id, name, attempt, finished.status.value, entry.message)
             kind: EventKind = ("stage_retry" if finished.status is StageStatus.RETRY
                                else "stage_failed")
@@ -570,7 +573,7 @@ class TaskEngine(Generic[StateT]):
                 "message": f"canceled while running; outcome discarded: {entry.message}"})
             self._store.save(state.model_copy(update={"history": [*state.history, note]}))
         except EleanorError as exc:
-            self._log.warning("task %s stage %s: could not record the canceled attempt: %s",
+            self._slog(name).warning("task %s stage %s: could not record the canceled attempt: %s",
                               self.task_id, name, exc)
 
     def _is_cancelled(self, run: _Run, name: str) -> bool:
@@ -584,7 +587,7 @@ class TaskEngine(Generic[StateT]):
         try:
             record = self._probe.load_record(self.task_id, name, self.state_class)
         except EleanorError as exc:  # transient: ask again after the interval
-            self._log.debug("task %s stage %s: cancel check failed: %s", self.task_id, name,
+            self._slog(name).debug("task %s stage %s: cancel check failed: %s", self.task_id, name,
                             exc)
             return False
         if record.value.status is StageStatus.CANCELED or record.epoch > run.lease.epoch:
@@ -601,7 +604,7 @@ class TaskEngine(Generic[StateT]):
         self._write(run, state.model_copy(update={"status": StageStatus.ERROR}))
         message = (f"{self.retry_policy.value} attempt budget of {self.max_attempts} spent "
                    f"before stage {name!r} could start")
-        self._log.error("task %s stage %s: %s", self.task_id, name, message)
+        self._slog(name).error("task %s stage %s: %s", self.task_id, name, message)
         self._emit("stage_failed", name, state.attempts, StageStatus.ERROR, message)
 
     def _failed(self, run: _Run, index: int, *, already: bool = False) -> TaskSummary:
