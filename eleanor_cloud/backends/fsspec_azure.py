@@ -1,0 +1,211 @@
+"""Conditional writes on adlfs (``az://container/prefix``, ``abfs://``, ``abfss://``).
+
+- create: ``pipe_file(mode="create")``: an upload with ``If-None-Match: *``; the 409
+  (adlfs: ``FileExistsError``) -> ``AlreadyExists``.
+- compare-and-swap: ``pipe_file(etag=..., match_condition=IfNotModified)``, which adlfs
+  passes to ``upload_blob`` as ``If-Match``; ``ResourceModifiedError`` (412) ->
+  ``Conflict``, as is a missing blob.
+- conditional delete: ``BlobClient.delete_blob(etag=..., match_condition=IfNotModified)``
+  through adlfs's own SDK client (adlfs's ``rm_file`` takes no conditions).
+- read: one ``download_blob``: the body and the ETag of the same response (the SDK pins
+  any further chunk to that ETag).
+- version: the blob's ETag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from fsspec.asyn import sync
+
+from eleanor_cloud.backends.base import Capabilities, Version
+from eleanor_cloud.backends.fsspec import split_root
+from eleanor_cloud.errors import (
+    AccessDenied,
+    AlreadyExists,
+    BackendError,
+    BucketNotFound,
+    Conflict,
+    EleanorError,
+    NotFound,
+    Unavailable,
+)
+
+__all__ = ["AzureStrategy"]
+
+_ERRORS = (OSError, AzureError)
+
+
+def _error_code(exc: BaseException) -> str:
+    return str(getattr(exc, "error_code", "") or "")
+
+
+def _status(exc: BaseException) -> int:
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else 0
+
+
+async def _download(fs: Any, container: str, name: str) -> tuple[bytes, str]:
+    async with fs.service_client.get_blob_client(container=container, blob=name) as blob:
+        stream = await blob.download_blob()
+        data = await stream.readall()
+        return bytes(data), str(stream.properties.etag)
+
+
+async def _delete(fs: Any, container: str, name: str, etag: str | None) -> None:
+    conditions: dict[str, Any] = {}
+    if etag is not None:
+        conditions = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+    async with fs.service_client.get_blob_client(container=container, blob=name) as blob:
+        await blob.delete_blob(**conditions)
+
+
+async def _exists(fs: Any, container: str, name: str) -> bool:
+    async with fs.service_client.get_blob_client(container=container, blob=name) as blob:
+        return bool(await blob.exists())
+
+
+async def _list_names(fs: Any, container: str, prefix: str) -> list[str]:
+    async with fs.service_client.get_container_client(container) as client:
+        names: list[str] = []
+        async for blob in client.list_blobs(name_starts_with=prefix or None,
+                                            include=["metadata"]):
+            # adlfs marks the directories it creates with a metadata flag: not objects.
+            if (blob.metadata or {}).get("is_directory") == "true":
+                continue
+            names.append(str(blob.name))
+        return names
+
+
+class AzureStrategy:
+    """adlfs: Azure Blob ``If-None-Match``/``If-Match`` preconditions, ETags as versions."""
+
+    def __init__(self, fs: Any, root: str) -> None:
+        self._fs = fs
+        self._container, self._base = split_root(fs, root)
+
+    @property
+    def description(self) -> str:
+        account = getattr(self._fs, "account_name", None)
+        where = f"{self._container}@{account}" if account else self._container
+        return f"fsspec+az://{where}/{self._base}".rstrip("/")
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities()
+
+    def _name(self, key: str) -> str:
+        return self._base + key
+
+    def _error(self, exc: BaseException, key: str, operation: str) -> EleanorError:
+        where = f"{self.description}: {operation} of {key!r}"
+        code, status = _error_code(exc), _status(exc)
+        if code == "ContainerNotFound":
+            return BucketNotFound(f"{where}: container {self._container!r} does not exist",
+                                  key=key, operation=operation)
+        if isinstance(exc, (ResourceNotFoundError, FileNotFoundError)):
+            return NotFound(f"{self.description}: no object at {key!r}", key=key,
+                            operation=operation)
+        if isinstance(exc, (ClientAuthenticationError, PermissionError)) or status in (401,
+                                                                                       403):
+            return AccessDenied(f"{where}: access denied: {exc}", key=key,
+                                operation=operation)
+        if (isinstance(exc, (ServiceRequestError, ServiceResponseError, TimeoutError,
+                             ConnectionError))
+                or status >= 500 or status == 429):
+            return Unavailable(f"{where}: Azure Blob unavailable: {exc}", key=key,
+                               operation=operation)
+        if isinstance(exc, HttpResponseError):
+            return BackendError(f"{where} failed ({status} {code}): {exc.message}",
+                                key=key, operation=operation)
+        return BackendError(f"{where} failed: {exc}", key=key, operation=operation)
+
+    # -- protocol ----------------------------------------------------------------------
+
+    def read(self, key: str) -> tuple[bytes, Version]:
+        try:
+            data, etag = sync(self._fs.loop, _download, self._fs, self._container,
+                              self._name(key))
+        except _ERRORS as exc:
+            raise self._error(exc, key, "read") from exc
+        return data, Version(etag)
+
+    def _upload(self, key: str, data: bytes, operation: str, **options: Any) -> Version:
+        path = f"{self._container}/{self._name(key)}"
+        try:
+            result = self._fs.pipe_file(path, data, **options)
+        except (FileExistsError, ResourceExistsError) as exc:
+            if operation != "create":  # pragma: no cover - only create sends If-None-Match
+                raise self._error(exc, key, operation) from exc
+            raise AlreadyExists(f"{self.description}: {key!r} already exists", key=key,
+                                operation=operation) from exc
+        except ResourceModifiedError as exc:
+            if operation == "create":
+                raise AlreadyExists(f"{self.description}: {key!r} already exists", key=key,
+                                    operation=operation) from exc
+            raise Conflict(f"{self.description}: {key!r} is not at the expected version",
+                           key=key, operation=operation) from exc
+        except ResourceNotFoundError as exc:
+            if operation == "replace" and _error_code(exc) != "ContainerNotFound":
+                raise Conflict(f"{self.description}: {key!r} does not exist", key=key,
+                               operation=operation) from exc
+            raise self._error(exc, key, operation) from exc
+        except _ERRORS as exc:
+            raise self._error(exc, key, operation) from exc
+        return Version(str(result["etag"]))
+
+    def create(self, key: str, data: bytes) -> Version:
+        return self._upload(key, data, "create", mode="create")
+
+    def replace(self, key: str, data: bytes, expected: Version) -> Version:
+        return self._upload(key, data, "replace", etag=expected.token,
+                            match_condition=MatchConditions.IfNotModified)
+
+    def overwrite(self, key: str, data: bytes) -> Version:
+        return self._upload(key, data, "overwrite")
+
+    def delete(self, key: str, if_version: Version | None) -> None:
+        name = self._name(key)
+        etag = None if if_version is None else if_version.token
+        try:
+            sync(self._fs.loop, _delete, self._fs, self._container, name, etag)
+        except ResourceModifiedError as exc:
+            # Azure answers 412 both for another version and for no blob at all; one
+            # read says which (it decides the error only, never whether to delete).
+            try:
+                exists = sync(self._fs.loop, _exists, self._fs, self._container, name)
+            except _ERRORS as probe_exc:
+                raise self._error(probe_exc, key, "delete") from exc
+            if not exists:
+                raise NotFound(f"{self.description}: no object at {key!r}", key=key,
+                               operation="delete") from exc
+            raise Conflict(f"{self.description}: {key!r} is not at version {etag}", key=key,
+                           operation="delete") from exc
+        except _ERRORS as exc:
+            error = self._error(exc, key, "delete")
+            if isinstance(error, NotFound) and if_version is None:
+                return
+            raise error from exc
+        finally:
+            self._fs.invalidate_cache(f"{self._container}/{name}")
+
+    def keys(self, prefix: str) -> Iterable[str]:
+        try:
+            names = sync(self._fs.loop, _list_names, self._fs, self._container,
+                         self._base + prefix)
+        except _ERRORS as exc:
+            raise self._error(exc, prefix, "list") from exc
+        cut = len(self._base)
+        return [name[cut:] for name in names]
