@@ -1,0 +1,146 @@
+"""``eleanor-cloud demo``: a full run, determinism, and crash-and-resume as two real
+processes (the console script, killed by SIGKILL mid-stage, then run again)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import eleanor_cloud as ec
+from eleanor_cloud.engine import AnyStageState
+from eleanor_cloud.examples.demo import STAGES, expected_result
+from eleanor_cloud.models import StageStatus
+from tests.cli.conftest import BIN
+
+FAST = ["--work-delay", "0.002"]
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "eleanor-cloud"), *args], capture_output=True, text=True,
+                          env=env, timeout=90, check=False)
+
+
+def test_demo_runs_to_complete_with_counts(invoke) -> None:
+    result = invoke("demo", *FAST, "--seed", "11", "--records", "100", "--json")
+
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["kind"] == "task" and doc["action"] == "demo" and doc["exit_code"] == 0
+    assert doc["status"] == "COMPLETE"
+    assert [s["name"] for s in doc["stages"]] == list(STAGES)
+    assert all(s["attempts"] == 1 for s in doc["stages"])
+    res = doc["result"]
+    assert res["total_count"] == 100
+    assert res["success_count"] + res["fail_count"] + res["unprocessed_count"] == 100
+    assert res["fail_count"] > 0 and res["unprocessed_count"] > 0
+    assert res == expected_result(11, 100).model_dump(mode="json")
+
+
+def test_demo_is_deterministic_per_seed(invoke) -> None:
+    def counts(task: str, seed: str) -> dict[str, int]:
+        doc = json.loads(invoke("demo", *FAST, "--task-id", task, "--seed", seed,
+                                "--records", "200", "--json").stdout)
+        return {k: v for k, v in doc["result"].items() if k.endswith("_count")}
+
+    first, again, other = counts("d1", "5"), counts("d2", "5"), counts("d3", "6")
+    assert first == again
+    assert first != other
+
+
+def test_demo_plain_output_shows_stages_and_table(invoke) -> None:
+    result = invoke("demo", *FAST)
+    assert result.exit_code == 0
+    out = result.stdout
+    for stage in STAGES:
+        assert f"[{stage}] attempt 1: started" in out
+        assert f"[{stage}] COMPLETE" in out
+    assert "task demo: COMPLETE" in out
+    assert f"result: total=240 ok={expected_result().success_count}" in out
+
+
+def test_demo_again_when_complete_and_reset(invoke, store: ec.StateStore) -> None:
+    assert invoke("demo", *FAST).exit_code == 0
+    again = invoke("demo", *FAST)
+    assert again.exit_code == 0
+    assert "already COMPLETE: nothing to run" in again.stdout
+    assert "[generate] attempt" not in again.stdout
+
+    reset = invoke("demo", *FAST, "--reset")
+    assert reset.exit_code == 0
+    assert reset.stdout.startswith("reset: deleted task demo")
+    assert "[generate] attempt 1: started" in reset.stdout
+    state = store.load("demo", "generate", AnyStageState)
+    assert state.attempts == 1 and len(state.history) == 1
+
+
+def test_demo_time_budget_stops_with_exit_3(invoke) -> None:
+    # Each demo stage expects to need 1 s: a 0.5 s budget cannot start the first one.
+    result = invoke("demo", *FAST, "--time-budget", "0.5")
+    assert result.exit_code == 3, result.output
+    assert "stopped with work left" in result.stdout
+    resumed = invoke("demo", *FAST, "--json")
+    assert resumed.exit_code == 0 and json.loads(resumed.stdout)["status"] == "COMPLETE"
+
+
+def test_crash_and_resume_in_two_processes(cli_env: dict[str, str], store: ec.StateStore) -> None:
+    args = ["demo", "--work-delay", "0.005", "--lease-ttl", "1", "--records", "200"]
+
+    crashed = _cli([*args, "--crash-at", "transform"], cli_env)
+
+    assert crashed.returncode == -signal.SIGKILL, (crashed.returncode, crashed.stderr)
+    assert "[transform] --crash-at transform: killing this process" in crashed.stdout
+    assert "[publish]" not in crashed.stdout
+    states = {n: store.load("demo", n, AnyStageState) for n in ("generate", "validate",
+                                                                 "transform")}
+    assert states["generate"].status is StageStatus.COMPLETE
+    assert states["validate"].status is StageStatus.COMPLETE
+    assert states["transform"].status is StageStatus.RUNNING
+    assert states["transform"].attempts == 1 and states["transform"].history == []
+    lease = store.load_lease("demo")
+    assert lease is not None and not lease.value.released  # the dead run never released it
+
+    resumed = _cli(args, cli_env)
+
+    assert resumed.returncode == 0, resumed.stderr
+    out = resumed.stdout
+    assert "stages already COMPLETE are skipped: generate, validate" in out
+    assert "waiting up to" in out and "for the lease held by" in out
+    assert "[generate] attempt" not in out and "[validate] attempt" not in out
+    assert "[transform] attempt 2: started" in out
+    assert "history: transform attempt 1: CREATED -> RETRY: interrupted" in out
+
+    status = json.loads(_cli(["status", "demo", "--json"], cli_env).stdout)
+    assert status["status"] == "COMPLETE"
+    attempts = {s["name"]: s["attempts"] for s in status["stages"]}
+    assert attempts == {"generate": 1, "validate": 1, "transform": 2, "publish": 1}
+    assert status["lease"]["epoch"] == 2 and status["lease"]["released"] is True
+    # Interrupted work was redone from scratch, so the result is an uninterrupted run's.
+    assert status["result"] == expected_result(7, 200).model_dump(mode="json")
+
+    history = json.loads(_cli(["history", "demo", "transform", "--json"], cli_env).stdout)
+    assert [(e["attempt"], e["end_status"]) for e in history["entries"]] == [
+        (1, "RETRY"), (2, "COMPLETE")]
+    assert "interrupted" in history["entries"][0]["message"]
+
+
+def test_demo_crash_stage_is_validated(invoke) -> None:
+    result = invoke("demo", "--crash-at", "nosuch")
+    assert result.exit_code == 2
+
+
+def test_bundled_demo_is_importable_from_the_package(tmp_path: Path,
+                                                    cli_env: dict[str, str]) -> None:
+    # `run` with the demo factory from an unrelated directory: it ships in the package.
+    env = dict(cli_env, ELEANOR_STORE=str(tmp_path / "s"))
+    out = subprocess.run([str(BIN / "eleanor-cloud"), "run",
+                          "eleanor_cloud.examples.demo:factory", "--task-id", "via-run",
+                          "--json"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=90, check=False)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["action"] == "run" and doc["status"] == "COMPLETE"
+    assert doc["result"] == expected_result().model_dump(mode="json")
+    assert os.path.isdir(tmp_path / "s" / "via-run")
