@@ -29,7 +29,7 @@ demo: $(VENV)/.demo-installed
 	$(BIN)/eleanor-cloud status demo
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check eleanor_cloud tests
+	$(BIN)/ruff check eleanor_cloud tests benchmarks
 	$(BIN)/mypy eleanor_cloud
 
 # pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
@@ -37,6 +37,11 @@ pytest: $(VENV)/.test-installed
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
+
+# Benchmarks (benchmarks/README.md): tables on stdout, figures in benchmarks/results/latest.json.
+# BENCH_ARGS=--quick for a fast check of the harness; --only <section> for one section.
+bench: $(VENV)/.test-installed
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 # infra/ templates: cfn-lint (no errors) and checkov (no failed checks; a skipped check
 # carries its reason in the template metadata). Both live in their own venv, created on
