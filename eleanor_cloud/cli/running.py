@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from eleanor_cloud.cli import EXIT_BUDGET, EXIT_FAILED, EXIT_OK
-from eleanor_cloud.cli.app import CliContext, cli, pass_cli, validate_task_id_arg
+from eleanor_cloud.cli import EXIT_BUDGET, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from eleanor_cloud.cli.app import CliContext, cli, fail, pass_cli, validate_task_id_arg
 from eleanor_cloud.cli.output import Output, Progress
 from eleanor_cloud.cli.read import json_option, render_task, short_ts
 
@@ -134,8 +134,8 @@ def run_cmd(state: CliContext, factory: str, task_id: str, time_budget: float | 
     build = import_factory(factory)
     engine = build(task_id, state.store)
     if not callable(getattr(engine, "run", None)):
-        raise click.BadParameter(f"{factory!r} returned {type(engine).__name__}, not a "
-                                 "TaskEngine", param_hint="MODULE:FACTORY")
+        fail(f"factory {factory!r} returned {type(engine).__name__}, not a TaskEngine",
+             EXIT_USAGE)
     out = Output(json_mode=as_json)
     progress = out.progress()
     _attach(engine, event_printer(progress))
