@@ -1,0 +1,63 @@
+"""The terminal rendering, through a real pseudo-terminal: rich progress bars and tables,
+a crash that leaves the terminal usable (cursor restored), and a resume."""
+
+from __future__ import annotations
+
+import re
+
+import pexpect
+
+from tests.cli.conftest import BIN
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> tuple[str, int | None, int | None]:
+    term_env = dict(env, TERM="xterm-256color")
+    term_env.pop("NO_COLOR", None)
+    child = pexpect.spawn(str(BIN / "eleanor-cloud"), args, env=term_env, encoding="utf-8",
+                          timeout=60, dimensions=(50, 220))
+    child.expect(pexpect.EOF)
+    output = child.before
+    child.close()
+    return output, child.exitstatus, child.signalstatus
+
+
+def test_demo_crash_and_resume_on_a_terminal(cli_env: dict[str, str]) -> None:
+    args = ["demo", "--work-delay", "0.005", "--lease-ttl", "1"]
+
+    crashed, status, signal = _spawn([*args, "--crash-at", "validate"], cli_env)
+
+    assert status is None and signal == 9, crashed[-500:]
+    assert "\x1b[" in crashed  # rich is drawing, not the plain renderer
+    assert "━" in crashed  # progress bars
+    assert "generate (attempt 1)" in crashed
+    text = ANSI.sub("", crashed)
+    assert "--crash-at validate: killing this process" in text
+    # The display was stopped before the kill: the cursor is shown again.
+    assert crashed.rfind("\x1b[?25h") > crashed.find("killing this process")
+
+    resumed, status, signal = _spawn(args, cli_env)
+
+    assert status == 0 and signal is None, resumed[-800:]
+    text = ANSI.sub("", resumed)
+    assert "stages already COMPLETE are skipped: generate" in text
+    assert "validate (attempt 2)" in text
+    assert "task demo: COMPLETE" in text
+    assert "┏" in text and "┃ STAGE" in text  # the rich table
+    for row in ("│ generate ", "│ validate ", "│ transform", "│ publish "):
+        assert row in text
+
+
+def test_status_on_a_terminal_and_plain_when_piped(cli_env: dict[str, str]) -> None:
+    import subprocess
+
+    assert subprocess.run([str(BIN / "eleanor-cloud"), "demo", "--work-delay", "0"],
+                          env=cli_env, capture_output=True, check=False).returncode == 0
+    tty, status, _ = _spawn(["status", "demo"], cli_env)
+    assert status == 0
+    assert "┃ STAGE" in ANSI.sub("", tty)
+    piped = subprocess.run([str(BIN / "eleanor-cloud"), "status", "demo"], env=cli_env,
+                           capture_output=True, text=True, check=False)
+    assert "\x1b[" not in piped.stdout and "┃" not in piped.stdout
+    assert piped.stdout.splitlines()[1].split()[:2] == ["STAGE", "STATUS"]
