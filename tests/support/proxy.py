@@ -23,8 +23,8 @@ times to matching requests), then the standing ``rule`` callable (return an acti
 - ``Delay(seconds, then)`` / ``Hold(event, then)``: wait, then do ``then``. ``Hold``
   waits for a ``threading.Event`` so a test controls the interleaving exactly.
 
-``log`` records every request with what was done and the status the client got
-(``None`` when it got nothing), so a test can count what really reached the server.
+``log`` records every request with what was done and the status answered (``None``
+when the client got nothing), so a test can count what really reached the server.
 Connections to the peer are kept alive per client connection, like a real proxy.
 """
 
@@ -219,6 +219,7 @@ class FaultProxy:
         self._upstream_timeout = upstream_timeout
         self.rule = rule
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._injections: list[_Injection] = []
         self._log: list[LogEntry] = []
         self._counter = 0
@@ -323,6 +324,15 @@ class FaultProxy:
                 status: int | None) -> None:
         with self._lock:
             self._log.append(LogEntry(request, type(action).__name__, forwarded, status))
+            self._changed.notify_all()
+
+    def wait_until(self, predicate: Callable[[list[LogEntry]], bool],
+                   timeout: float = 30.0) -> list[LogEntry]:
+        """Block until ``predicate(log)`` holds (e.g. a held request was forwarded)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: predicate(list(self._log)), timeout):
+                raise TimeoutError(f"proxy log never satisfied the condition: {self._log}")
+            return list(self._log)
 
     # -- the connection loop -----------------------------------------------------------
 
@@ -348,16 +358,17 @@ class FaultProxy:
                     return
                 if isinstance(action, Respond):
                     headers, body = action.render()
-                    self._send(sock, request, action.status, "Fault", headers, body)
                     self._record(request, action, False, action.status)
+                    self._send(sock, request, action.status, "Fault", headers, body)
                     continue
                 upstream, answer = self._forward(upstream, request)
                 if isinstance(action, ForwardThenDrop):
                     self._record(request, action, True, None)
                     return
                 status, reason, headers, body = answer
-                self._send(sock, request, status, reason, headers, body)
+                # Logged before sending: the client may have given up on this request.
                 self._record(request, action, True, status)
+                self._send(sock, request, status, reason, headers, body)
         except (OSError, ValueError, http.client.HTTPException):
             return  # the client went away or sent garbage: just close
         finally:

@@ -1,0 +1,262 @@
+"""Faults on the wire between boto3 and the moto HTTP server, through the FaultProxy.
+
+The claim under test: after the client's retries, the store reports success exactly
+when the write landed, and the object then holds that write once (its revision moved
+by exactly one). Lost responses, lost requests, 5xx, throttling, 409 conflicts and
+late duplicates are injected per request; the proxy log says what reached the server.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+import pytest
+from botocore.config import Config
+
+from eleanor_cloud.backends.base import CREATE
+from eleanor_cloud.backends.s3 import S3Backend
+from eleanor_cloud.errors import Conflict, NotFound, Unavailable
+from eleanor_cloud.store.state_store import StateStore
+from eleanor_cloud.testing.conformance import CounterState
+from tests.support.proxy import (
+    DROP,
+    FORWARD_THEN_DROP,
+    FaultProxy,
+    Hold,
+    LogEntry,
+    Respond,
+    matching,
+)
+
+PUT = matching("PUT")
+CONDITIONAL_PUT = matching("PUT", header="If-Match")
+
+
+def _backend(proxy: FaultProxy, bucket: str, **config: Any) -> S3Backend:
+    # total_max_attempts counts the first try; Config's max_attempts counts only retries.
+    retries = {"total_max_attempts": config.pop("attempts", 3)}
+    return S3Backend(bucket, endpoint_url=proxy.url, region_name="us-east-1",
+                     config=Config(retries=retries, **config))  # type: ignore[arg-type]
+
+
+def _state(**fields: Any) -> CounterState:
+    return CounterState(task_id=f"t-{uuid.uuid4().hex[:8]}", stage_name="counter", **fields)
+
+
+def _stored(moto_server_url: str, bucket: str, state: CounterState) -> Any:
+    direct = StateStore(S3Backend(bucket, endpoint_url=moto_server_url), "p")
+    return direct.load_record(state.task_id, "counter", CounterState)
+
+
+def _statuses(entries: list[LogEntry]) -> list[int | None]:
+    return [e.status for e in entries]
+
+
+def test_proxy_is_transparent(proxy: FaultProxy, s3_bucket: str) -> None:
+    store = StateStore(_backend(proxy, s3_bucket), "p")
+    state = _state()
+    store.create(state)
+    state.count = 1
+    store.save(state)
+    assert store.load(state.task_id, "counter", CounterState).count == 1
+    assert [(e.request.method, e.status, e.forwarded) for e in proxy.log] == [
+        ("PUT", 200, True), ("PUT", 200, True), ("GET", 200, True)]
+
+
+def test_lost_response_to_create_is_reconciled(proxy: FaultProxy, s3_bucket: str,
+                                               moto_server_url: str) -> None:
+    store = StateStore(_backend(proxy, s3_bucket), "p")
+    state = _state(count=5)
+    proxy.inject(FORWARD_THEN_DROP, when=PUT)
+    record = store.create(state)
+    # The first PUT landed unanswered; botocore re-sent it and S3 said 412; one GET
+    # recognised the store's own write_id.
+    assert _statuses(proxy.requests("PUT")) == [None, 412]
+    assert _statuses(proxy.requests("GET")) == [200]
+    stored = _stored(moto_server_url, s3_bucket, state)
+    assert (stored.revision, stored.write_id, stored.value.count) == (1, record.write_id, 5)
+    state.count = 6
+    assert store.save(state).revision == 2  # the reconciled version is usable at once
+    assert proxy.count("GET") == 1
+
+
+def test_lost_response_to_replace_moves_revision_by_exactly_one(
+    proxy: FaultProxy, s3_bucket: str, moto_server_url: str
+) -> None:
+    store = StateStore(_backend(proxy, s3_bucket), "p")
+    state = _state()
+    store.create(state)
+    state.count = 1
+    store.save(state)
+    proxy.clear()
+    state.count = 2
+    proxy.inject(FORWARD_THEN_DROP, when=CONDITIONAL_PUT)
+    record = store.save(state)
+    assert record.revision == 3
+    assert _statuses(proxy.requests("PUT")) == [None, 412]
+    assert proxy.count("GET") == 1
+    stored = _stored(moto_server_url, s3_bucket, state)
+    assert (stored.revision, stored.write_id, stored.value.count) == (3, record.write_id, 2)
+
+
+def test_every_response_lost_still_reports_the_write_that_landed(
+    proxy: FaultProxy, s3_bucket: str, moto_server_url: str
+) -> None:
+    store = StateStore(_backend(proxy, s3_bucket, attempts=3), "p")
+    state = _state()
+    store.create(state)
+    state.count = 9
+    proxy.inject(FORWARD_THEN_DROP, when=CONDITIONAL_PUT, times=3)
+    # botocore gives up (Unavailable); the store reads once and finds its own write.
+    record = store.save(state)
+    assert record.revision == 2
+    assert _statuses(proxy.requests("PUT")) == [200, None, None, None]
+    assert proxy.count("GET") == 1
+    stored = _stored(moto_server_url, s3_bucket, state)
+    assert (stored.revision, stored.write_id, stored.value.count) == (2, record.write_id, 9)
+
+
+def test_requests_that_never_arrive_report_failure_and_change_nothing(
+    proxy: FaultProxy, s3_bucket: str, moto_server_url: str
+) -> None:
+    store = StateStore(_backend(proxy, s3_bucket, attempts=3), "p")
+    state = _state()
+    before = store.create(state)
+    state.count = 1
+    proxy.inject(DROP, when=PUT, times=3)
+    with pytest.raises(Unavailable) as info:
+        store.save(state)
+    message = str(info.value)
+    assert "\n" not in message
+    assert s3_bucket in message
+    assert f"p/{state.task_id}/counter.json" in message
+    assert proxy.count("PUT", forwarded=True) == 1  # only the create reached S3
+    assert proxy.count("GET") == 1  # the reconciliation read found someone else's body
+    stored = _stored(moto_server_url, s3_bucket, state)
+    assert (stored.revision, stored.write_id, stored.value.count) == (1, before.write_id, 0)
+
+
+def test_server_error_is_retried_by_botocore_without_a_reconciling_read(
+    proxy: FaultProxy, s3_bucket: str, moto_server_url: str
+) -> None:
+    store = StateStore(_backend(proxy, s3_bucket), "p")
+    state = _state()
+    proxy.inject(Respond(500, "InternalError", "We encountered an internal error."), when=PUT)
+    record = store.create(state)
+    assert _statuses(proxy.requests("PUT")) == [500, 200]
+    assert proxy.count("PUT", forwarded=True) == 1
+    assert proxy.count("GET") == 0
+    assert _stored(moto_server_url, s3_bucket, state).write_id == record.write_id
+
+
+def test_persistent_throttling_is_unavailable_and_nothing_is_written(
+    proxy: FaultProxy, s3_bucket: str, moto_server_url: str
+) -> None:
+    store = StateStore(_backend(proxy, s3_bucket, attempts=2), "p")
+    state = _state()
+    proxy.inject(Respond(503, "SlowDown", "Please reduce your request rate."), when=PUT,
+                 times=2)
+    with pytest.raises(Unavailable) as info:
+        store.create(state)
+    assert "SlowDown" in str(info.value)
+    assert "after 2 attempts" in str(info.value)
+    assert proxy.count("PUT", forwarded=False) == 2
+    assert proxy.count("PUT", forwarded=True) == 0
+    with pytest.raises(NotFound):
+        _stored(moto_server_url, s3_bucket, state)
+
+
+def test_conditional_request_conflict_409_is_retried_with_backoff(
+    proxy: FaultProxy, s3_bucket: str, moto_server_url: str
+) -> None:
+    waits: list[float] = []
+    backend = S3Backend(s3_bucket, endpoint_url=proxy.url, sleep=waits.append)
+    store = StateStore(backend, "p")
+    state = _state()
+    conflict = Respond(409, "ConditionalRequestConflict",
+                       "A conflicting operation occurred. Please retry.")
+    proxy.inject(conflict, when=PUT, times=2)
+    record = store.create(state)
+    assert _statuses(proxy.requests("PUT")) == [409, 409, 200]  # botocore did not retry 409
+    assert len(waits) == 2
+    assert all(0 <= w <= 1.0 for w in waits)
+    assert _stored(moto_server_url, s3_bucket, state).write_id == record.write_id
+
+
+def test_conditional_request_conflict_beyond_the_budget_is_a_conflict(
+    proxy: FaultProxy, s3_bucket: str
+) -> None:
+    waits: list[float] = []
+    backend = S3Backend(s3_bucket, endpoint_url=proxy.url, conflict_retries=2,
+                        sleep=waits.append)
+    proxy.inject(Respond(409, "ConditionalRequestConflict", "retry"), when=PUT, times=3)
+    with pytest.raises(Conflict, match="ConditionalRequestConflict") as info:
+        backend.write("k/a.json", b"x", CREATE)
+    assert "\n" not in str(info.value)
+    assert f"s3://{s3_bucket}/k/a.json" in str(info.value)
+    assert len(waits) == 2
+    assert proxy.count("PUT") == 3
+    with pytest.raises(NotFound):
+        backend.read("k/a.json")
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["create", "replace"])
+def test_late_duplicate_of_a_timed_out_write_cannot_clobber(
+    proxy: FaultProxy, s3_bucket: str, moto_server_url: str, first: bool
+) -> None:
+    # The first attempt is held in the network past the client's read timeout; botocore
+    # re-sends, the retry lands, and then the original arrives late. Its precondition
+    # names the old version, so S3 refuses it: no duplicate, no lost update.
+    store = StateStore(_backend(proxy, s3_bucket, read_timeout=0.5, attempts=3), "p")
+    state = _state()
+    if not first:
+        store.create(state)
+        proxy.clear()
+    state.count = 3
+    release = threading.Event()
+    proxy.inject(Hold(release), when=PUT)
+    try:
+        record = store.create(state) if first else store.save(state)
+    finally:
+        release.set()
+    log = proxy.wait_until(lambda entries: sum(e.request.method == "PUT" and e.forwarded
+                                               for e in entries) == 2)
+    puts = [e for e in log if e.request.method == "PUT"]
+    retry, late = puts
+    assert retry.request.index > late.request.index  # sent later, arrived first
+    assert (retry.status, late.status) == (200, 412)  # the retry landed; the late copy lost
+    expected_revision = 1 if first else 2
+    assert record.revision == expected_revision
+    stored = _stored(moto_server_url, s3_bucket, state)
+    assert (stored.revision, stored.write_id, stored.value.count) == (
+        expected_revision, record.write_id, 3)
+
+
+def test_lost_response_to_conditional_delete_is_success(
+    proxy: FaultProxy, s3_bucket: str
+) -> None:
+    backend = _backend(proxy, s3_bucket)
+    version = backend.write("k/lease.json", b"lease", CREATE)
+    proxy.inject(FORWARD_THEN_DROP, when=matching("DELETE"))
+    backend.delete("k/lease.json", if_version=version)
+    assert _statuses(proxy.requests("DELETE")) == [None, 404]
+    with pytest.raises(NotFound):
+        backend.read("k/lease.json")
+    # Without a retry in between, a conditional delete of a missing key is NotFound.
+    with pytest.raises(NotFound, match=r"k/lease\.json"):
+        backend.delete("k/lease.json", if_version=version)
+
+
+def test_unreachable_endpoint_is_unavailable(s3_bucket: str) -> None:
+    from tests.support.servers import free_port
+
+    backend = S3Backend(s3_bucket, endpoint_url=f"http://127.0.0.1:{free_port()}",
+                        config=Config(retries={"total_max_attempts": 2}, connect_timeout=2))
+    with pytest.raises(Unavailable) as info:
+        StateStore(backend, "p").load("t-1", "counter", CounterState)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"s3://{s3_bucket}/p/t-1/counter.json" in message
+    assert "EndpointConnectionError" in message
