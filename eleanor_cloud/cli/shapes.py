@@ -15,7 +15,10 @@ are ``null``.
                 "created_at": "...Z", "updated_at": "...Z"}],
      "next_after": "demo" | null}
 
-``current_stage`` is the first stage not COMPLETE (``null`` when all are);
+A task whose objects cannot be decoded is listed with ``"status": "CORRUPT"`` and an
+``"error"`` string (when no ``--status`` filter is given) instead of failing the list.
+``current_stage`` is the stage a run would start or resume, or for an ERROR/CANCELED
+task the stage that failed / was canceled (``null`` when all are COMPLETE);
 ``attempts`` are that stage's, ``total_attempts`` the sum over stages. When
 ``next_after`` is not null there may be more tasks: pass it as ``--after``.
 

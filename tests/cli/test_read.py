@@ -205,3 +205,19 @@ def test_lease_of_task_without_lease(store: ec.StateStore, invoke) -> None:
     assert invoke("lease", "n").stdout.startswith("lease: none")
     result = invoke("lease", "n", "--break", "--yes")
     assert result.exit_code == 1 and "no lease to break" in result.stderr
+
+
+def test_corrupt_task_is_listed_not_fatal(store: ec.StateStore, store_dir, invoke) -> None:
+    seed_task(store, "good", [("only", S.COMPLETE, 1)])
+    seed_task(store, "rotten", [("only", S.COMPLETE, 1)])
+    (store_dir / "rotten" / "only.json").write_bytes(b"{not json")
+
+    doc = json.loads(invoke("tasks", "--json").stdout)
+    rows = {t["task_id"]: t for t in doc["tasks"]}
+    assert rows["good"]["status"] == "COMPLETE"
+    assert rows["rotten"]["status"] == "CORRUPT" and "not JSON" in rows["rotten"]["error"]
+
+    status = invoke("status", "rotten")
+    assert status.exit_code == 1
+    assert status.stderr.count("\n") == 1 and "corrupt object" in status.stderr
+    assert "rotten/only.json" in status.stderr

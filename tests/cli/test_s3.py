@@ -82,3 +82,28 @@ def test_python_dash_m_entry_point_matches_console_script(s3_bucket: str,
                          text=True, env=env, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["tasks"] == []
+
+
+def test_demo_runs_on_s3_and_lists(s3_bucket: str, moto_server_url: str) -> None:
+    url = f"s3://{s3_bucket}/runs"
+    demo = _cli(["--store", url, "demo", "--work-delay", "0", "--records", "60", "--json"],
+                moto_server_url)
+    assert demo.returncode == 0, demo.stderr
+    doc = json.loads(demo.stdout)
+    assert doc["status"] == "COMPLETE" and doc["store"].startswith(f"s3://{s3_bucket}")
+    assert doc["result"]["total_count"] == 60
+    listed = json.loads(_cli(["--store", url, "tasks", "--json"], moto_server_url).stdout)
+    assert [(t["task_id"], t["status"]) for t in listed["tasks"]] == [("demo", "COMPLETE")]
+
+
+def test_missing_credentials_is_one_line() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE="/nonexistent", AWS_CONFIG_FILE="/nonexistent",
+               AWS_EC2_METADATA_DISABLED="true", AWS_DEFAULT_REGION="us-east-1",
+               AWS_ENDPOINT_URL_S3="http://127.0.0.1:9")
+    result = subprocess.run([str(BIN / "eleanor-cloud"), "--store", "s3://some-bucket",
+                             "tasks"], capture_output=True, text=True, env=env, timeout=60,
+                            check=False)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "credentials" in result.stderr and "s3://some-bucket" in result.stderr
