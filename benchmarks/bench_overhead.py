@@ -98,6 +98,8 @@ def _measure(peer: str, make_client: Callable[[], Any], n_stages: int,
         "rounds": rounds,
         "requests_per_run": len(trace),
         "requests_by_operation": by_operation(trace),
+        # What the raw loop PUTs per run: the same sizes as the engine's bodies.
+        "put_body_bytes_per_run": sum(r.body_bytes for r in trace if r.operation == "PutObject"),
         "request_count_stable": all(c == len(trace) for c in counts),
         "engine": summary(times["engine"]),
         "raw": summary(times["raw"]),
