@@ -97,7 +97,7 @@ def test_bad_run_arguments_are_refused_before_any_write(backend: CountingBackend
 
     engine = TaskEngine("t", stages("a"), DemoState, store)
     with pytest.raises(InvalidState, match="timezone-aware"):
-        engine.run(deadline=datetime(2030, 1, 1))  # noqa: DTZ001 - the point of the test
+        engine.run(deadline=datetime(2030, 1, 1))
     with pytest.raises(InvalidState, match="time_budget"):
         engine.run(time_budget=-1)
     with pytest.raises(InvalidState, match="no stage 'zzz'"):

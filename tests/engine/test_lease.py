@@ -202,7 +202,7 @@ def test_a_paused_holder_is_fenced_out_and_stops_with_lease_lost(
     def run_zombie() -> None:
         try:
             zombie.run()
-        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+        except BaseException as exc:
             outcome.append(exc)
 
     thread = threading.Thread(target=run_zombie)

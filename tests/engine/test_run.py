@@ -153,7 +153,7 @@ def test_state_of_refuses_current_later_and_unknown_stages(store: StateStore) ->
     assert "'b' is not before it" in errors[0]
     assert "'c' is not before it" in errors[1]
     assert "no stage 'nope'" in errors[2]
-    assert "stage 'c' may only read earlier stages; 'c' is not before it" == errors[3]
+    assert errors[3] == "stage 'c' may only read earlier stages; 'c' is not before it"
 
 
 def test_wrong_result_type_is_a_failed_attempt_with_a_clear_message(

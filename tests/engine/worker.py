@@ -1,0 +1,84 @@
+"""Subprocess worker for the multi-process engine tests.
+
+    python -m tests.engine.worker run|cancel STORE_DIR WORKDIR [--ttl S] [--skew S]
+        [--renew S] [--wait S] [--cancel-check S]
+
+Runs the 5-stage FileStage task ``job`` on a local-directory store (or cancels it),
+logs every backend write attempt and its outcome to ``WORKDIR/writes-<pid>.log``, and
+prints the summary as JSON. Exit codes: 0 done/stopped, 3 LeaseLost, 4 LeaseHeld.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from eleanor_cloud.backends.base import Version, WriteMode
+from eleanor_cloud.backends.local import LocalBackend
+from eleanor_cloud.engine import TaskEngine, cancel_task
+from eleanor_cloud.errors import LeaseHeld, LeaseLost
+from eleanor_cloud.store import StateStore
+from tests.engine.taskdefs import DemoState, FileStage
+
+STAGES = ["s1", "s2", "s3", "s4", "s5"]
+
+
+class LoggingBackend(LocalBackend):
+    """A local backend that appends ``<key> <mode> ok|<error>`` per write attempt."""
+
+    def __init__(self, root: Path, log: Path) -> None:
+        super().__init__(root, fsync=False)
+        self._log_path = log
+
+    def write(self, key: str, data: bytes, mode: WriteMode) -> Version:
+        try:
+            version = super().write(key, data, mode)
+        except Exception as exc:
+            self._note(f"{key} {type(mode).__name__} {type(exc).__name__}")
+            raise
+        self._note(f"{key} {type(mode).__name__} ok")
+        return version
+
+    def _note(self, line: str) -> None:
+        with self._log_path.open("a") as fh:
+            fh.write(line + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("action", choices=["run", "cancel"])
+    parser.add_argument("store")
+    parser.add_argument("workdir")
+    parser.add_argument("--ttl", type=float, default=60.0)
+    parser.add_argument("--skew", type=float, default=5.0)
+    parser.add_argument("--renew", type=float, default=None)
+    parser.add_argument("--wait", type=float, default=0.0)
+    parser.add_argument("--cancel-check", type=float, default=5.0)
+    args = parser.parse_args()
+    workdir = Path(args.workdir)
+    backend = LoggingBackend(Path(args.store), workdir / f"writes-{os.getpid()}.log")
+    store = StateStore(backend)
+    if args.action == "cancel":
+        print(json.dumps(cancel_task(store, "job").to_dict()))
+        return 0
+    engine = TaskEngine(
+        "job", [FileStage(n, workdir) for n in STAGES], DemoState, store,
+        lease_ttl=args.ttl, clock_skew_tolerance=args.skew, renew_interval=args.renew,
+        wait_for_lease=args.wait, cancel_check_interval=args.cancel_check)
+    try:
+        summary = engine.run()
+    except LeaseLost as exc:
+        print(json.dumps({"error": "LeaseLost", "message": str(exc)}))
+        return 3
+    except LeaseHeld as exc:
+        print(json.dumps({"error": "LeaseHeld", "message": str(exc)}))
+        return 4
+    print(json.dumps(summary.to_dict()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
