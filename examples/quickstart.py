@@ -1,27 +1,52 @@
-"""Write a stage state into the embedded default store (./.eleanor) and read it back."""
+"""A two-stage task, checkpointed into the embedded default store (./.eleanor).
+
+Run it directly (``python examples/quickstart.py``) or through the CLI, which imports
+the ``build`` factory and resumes the task wherever it stopped::
+
+    cd examples && eleanor-cloud run quickstart:build --task-id quickstart
+    eleanor-cloud status quickstart
+"""
 
 from __future__ import annotations
 
+from pydantic import Field
+
 import eleanor_cloud as ec
+from eleanor_cloud.engine import BaseStage, StageContext, TaskEngine
 
 
 class PipelineState(ec.BaseStageState[ec.SimpleRecordsResult]):
-    source: str = ""
+    """Fields shared by every stage of the task."""
+
+    rows: list[int] = Field(default_factory=list)
+
+
+class Extract(BaseStage[PipelineState]):
+    name = "extract"
+
+    def run(self, state: PipelineState, ctx: StageContext[PipelineState]) -> None:
+        state.rows = list(range(10))  # saved with the stage's state when it completes
+
+
+class Load(BaseStage[PipelineState]):
+    name = "load"
+
+    def run(self, state: PipelineState,
+            ctx: StageContext[PipelineState]) -> ec.SimpleRecordsResult:
+        rows = ctx.state_of("extract").rows  # earlier stages' states are readable
+        loaded = [r for r in rows if r % 4]
+        return ec.SimpleRecordsResult(total_count=len(rows), success_count=len(loaded),
+                                      fail_count=len(rows) - len(loaded))
+
+
+def build(task_id: str, store: ec.StateStore) -> TaskEngine[PipelineState]:
+    """The factory ``eleanor-cloud run quickstart:build`` calls."""
+    return TaskEngine(task_id, [Extract(), Load()], PipelineState, store)
 
 
 def main() -> None:
-    store = ec.open_store(".eleanor")
-    state = PipelineState(task_id="quickstart", stage_name="extract", source="s3://raw/day=1",
-                          status=ec.StageStatus.COMPLETE, attempts=1,
-                          result=ec.SimpleRecordsResult(total_count=10, success_count=10))
-    try:
-        record = store.create(state)
-    except ec.AlreadyExists:
-        record = store.load_record("quickstart", "extract", PipelineState)
-        record = store.save(record.value.model_copy(update={"attempts": record.value.attempts + 1}))
-    loaded = store.load("quickstart", "extract", PipelineState)
-    print(f"{record.key}: revision {record.revision}, status {loaded.status.value}, "
-          f"attempts {loaded.attempts}, result {loaded.result}")
+    summary = build("quickstart", ec.open_store(".eleanor")).run()
+    print(f"{summary.task_id}: {summary.status.value}, result {summary.result}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -111,3 +112,21 @@ def test_delete_json(store: ec.StateStore, invoke) -> None:
     doc = json.loads(invoke("delete", "j", "--yes", "--json").stdout)
     assert doc == {"schema": 1, "kind": "delete", "store": doc["store"], "task_id": "j",
                    "deleted_objects": 2}
+
+
+def test_quickstart_example_runs_and_resumes_through_the_cli(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "quickstart.py"
+    direct = subprocess.run([sys.executable, str(example)], cwd=tmp_path, capture_output=True,
+                            text=True, check=False, timeout=60)
+    assert direct.returncode == 0, direct.stderr
+    assert direct.stdout.startswith("quickstart: COMPLETE, result total_count=10 "
+                                    "success_count=7 fail_count=3")
+    env = {k: v for k, v in os.environ.items() if k != "ELEANOR_STORE"}
+    via_cli = subprocess.run([sys.executable, "-m", "eleanor_cloud.cli", "--store",
+                              str(tmp_path / ".eleanor"), "run", "quickstart:build",
+                              "--task-id", "quickstart", "--json"], cwd=example.parent,
+                             capture_output=True, text=True, check=False, timeout=60, env=env)
+    assert via_cli.returncode == 0, via_cli.stderr
+    doc = json.loads(via_cli.stdout)
+    # Already COMPLETE in that store: nothing re-ran.
+    assert [s["attempts"] for s in doc["stages"]] == [1, 1]
