@@ -50,4 +50,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # As a script this file is the module "__main__"; import it by its name so that the
+    # state class recorded in the task manifest is "quickstart.PipelineState", as when
+    # `eleanor-cloud run quickstart:build` imports it (a mismatch is a TaskBindingError).
+    import quickstart
+
+    quickstart.main()
