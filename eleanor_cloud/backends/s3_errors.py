@@ -60,10 +60,8 @@ IAM_ACTIONS = {
     "list": "s3:ListBucket",
 }
 
-_ACCESS_CODES = frozenset({
-    "AccessDenied",
-    "AccountProblem",
-    "AllAccessDisabled",
+# The credentials themselves were refused: a policy change would not help.
+_CREDENTIAL_CODES = frozenset({
     "ExpiredToken",
     "ExpiredTokenException",
     "InvalidAccessKeyId",
@@ -75,6 +73,7 @@ _ACCESS_CODES = frozenset({
     "TokenRefreshRequired",
     "UnrecognizedClientException",
 })
+_ACCESS_CODES = frozenset({"AccessDenied", "AccountProblem", "AllAccessDisabled"})
 _TRANSIENT_CODES = frozenset({
     "Busy",
     "InternalError",
@@ -210,6 +209,9 @@ def _translate_client_error(
                             f"{operation} refused: {said})", key=key, operation=operation)
         return NotFound(f"{where}: no such object ({operation}: {said})", key=key,
                         operation=operation)
+    if code in _CREDENTIAL_CODES:
+        return AccessDenied(f"{where}: {operation} refused: the AWS credentials are invalid "
+                            f"or expired ({said})", key=key, operation=operation)
     if code in _ACCESS_CODES or status == 403:
         action = IAM_ACTIONS.get(operation, "s3:*")
         resource = f"arn:aws:s3:::{bucket}" if operation == "list" else f"arn:aws:s3:::{bucket}/*"

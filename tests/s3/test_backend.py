@@ -1,0 +1,188 @@
+"""S3Backend specifics: request cost per operation, client construction and injection,
+endpoint resolution, extra request arguments, pagination, lazy imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from eleanor_cloud.backends.base import CREATE, OVERWRITE, Version
+from eleanor_cloud.backends.s3 import S3Backend, from_url
+from eleanor_cloud.store.registry import open_store
+from eleanor_cloud.store.state_store import StateStore
+from eleanor_cloud.testing.conformance import CounterState
+from tests.s3.helpers import RequestCounter
+from tests.support.proxy import FaultProxy
+
+# -- request cost ------------------------------------------------------------------------
+
+
+def test_each_store_operation_costs_the_minimum_of_requests(
+    proxy: FaultProxy, s3_bucket: str
+) -> None:
+    store = open_store(f"s3://{s3_bucket}/runs", endpoint_url=proxy.url)
+    backend = store.backend
+    assert isinstance(backend, S3Backend)
+    counter = RequestCounter(backend.client)
+    assert counter.total == 0
+    assert proxy.count() == 0  # opening made no request
+
+    def cost(operation: Any) -> dict[str, int]:
+        counter.clear()
+        operation()
+        return dict(counter.calls)
+
+    state = CounterState(task_id="job-1", stage_name="extract")
+    assert cost(lambda: store.create(state)) == {"PUT": 1}
+    state.count = 1
+    assert cost(lambda: store.save(state)) == {"PUT": 1}
+    assert cost(lambda: store.load("job-1", "extract", CounterState)) == {"GET": 1}
+    loaded = store.load("job-1", "extract", CounterState)
+    loaded.count = 2
+    assert cost(lambda: store.save(loaded)) == {"PUT": 1}
+    store.create(CounterState(task_id="job-1", stage_name="load"))
+    assert cost(lambda: store.load_task("job-1", CounterState)) == {"GET": 3}  # LIST + 2
+    assert cost(lambda: list(store.list_tasks())) == {"GET": 1}
+    assert cost(lambda: store.delete("job-1", "load")) == {"DELETE": 1}
+    # What the client sent is what the server received: no hidden HEAD, no bucket check.
+    methods = {e.request.method for e in proxy.log}
+    assert methods == {"PUT", "GET", "DELETE"}
+    assert proxy.count() == proxy.count(forwarded=True)
+    assert not [e for e in proxy.log if e.request.key == ""
+                and "list-type=2" not in e.request.query]
+
+
+def test_listing_is_paginated_lazily_and_in_order(proxy: FaultProxy, s3_bucket: str) -> None:
+    backend = S3Backend(s3_bucket, endpoint_url=proxy.url, page_size=2)
+    keys = ["p/a.json", "p/b/1.json", "p/b/2.json", "p/c.json", "p/d/1.json", "p/e.json",
+            "q/a.json"]
+    for key in keys:
+        backend.write(key, b"x", CREATE)
+    proxy.clear()
+    assert list(backend.list("p/")) == keys[:-1]
+    assert proxy.count("GET") == 3  # 6 keys, 2 per page
+    proxy.clear()
+    assert list(backend.list("p/", delimiter="/")) == [
+        "p/a.json", "p/b/", "p/c.json", "p/d/", "p/e.json"]
+    proxy.clear()
+    listing = backend.list("p/")
+    assert proxy.count() == 0  # nothing is fetched until the caller iterates
+    assert next(listing) == "p/a.json"
+    assert proxy.count("GET") == 1
+
+
+def test_versions_are_etags_exactly_as_s3_returns_them(
+    s3_client: Any, server_backend: S3Backend
+) -> None:
+    version = server_backend.write("k/a.json", b'{"a": 1}', CREATE)
+    head = s3_client.head_object(Bucket=server_backend.bucket, Key="k/a.json")
+    assert version == Version(head["ETag"])
+    assert version.token.startswith('"')
+    assert head["ContentType"] == "application/json"
+    assert server_backend.read("k/a.json") == (b'{"a": 1}', version)
+    assert server_backend.write("k/a.json", b"2", OVERWRITE) != version
+
+
+# -- client construction -----------------------------------------------------------------
+
+
+def test_default_client_uses_standard_retries_and_user_config_wins() -> None:
+    default = S3Backend("bucket-ok")
+    assert default.client.meta.config.retries["mode"] == "standard"
+    tuned = S3Backend("bucket-ok", config=Config(retries={"total_max_attempts": 7},
+                                                 read_timeout=5))
+    assert tuned.client.meta.config.retries == {"mode": "standard", "total_max_attempts": 7}
+    assert tuned.client.meta.config.read_timeout == 5
+    adaptive = S3Backend("bucket-ok", config=Config(retries={"mode": "adaptive"}))
+    assert adaptive.client.meta.config.retries["mode"] == "adaptive"
+
+
+def test_retry_mode_from_the_environment_beats_the_default(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_RETRY_MODE", "legacy")
+    backend = S3Backend("bucket-ok")
+    assert backend.client.meta.config.retries["mode"] == "legacy"
+    explicit = S3Backend("bucket-ok", config=Config(retries={"mode": "standard"}))
+    assert explicit.client.meta.config.retries["mode"] == "standard"
+
+
+def test_injected_client_is_used_as_is(s3_client: Any, s3_bucket: str) -> None:
+    store = open_store(f"s3://{s3_bucket}/runs", client=s3_client)
+    assert isinstance(store.backend, S3Backend)
+    assert store.backend.client is s3_client
+    counter = RequestCounter(s3_client)
+    store.create(CounterState(task_id="job-1", stage_name="extract"))
+    assert counter.calls == {"PUT": 1}
+
+
+def test_injected_session_builds_the_client(moto_server_url: str, s3_bucket: str) -> None:
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                            region_name="eu-west-1")
+    backend = S3Backend(s3_bucket, session=session, endpoint_url=moto_server_url)
+    assert backend.client.meta.region_name == "eu-west-1"
+    backend.write("k/a.json", b"x", CREATE)
+    assert backend.read("k/a.json")[0] == b"x"
+
+
+def test_endpoint_from_the_environment_and_explicit_argument_wins(
+    monkeypatch: pytest.MonkeyPatch, proxy: FaultProxy, moto_server_url: str, s3_bucket: str
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+    from_env = open_store(f"s3://{s3_bucket}/runs")
+    from_env.create(CounterState(task_id="job-1", stage_name="extract"))
+    assert proxy.count("PUT") == 1
+    explicit = open_store(f"s3://{s3_bucket}/runs", endpoint_url=moto_server_url)
+    assert explicit.load("job-1", "extract", CounterState).task_id == "job-1"
+    assert proxy.count() == 1  # the explicit endpoint bypassed the one in the environment
+
+
+def test_url_prefix_is_the_key_prefix(s3_client: Any, s3_bucket: str,
+                                      moto_server_url: str) -> None:
+    backend, prefix = from_url(f"s3://{s3_bucket}/team/runs/", endpoint_url=moto_server_url)
+    assert (backend.bucket, prefix, backend.description) == (s3_bucket, "team/runs/",
+                                                             f"s3://{s3_bucket}")
+    store = StateStore(backend, prefix)
+    store.create(CounterState(task_id="job-1", stage_name="extract"))
+    listed = s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]
+    assert [o["Key"] for o in listed] == ["team/runs/job-1/extract.json"]
+
+
+def test_extra_args_go_on_the_requests_that_take_them(proxy: FaultProxy,
+                                                      s3_bucket: str) -> None:
+    backend = S3Backend(s3_bucket, endpoint_url=proxy.url, extra_args={
+        "ServerSideEncryption": "AES256", "ExpectedBucketOwner": "123456789012"})
+    version = backend.write("k/a.json", b"x", CREATE)
+    backend.read("k/a.json")
+    list(backend.list("k/"))
+    backend.delete("k/a.json", if_version=version)
+    by_method = {e.request.method: e.request for e in proxy.log}
+    assert set(by_method) == {"PUT", "GET", "DELETE"}
+    assert by_method["PUT"].header("x-amz-server-side-encryption") == "AES256"
+    for entry in proxy.log:
+        assert entry.request.header("x-amz-expected-bucket-owner") == "123456789012"
+        if entry.request.method != "PUT":
+            assert entry.request.header("x-amz-server-side-encryption") is None
+
+
+def test_importing_the_package_loads_no_boto3(moto_server_url: str, s3_bucket: str) -> None:
+    script = textwrap.dedent(f"""
+        import sys
+        import eleanor_cloud
+        eleanor_cloud.open_store("memory://")
+        heavy = {{"boto3", "botocore", "eleanor_cloud.backends.s3"}} & set(sys.modules)
+        assert not heavy, heavy
+        store = eleanor_cloud.open_store("s3://{s3_bucket}/p", endpoint_url="{moto_server_url}")
+        assert "eleanor_cloud.backends.s3" in sys.modules
+        print(type(store.backend).__name__)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "S3Backend"
