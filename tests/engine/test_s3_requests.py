@@ -1,0 +1,66 @@
+"""Request budget on S3 (moto in-process): every HTTP request botocore sends is counted."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from eleanor_cloud.engine import TaskEngine
+from eleanor_cloud.models import StageStatus
+from eleanor_cloud.store import StateStore
+from tests.engine.taskdefs import DemoState, FnStage, Out
+
+
+@pytest.fixture
+def s3_store() -> Iterator[tuple[StateStore, Counter[str]]]:
+    boto3 = pytest.importorskip("boto3")
+    from moto import mock_aws
+
+    from eleanor_cloud.backends.s3 import S3Backend
+
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="engine-requests")
+        sent: Counter[str] = Counter()
+
+        def count(**kwargs: Any) -> None:
+            request = kwargs["request"]
+            sent[request.method] += 1
+
+        client.meta.events.register("before-send.s3.*", count)
+        yield StateStore(S3Backend("engine-requests", client=client), "runs"), sent
+
+
+def stages(n: int) -> list[FnStage]:
+    return [FnStage(f"stage-{i:02d}", lambda s, c: Out(value=c.attempt)) for i in range(n)]
+
+
+def test_uninterrupted_10_stage_run_costs_at_most_2n_plus_4_requests(
+        s3_store: tuple[StateStore, Counter[str]]) -> None:
+    store, sent = s3_store
+    n = 10
+    summary = TaskEngine("t", stages(n), DemoState, store).run()
+    assert summary.status is StageStatus.COMPLETE
+    total = sum(sent.values())
+    print(f"\nN={n}: {total} S3 requests for a fresh run ({dict(sent)})")
+    assert total == 2 * n + 3 <= 2 * n + 4
+    assert sent == {"PUT": 2 * n + 3}
+
+
+def test_resume_of_a_completed_10_stage_task_is_one_list_and_n_gets(
+        s3_store: tuple[StateStore, Counter[str]]) -> None:
+    store, sent = s3_store
+    n = 10
+    TaskEngine("t", stages(n), DemoState, store).run()
+    sent.clear()
+    summary = TaskEngine("t", stages(n), DemoState, store).run()
+    assert summary.status is StageStatus.COMPLETE
+    total = sum(sent.values())
+    print(f"\nN={n}: {total} S3 requests to resume a completed task ({dict(sent)})")
+    # manifest: refused create + read; lease: read + replace; 1 LIST + N GETs; release
+    assert sent["GET"] == 1 + 1 + 1 + n  # manifest, lease, LIST (a GET), stages
+    assert sent["PUT"] == 3
+    assert total == n + 6
