@@ -124,8 +124,9 @@ class RequestLog:
         headers = {k.lower(): v for k, v in request.headers.items()}
         condition = ("if-none-match" if "if-none-match" in headers
                      else "if-match" if "if-match" in headers else "")
-        # The body is a stream by now (checksums wrap it): its size is the header's.
-        length = headers.get("content-length", 0)
+        # The body is a stream by now (checksums wrap it); over https (mock_aws) it is
+        # aws-chunked with a trailing checksum, and only this header has the real size.
+        length = headers.get("x-amz-decoded-content-length", headers.get("content-length", 0))
         size = int(length.decode() if isinstance(length, bytes) else length)
         key = ""
         url = urlsplit(request.url)
