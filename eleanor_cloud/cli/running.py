@@ -73,10 +73,11 @@ def event_printer(progress: Progress, *, default_total: int = 0) -> Callable[[En
 
 
 def _attach(engine: Any, handler: Callable[[EngineEvent], None]) -> None:
-    """Chain ``handler`` after the ``on_event`` the factory gave the engine, if any.
+    """Show the engine's events too, after the ``on_event`` the factory gave it.
 
-    The engine keeps its handler in ``_on_event`` (there is no public setter); a factory
-    cannot know about the CLI's display, so the CLI adds itself here.
+    The engine keeps its handler in ``_on_event`` (no public setter; a public
+    ``on_event`` wins if one is added), as ``eleanor_cloud.aws`` also relies on. The
+    factory's handler runs first; ours runs even if it raised.
     """
     attr = "on_event" if hasattr(engine, "on_event") else "_on_event"
     previous = getattr(engine, attr, None)
@@ -85,8 +86,10 @@ def _attach(engine: Any, handler: Callable[[EngineEvent], None]) -> None:
         return
 
     def both(event: EngineEvent) -> None:
-        previous(event)
-        handler(event)
+        try:
+            previous(event)
+        finally:
+            handler(event)
 
     setattr(engine, attr, both)
 
