@@ -1,0 +1,398 @@
+"""The container runner: run one task in an ECS/Fargate (Spot) task and survive SIGTERM.
+
+ECS stops a container by sending SIGTERM, then SIGKILL ``stopTimeout`` seconds later
+(30 s by default, at most 120 s on Fargate; a Fargate Spot interruption gives a
+two-minute warning and the same SIGTERM). On SIGTERM (or SIGINT) the runner:
+
+1. lets the stage running now finish if it can within the **grace period**
+   (``grace_seconds``; default ``$ELEANOR_GRACE_SECONDS``, else
+   ``$ELEANOR_STOP_TIMEOUT_SECONDS - $ELEANOR_GRACE_MARGIN_SECONDS``, else 25 s) and
+   starts no further stage; the engine checkpoints that stage and releases the lease;
+2. otherwise, when the grace period runs out mid-stage, records the attempt as
+   *interrupted* (RETRY, or ERROR when its attempt budget is spent, with a history entry
+   ``interrupted: ...``), releases the lease and exits at once.
+
+Either way the next container resumes immediately: COMPLETE stages are skipped, the
+interrupted stage is retried. Exit codes (documented, stable):
+
+=====  ===================  ===========================================================
+code   name                 meaning
+=====  ===================  ===========================================================
+0      EXIT_OK              the task is COMPLETE
+1      EXIT_FAILED          the task ended in ERROR or CANCELED, or the runner failed
+3      EXIT_WORK_LEFT       stopped by ``time_budget`` with work left (as the CLI's 3)
+75     EXIT_STOPPED         SIGTERM: stopped between stages, lease released, work left
+76     EXIT_INTERRUPTED     SIGTERM: grace ran out mid-stage; attempt recorded as
+                            interrupted, lease released, work left
+=====  ===================  ===========================================================
+
+75 is ``EX_TEMPFAIL`` ("try again later"): both 75 and 76 mean *run the same task
+again*, e.g. from a Step Functions ``ecs:runTask.sync`` retry on the exit code.
+
+How the stop works without an engine change: the runner observes the engine through
+``on_event`` and, once a stop is requested, raises :class:`StopRun` (a
+``BaseException``, which the engine's event dispatch does not swallow) at the next
+stage boundary, after the engine checkpointed the stage; the engine's ``finally``
+releases the lease. The interrupted attempt is recorded with the engine's own helpers
+(``interrupted_entry``, ``may_attempt``) as compare-and-swap writes at the lease's
+epoch, and the lease is released only if this engine still holds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from eleanor_cloud.aws._events import chain_event_handler
+from eleanor_cloud.aws.env import env_float
+from eleanor_cloud.backends.base import Replace
+from eleanor_cloud.clock import Clock, format_ts, parse_ts, utc_now
+from eleanor_cloud.errors import Conflict, EleanorError, InvalidState, LeaseHeld
+from eleanor_cloud.models import StageStatus
+from eleanor_cloud.store.state_store import StateStore
+
+if TYPE_CHECKING:
+    from eleanor_cloud.engine import EngineEvent, TaskEngine, TaskSummary
+
+__all__ = [
+    "DEFAULT_GRACE_SECONDS",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_STOPPED",
+    "EXIT_WORK_LEFT",
+    "ContainerRunner",
+    "RunOutcome",
+    "StopRun",
+    "grace_from_env",
+    "run_container",
+]
+
+_log = logging.getLogger("eleanor_cloud.aws")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_WORK_LEFT = 3
+EXIT_STOPPED = 75
+EXIT_INTERRUPTED = 76
+
+# ECS's default stopTimeout is 30 s: keep 5 s to record the attempt and release.
+DEFAULT_GRACE_SECONDS = 25.0
+DEFAULT_GRACE_MARGIN = 5.0
+GRACE_ENV = "ELEANOR_GRACE_SECONDS"
+STOP_TIMEOUT_ENV = "ELEANOR_STOP_TIMEOUT_SECONDS"
+GRACE_MARGIN_ENV = "ELEANOR_GRACE_MARGIN_SECONDS"
+
+# How often the main thread looks at the signal flag: the signal handler itself only
+# stores the signal number (taking locks in a handler can deadlock the main thread).
+_POLL = 0.05
+# Events after which the engine has checkpointed everything: safe places to stop.
+_BOUNDARIES = {"task_started", "stage_completed", "stage_retry", "stage_interrupted"}
+
+
+def grace_from_env() -> float:
+    """The grace period from the environment (see the module docstring)."""
+    if os.environ.get(GRACE_ENV, "").strip():
+        return env_float(GRACE_ENV, DEFAULT_GRACE_SECONDS)
+    if os.environ.get(STOP_TIMEOUT_ENV, "").strip():
+        stop_timeout = env_float(STOP_TIMEOUT_ENV, 30.0)
+        margin = env_float(GRACE_MARGIN_ENV, DEFAULT_GRACE_MARGIN)
+        return max(0.0, stop_timeout - margin)
+    return DEFAULT_GRACE_SECONDS
+
+
+class StopRun(BaseException):
+    """Raised from the engine's event hook to end a run at a stage boundary.
+
+    A ``BaseException`` on purpose: the engine isolates ``Exception`` from event
+    handlers (a failing printer must not fail a task); this must get through.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How a container run ended: the exit code and why."""
+
+    exit_code: int
+    summary: TaskSummary | None
+    signal: int | None = None
+    interrupted: bool = False
+    recorded_interruption: bool = False
+    message: str = ""
+
+    def exit(self) -> None:
+        """Exit the process with :attr:`exit_code`.
+
+        After an interruption the stage's code is still running on another thread:
+        ``os._exit`` ends the process without waiting for it (nothing more may be
+        written once the lease is released); stdio is flushed first.
+        """
+        if self.interrupted:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+            logging.shutdown()
+            os._exit(self.exit_code)
+        sys.exit(self.exit_code)
+
+
+class ContainerRunner:
+    """Run ``engine`` to the end, or until SIGTERM/SIGINT, as described in the module.
+
+    ``store`` is the store the engine was built with (the lease and the interrupted
+    attempt are written through a private view of it). ``grace_seconds`` defaults to
+    :func:`grace_from_env`. ``time_budget`` bounds the run like ``TaskEngine.run``.
+    ``lease_wait`` seconds (default: the engine's lease TTL plus its clock-skew
+    tolerance) are spent waiting for a lease another holder still has (a container
+    killed without releasing it) before giving up with :data:`EXIT_FAILED`.
+    Signal handlers are installed only when :meth:`run` is called on the main thread.
+    """
+
+    def __init__(
+        self,
+        engine: TaskEngine[Any],
+        store: StateStore,
+        *,
+        grace_seconds: float | None = None,
+        time_budget: float | None = None,
+        lease_wait: float | None = None,
+        signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT),
+        clock: Clock = utc_now,
+    ) -> None:
+        grace = grace_from_env() if grace_seconds is None else float(grace_seconds)
+        if grace < 0:
+            raise InvalidState(f"grace_seconds must be >= 0, got {grace}")
+        if time_budget is not None and time_budget <= 0:
+            raise InvalidState(f"time_budget must be > 0 seconds, got {time_budget}")
+        self.engine = engine
+        self.store = store
+        self.grace_seconds = grace
+        self.time_budget = time_budget
+        ttl = float(getattr(engine, "lease_ttl", 60.0))
+        skew = float(getattr(engine, "clock_skew_tolerance", 5.0))
+        self.lease_wait = ttl + skew if lease_wait is None else float(lease_wait)
+        self.signals = signals
+        self._clock = clock
+        self._signal: int | None = None          # written by the signal handler only
+        self._stop = threading.Event()            # set by the main thread on a signal
+        self._finished = threading.Event()
+        self._summary: TaskSummary | None = None
+        self._error: BaseException | None = None
+        self._current: tuple[str, int, str] | None = None  # stage, attempt, began
+        self._lock = threading.Lock()
+        chain_event_handler(engine, self._on_event)
+
+    # -- engine observation (runs on the engine's thread) ------------------------------
+
+    def _on_event(self, event: EngineEvent) -> None:
+        with self._lock:
+            if event.kind == "stage_started" and event.stage_name is not None:
+                self._current = (event.stage_name, event.attempt, format_ts(self._clock()))
+            elif event.kind in ("stage_completed", "stage_retry", "stage_failed",
+                                "stage_canceled"):
+                self._current = None
+        if self._stop.is_set() and event.kind in _BOUNDARIES:
+            raise StopRun(event.kind)
+
+    def _work(self) -> None:
+        deadline = (time.monotonic() + self.time_budget
+                    if self.time_budget is not None else None)
+        lease_deadline = time.monotonic() + self.lease_wait
+        try:
+            while True:
+                budget = None if deadline is None else max(1e-3, deadline - time.monotonic())
+                try:
+                    self._summary = self.engine.run(time_budget=budget)
+                    return
+                except LeaseHeld as held:
+                    # A container killed without releasing (SIGKILL, host loss) leaves
+                    # a live lease for up to its TTL: wait for it, but stay stoppable.
+                    delay = self._lease_delay(held)
+                    if time.monotonic() + delay > lease_deadline or self._stop.is_set():
+                        raise
+                    _log.info("task %s: lease held by %s; retrying in %.1fs",
+                              self.engine.task_id, held.holder, delay)
+                    if self._stop.wait(delay):
+                        raise StopRun("stopped while waiting for the lease") from held
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self._error = exc
+        finally:
+            self._finished.set()
+
+    def _lease_delay(self, held: LeaseHeld) -> float:
+        skew = float(getattr(self.engine, "clock_skew_tolerance", 5.0))
+        if held.expires_at is None:
+            return 1.0
+        until = (parse_ts(held.expires_at) - self._clock()).total_seconds() + skew
+        return min(max(0.05, until), max(0.05, self.lease_wait))
+
+    # -- signals (main thread) ---------------------------------------------------------
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self._signal is None:
+            self._signal = signum
+
+    def run(self) -> RunOutcome:
+        """Run the task; return the outcome (call :meth:`RunOutcome.exit` to exit)."""
+        installed: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.signals:
+                installed[signum] = signal.signal(signum, self._handle)
+        try:
+            return self._supervise()
+        finally:
+            for signum, previous in installed.items():
+                signal.signal(signum, previous)
+
+    def _supervise(self) -> RunOutcome:
+        worker = threading.Thread(target=self._work, daemon=True,
+                                  name=f"eleanor-run-{self.engine.task_id}")
+        worker.start()
+        stop_by: float | None = None
+        while not self._finished.wait(_POLL):
+            if self._signal is not None and stop_by is None:
+                stop_by = time.monotonic() + self.grace_seconds
+                self._stop.set()
+                current = self._current
+                _log.warning(
+                    "task %s: %s received: %s; exiting within %.1fs",
+                    self.engine.task_id, signal.Signals(self._signal).name,
+                    f"letting stage {current[0]!r} finish" if current else "stopping",
+                    self.grace_seconds)
+            if stop_by is not None and time.monotonic() >= stop_by:
+                return self._interrupt()
+        return self._finish()
+
+    def _finish(self) -> RunOutcome:
+        error, summary, signum = self._error, self._summary, self._signal
+        if error is not None and not isinstance(error, StopRun):
+            raise error  # LeaseHeld after lease_wait, AccessDenied, a bug: the caller's
+        if isinstance(error, StopRun):
+            summary = self.engine.status()
+        if summary is None:  # pragma: no cover - the worker sets one or the other
+            raise RuntimeError("the engine run ended without a summary")
+        if summary.status is StageStatus.COMPLETE:
+            code = EXIT_OK
+        elif summary.status in (StageStatus.ERROR, StageStatus.CANCELED):
+            code = EXIT_FAILED
+        else:
+            code = EXIT_STOPPED if signum is not None else EXIT_WORK_LEFT
+        message = summary.message
+        if signum is not None and code == EXIT_STOPPED:
+            message = (f"stopped on {signal.Signals(signum).name} at a stage boundary; "
+                       f"resume at stage {summary.next_stage!r}")
+            _log.warning("task %s: %s", self.engine.task_id, message)
+        return RunOutcome(code, summary, signum, message=message)
+
+    # -- interruption (main thread, the stage still running on the worker) -------------
+
+    def _interrupt(self) -> RunOutcome:
+        signum = self._signal
+        name = signal.Signals(signum).name if signum is not None else "stop"
+        with self._lock:
+            current = self._current
+        reason = (f"{name} received; the stage did not finish within the "
+                  f"{self.grace_seconds:g}s grace period (container stop or Spot "
+                  "interruption)")
+        recorded = False
+        try:
+            recorded = self._record_and_release(current, reason)
+        except EleanorError as exc:
+            # The lease then simply expires; the next holder records the attempt.
+            _log.error("task %s: could not record the interruption: %s",
+                       self.engine.task_id, exc)
+        _log.warning("task %s: %s; %s", self.engine.task_id, reason,
+                     "attempt recorded as interrupted" if recorded else "nothing recorded")
+        return RunOutcome(EXIT_INTERRUPTED, None, signum, interrupted=True,
+                          recorded_interruption=recorded, message=reason)
+
+    def _record_and_release(self, current: tuple[str, int, str] | None,
+                            reason: str) -> bool:
+        # Imported here: the engine's helpers are only needed on this rare path.
+        from eleanor_cloud.engine.operations import interrupted_entry
+        from eleanor_cloud.engine.retry import may_attempt
+
+        engine = self.engine
+        view = StateStore(self.store.backend, self.store.prefix,
+                          writer=lambda: self.store.writer, clock=self.store.clock)
+        lease = view.load_lease(engine.task_id)
+        if lease is None or lease.value.holder != engine.holder or lease.value.released:
+            return False  # not ours any more: the successor owns the task
+        epoch = lease.value.epoch
+        view.epoch = epoch
+        recorded = False
+        if current is not None:
+            stage_name, attempt, began = current
+            record = view.load_record(engine.task_id, stage_name, engine.state_class)
+            state = record.value
+            if (state.status is StageStatus.RUNNING and state.attempts == attempt
+                    and record.epoch == epoch):
+                now = format_ts(self._clock())
+                entry = interrupted_entry(state, began=began, now=now,
+                                          end_status=StageStatus.RETRY, detail=reason)
+                # The engine's own accounting: RETRY if the budget allows another try.
+                status = StageStatus.ERROR
+                if engine.retry_policy.value != "NONE":
+                    probe = state.model_copy(update={"status": StageStatus.RETRY,
+                                                     "history": [*state.history, entry]})
+                    others = [s for n, s in view.load_task(engine.task_id,
+                                                           engine.state_class).items()
+                              if n != stage_name]
+                    if may_attempt(engine.retry_policy, engine.max_attempts, probe,
+                                   [*others, probe]):
+                        status = StageStatus.RETRY
+                entry = entry.model_copy(update={"end_status": status})
+                try:
+                    view.save(state.model_copy(update={"status": status,
+                                                       "history": [*state.history, entry]}),
+                              mode=Replace(record.version))
+                    recorded = True
+                except Conflict:
+                    pass  # the stage finished first: its outcome stands
+        self._release(view, epoch)
+        return recorded
+
+    def _release(self, view: StateStore, epoch: int) -> None:
+        # The engine's renewer may replace the lease concurrently: retry a few times.
+        for _ in range(5):
+            lease = view.load_lease(self.engine.task_id)
+            if lease is None or lease.value.holder != self.engine.holder \
+                    or lease.value.epoch != epoch or lease.value.released:
+                return
+            released = lease.value.model_copy(update={
+                "released": True, "expires_at": format_ts(self._clock())})
+            try:
+                view.write_lease(released, Replace(lease.version))
+                return
+            except Conflict:
+                continue
+
+
+def run_container(
+    build: Callable[[str, StateStore], TaskEngine[Any]],
+    task_id: str,
+    store: StateStore,
+    *,
+    grace_seconds: float | None = None,
+    time_budget: float | None = None,
+    exit: bool = True,
+) -> RunOutcome:
+    """Build the engine with ``build(task_id, store)`` (the CLI's factory signature), run
+    it under :class:`ContainerRunner`, and exit the process with the outcome's code
+    (``exit=False`` returns the outcome instead; an interruption always exits).
+    """
+    engine = build(task_id, store)
+    outcome = ContainerRunner(engine, store, grace_seconds=grace_seconds,
+                              time_budget=time_budget).run()
+    if exit or outcome.interrupted:
+        outcome.exit()
+    return outcome

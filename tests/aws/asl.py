@@ -1,0 +1,150 @@
+"""A small interpreter for the subset of Amazon States Language our state machines use.
+
+It reads ``infra/statemachine/*.asl.json`` itself, so a test driven through it checks the
+definition and the handler together: the ResultSelector paths must exist in the
+handler's output, the Choice rules must route real outputs, the Wait must find its
+seconds. Anything outside the subset raises, so the file cannot drift past the tests.
+Wait states are recorded, not slept: the test asserts what the machine would wait.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+STATEMACHINES = ROOT / "infra" / "statemachine"
+
+
+class AslError(Exception):
+    """The definition uses something this interpreter does not know, or a path is missing."""
+
+
+def load(name: str, function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:x") \
+        -> dict[str, Any]:
+    """Load a definition with its ``${StageRunnerFunctionArn}`` substitution applied."""
+    text = (STATEMACHINES / name).read_text()
+    return json.loads(text.replace("${StageRunnerFunctionArn}", function_arn))
+
+
+def get_path(data: Any, path: str) -> Any:
+    """``$``, ``$.a.b``: the JSONPath subset the definitions use; missing keys raise."""
+    if path == "$":
+        return data
+    if not path.startswith("$."):
+        raise AslError(f"unsupported path {path!r}")
+    value = data
+    for part in path[2:].split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise AslError(f"path {path!r} not found in {json.dumps(data)[:300]}")
+        value = value[part]
+    return value
+
+
+def set_path(data: Any, path: str | None, value: Any) -> Any:
+    if path is None:
+        return data
+    if path == "$":
+        return value
+    if not path.startswith("$.") or "." in path[2:]:
+        raise AslError(f"unsupported ResultPath {path!r}")
+    out = dict(data)
+    out[path[2:]] = value
+    return out
+
+
+def apply_template(template: dict[str, Any], data: Any) -> dict[str, Any]:
+    """Parameters / ResultSelector: keys ending in ``.$`` take a path's value."""
+    out: dict[str, Any] = {}
+    for key, value in template.items():
+        if key.endswith(".$"):
+            if not isinstance(value, str) or value.startswith("States."):
+                raise AslError(f"unsupported expression {value!r}")
+            out[key[:-2]] = get_path(data, value)
+        elif isinstance(value, dict):
+            out[key] = apply_template(value, data)
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass
+class Execution:
+    """What one execution did: the states visited, the waits, the end."""
+
+    visited: list[str] = field(default_factory=list)
+    waits: list[int] = field(default_factory=list)
+    invocations: int = 0
+    status: str = "RUNNING"       # SUCCEEDED / FAILED
+    error: str | None = None
+    output: Any = None
+
+
+Invoke = Callable[[str, Any], Any]   # (FunctionName, Payload) -> the function's output
+
+
+def run(definition: dict[str, Any], execution_input: Any, invoke: Invoke, *,
+        max_transitions: int = 200) -> Execution:
+    """Execute ``definition`` on ``execution_input``; Task states call ``invoke``."""
+    states: dict[str, Any] = definition["States"]
+    name: str = definition["StartAt"]
+    data = execution_input
+    ex = Execution()
+    for _ in range(max_transitions):
+        state = states[name]
+        ex.visited.append(name)
+        kind = state["Type"]
+        if kind == "Pass":
+            result = apply_template(state["Parameters"], data) if "Parameters" in state \
+                else data
+            data = set_path(data, state.get("ResultPath", "$"), result)
+        elif kind == "Task":
+            if state["Resource"] != "arn:aws:states:::lambda:invoke":
+                raise AslError(f"unsupported resource {state['Resource']!r}")
+            params = apply_template(state["Parameters"], data)
+            ex.invocations += 1
+            response = {"Payload": invoke(params["FunctionName"], params["Payload"]),
+                        "StatusCode": 200}
+            result = apply_template(state["ResultSelector"], response) \
+                if "ResultSelector" in state else response
+            data = set_path(data, state.get("ResultPath", "$"), result)
+        elif kind == "Choice":
+            target = state.get("Default")
+            for rule in state["Choices"]:
+                value = get_path(data, rule["Variable"])
+                if "BooleanEquals" in rule:
+                    hit = value is rule["BooleanEquals"]
+                elif "StringEquals" in rule:
+                    hit = value == rule["StringEquals"]
+                else:
+                    raise AslError(f"unsupported choice rule {rule}")
+                if hit:
+                    target = rule["Next"]
+                    break
+            if target is None:
+                raise AslError(f"no Choice rule matched in {name} and no Default")
+            name = target
+            continue
+        elif kind == "Wait":
+            seconds = get_path(data, state["SecondsPath"]) if "SecondsPath" in state \
+                else state["Seconds"]
+            if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 0:
+                raise AslError(f"Wait needs a non-negative integer, got {seconds!r}")
+            ex.waits.append(seconds)
+        elif kind == "Succeed":
+            ex.status = "SUCCEEDED"
+            ex.output = get_path(data, state.get("OutputPath", "$"))
+            return ex
+        elif kind == "Fail":
+            ex.status, ex.error, ex.output = "FAILED", state["Error"], data
+            return ex
+        else:
+            raise AslError(f"unsupported state type {kind!r}")
+        if state.get("End"):
+            ex.status, ex.output = "SUCCEEDED", data
+            return ex
+        name = state["Next"]
+    raise AslError(f"more than {max_transitions} transitions")
