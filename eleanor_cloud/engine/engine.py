@@ -306,8 +306,8 @@ class TaskEngine(Generic[StateT]):
             clock_skew_tolerance=self.clock_skew_tolerance, wait=self.wait_for_lease,
             renew_interval=self.renew_interval,
             on_lost=lambda why: self._emit("lease_lost", message=why))
-        lease.acquire(probably_new=fresh)
         try:
+            lease.acquire(probably_new=fresh)
             self._store.epoch = lease.epoch
             self._store.forget(self.task_id)  # versions from an earlier run are no base
             self._emit("lease_takeover" if lease.takeover else "lease_acquired",

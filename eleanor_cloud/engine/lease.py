@@ -276,7 +276,10 @@ class LeaseManager:
     # -- release ----------------------------------------------------------------------
 
     def release(self) -> None:
-        """Stop renewing and mark the lease released (unless it was lost)."""
+        """Stop renewing and mark the lease released (unless it was lost or never held).
+
+        Always call it, also after a failed ``acquire``: it stops the lease I/O thread.
+        """
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join()

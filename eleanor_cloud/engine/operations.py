@@ -236,8 +236,8 @@ def rollback_task(store: StateStore, task_id: str, to_stage: str,
             f"task {task_id!r} has no stage {to_stage!r} (stages: {list(manifest.stages)})")
     lease = LeaseManager(view, task_id, holder=holder or default_holder(), ttl=lease_ttl,
                          clock=clock, sleep=lambda _s: None)
-    lease.acquire()
     try:
+        lease.acquire()
         view.epoch = lease.epoch
         records = view.load_task_records(task_id, state_class)
         began = {n: r.written_at for n, r in records.items()}
