@@ -221,3 +221,27 @@ def test_corrupt_task_is_listed_not_fatal(store: ec.StateStore, store_dir, invok
     assert status.exit_code == 1
     assert status.stderr.count("\n") == 1 and "corrupt object" in status.stderr
     assert "rotten/only.json" in status.stderr
+
+
+def test_paging_through_every_task_with_a_filter(store: ec.StateStore, invoke) -> None:
+    # More tasks than one loading chunk (32), so pages cross chunk boundaries.
+    expected = []
+    for i in range(45):
+        failed = i % 4 == 1
+        seed_task(store, f"task-{i:03d}", [("only", S.ERROR if failed else S.COMPLETE, 1)])
+        if failed:
+            expected.append(f"task-{i:03d}")
+
+    def collect(*extra: str) -> list[str]:
+        seen: list[str] = []
+        after: list[str] = []
+        for _ in range(50):
+            doc = json.loads(invoke("tasks", "--limit", "4", *extra, *after, "--json").stdout)
+            seen += [t["task_id"] for t in doc["tasks"]]
+            if doc["next_after"] is None:
+                return seen
+            after = ["--after", doc["next_after"]]
+        raise AssertionError("pagination did not terminate")
+
+    assert collect("--status", "ERROR") == expected
+    assert collect() == [f"task-{i:03d}" for i in range(45)]
