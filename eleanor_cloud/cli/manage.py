@@ -108,7 +108,7 @@ def cancel_cmd(state: CliContext, task_id: str, as_json: bool) -> None:
 def retry_cmd(state: CliContext, task_id: str, as_json: bool) -> None:
     """Redrive TASK_ID: move its ERROR stages back to RETRY with a fresh attempt budget.
 
-    Run the task again (``eleanor-cloud run`` or your own host) to resume it.
+    Run the task again ('eleanor-cloud run' or your own host) to resume it.
     """
     from eleanor_cloud.engine import retry_failed_task
 

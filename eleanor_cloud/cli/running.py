@@ -203,10 +203,10 @@ def demo_cmd(state: CliContext, task_id: str, crash_at: str | None, reset: bool,
              as_json: bool) -> None:
     """Run the bundled demo task: generate, validate, transform, publish records.
 
-    Try: ``eleanor-cloud demo --reset --crash-at transform`` (the process kills itself
-    mid-stage), then ``eleanor-cloud demo``: it waits for the dead run's lease, skips
+    Try 'eleanor-cloud demo --reset --crash-at transform' (the process kills itself
+    mid-stage), then 'eleanor-cloud demo': it waits for the dead run's lease, skips
     the COMPLETE stages and retries the interrupted one, whose crashed attempt stays in
-    the history (``eleanor-cloud history demo``).
+    the history ('eleanor-cloud history demo').
     """
     from eleanor_cloud.examples.demo import build_demo
 
