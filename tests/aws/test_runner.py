@@ -1,0 +1,182 @@
+"""The container runner as ECS runs it: a subprocess that gets SIGTERM mid-stage.
+
+The store is the moto S3 server on 127.0.0.1. The test waits (bounded) for the marker
+file a stage creates when it starts, then signals the process, as ECS would on a stop or
+a Fargate Spot interruption.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import eleanor_cloud as ec
+from eleanor_cloud.aws import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STOPPED,
+    EXIT_WORK_LEFT,
+    ContainerRunner,
+    grace_from_env,
+)
+from eleanor_cloud.models import StageStatus
+from tests.aws.taskmod import SIDE_ENV, SLOW_ENV, SLOW_SECONDS_ENV, TState, build_runner_engine
+
+ROOT = Path(__file__).resolve().parents[2]
+FACTORY = "tests.aws.taskmod:build_runner_engine"
+
+
+@pytest.fixture
+def env(moto_server_url: str, s3_bucket: str, tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "AWS_ENDPOINT_URL_S3": moto_server_url,
+            "ELEANOR_STORE": f"s3://{s3_bucket}/ecs", SIDE_ENV: str(tmp_path),
+            "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture
+def store(moto_server_url: str, s3_bucket: str) -> ec.StateStore:
+    return ec.open_store(f"s3://{s3_bucket}/ecs", endpoint_url=moto_server_url)
+
+
+def _start(env: dict[str, str], task_id: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "eleanor_cloud.aws", FACTORY, "--task-id", task_id, *extra],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
+    """Poll (bounded) for the marker the stage creates; fail fast if the process died."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"runner exited {proc.returncode} before {path.name}:\n{err}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{path.name} did not appear within {timeout}s")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:  # never leave a runner behind, whatever failed
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _runs(side: Path, stage: str) -> list[str]:
+    path = side / f"{stage}.runs"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_sigterm_past_the_grace_period_records_the_attempt_and_the_next_container_resumes(
+        env: dict[str, str], store: ec.StateStore, tmp_path: Path,
+        procs: list[subprocess.Popen[str]]) -> None:
+    slow = {**env, SLOW_ENV: "b", SLOW_SECONDS_ENV: "60"}
+    first = _start(slow, "spot", "--grace-seconds", "0.5")
+    procs.append(first)
+    _wait_for(tmp_path / "b.started.1", first)
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=60)
+
+    assert first.returncode == EXIT_INTERRUPTED, err
+    assert "SIGTERM" in err and "attempt recorded as interrupted" in err
+    # The interrupted attempt is in the history, written by the stopping container.
+    b = store.load("spot", "b", TState)
+    assert b.status is StageStatus.RETRY and b.attempts == 1
+    (entry,) = b.history
+    assert entry.end_status is StageStatus.RETRY
+    assert entry.message.startswith("interrupted: SIGTERM received")
+    assert "0.5s grace period" in entry.message
+    assert store.load("spot", "a", TState).status is StageStatus.COMPLETE
+    assert "c" not in store.load_task("spot", TState)
+    lease = store.load_lease("spot")
+    assert lease is not None and lease.value.released
+    first_epoch = lease.value.epoch
+
+    # The next container: no lease to wait for (TTL is 120 s), a done, b retried.
+    second = _start(env, "spot", "--grace-seconds", "0.5")
+    procs.append(second)
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == EXIT_OK, err
+    summary = build_runner_engine("spot", store).status()
+    assert summary.status is StageStatus.COMPLETE
+    b = store.load("spot", "b", TState)
+    assert [h.end_status for h in b.history] == [StageStatus.RETRY, StageStatus.COMPLETE]
+    assert b.attempts == 2
+    assert b.history[0].message.startswith("interrupted: SIGTERM")  # kept, not rewritten
+    assert len(_runs(tmp_path, "a")) == 1       # COMPLETE stages were skipped
+    assert len(_runs(tmp_path, "b")) == 2       # the interrupted attempt, then the retry
+    assert len(_runs(tmp_path, "c")) == 1
+    lease = store.load_lease("spot")
+    assert lease is not None and lease.value.released
+    assert lease.value.epoch == first_epoch + 1  # taken over cleanly, not by expiry
+
+
+def test_sigterm_within_the_grace_period_lets_the_stage_finish_and_stops_before_the_next(
+        env: dict[str, str], store: ec.StateStore, tmp_path: Path,
+        procs: list[subprocess.Popen[str]]) -> None:
+    # b works 1.5 s, well inside a 60 s grace period.
+    slowish = {**env, SLOW_ENV: "b", SLOW_SECONDS_ENV: "1.5"}
+    first = _start(slowish, "graceful", "--grace-seconds", "60")
+    procs.append(first)
+    _wait_for(tmp_path / "b.started.1", first)
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=60)
+
+    assert first.returncode == EXIT_STOPPED, err
+    b = store.load("graceful", "b", TState)
+    assert b.status is StageStatus.COMPLETE and b.attempts == 1
+    assert [h.end_status for h in b.history] == [StageStatus.COMPLETE]
+    assert "c" not in store.load_task("graceful", TState)   # nothing new was started
+    lease = store.load_lease("graceful")
+    assert lease is not None and lease.value.released
+
+    second = _start(env, "graceful")
+    procs.append(second)
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == EXIT_OK, err
+    assert [len(_runs(tmp_path, s)) for s in ("a", "b", "c")] == [1, 1, 1]
+    assert build_runner_engine("graceful", store).status().status is StageStatus.COMPLETE
+
+
+def test_without_a_signal_the_runner_maps_the_outcome_to_exit_codes(
+        store: ec.StateStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SIDE_ENV, str(tmp_path))
+    outcome = ContainerRunner(build_runner_engine("plain", store), store,
+                              grace_seconds=1).run()
+    assert outcome.exit_code == EXIT_OK and outcome.signal is None
+    assert outcome.summary is not None and outcome.summary.done
+
+    # A time budget that cannot fit the (expected 5 s) next stage: work left, exit 3.
+    engine = build_runner_engine("budget", store)
+    engine.stages[0].expected_duration = 5.0
+    outcome = ContainerRunner(engine, store, grace_seconds=1, time_budget=1.0).run()
+    assert outcome.exit_code == EXIT_WORK_LEFT
+    assert outcome.summary is not None and outcome.summary.next_stage == "a"
+
+
+def test_grace_period_from_the_task_definition_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ELEANOR_GRACE_SECONDS", "ELEANOR_STOP_TIMEOUT_SECONDS",
+                 "ELEANOR_GRACE_MARGIN_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    assert grace_from_env() == 25.0                   # ECS's default stopTimeout 30 - 5
+    monkeypatch.setenv("ELEANOR_STOP_TIMEOUT_SECONDS", "120")
+    monkeypatch.setenv("ELEANOR_GRACE_MARGIN_SECONDS", "15")
+    assert grace_from_env() == 105.0                  # infra/ecs-runner.yaml's defaults
+    monkeypatch.setenv("ELEANOR_GRACE_SECONDS", "7.5")
+    assert grace_from_env() == 7.5                    # an explicit value wins
+    monkeypatch.setenv("ELEANOR_GRACE_SECONDS", "-1")
+    with pytest.raises(ec.ConfigurationError):
+        grace_from_env()
