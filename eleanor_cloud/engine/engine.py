@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from eleanor_cloud.clock import Clock, format_ts, utc_now
 from eleanor_cloud.engine.events import EngineEvent, EventHandler, EventKind
@@ -405,7 +406,6 @@ class TaskEngine(Generic[StateT]):
             if state.status is StageStatus.COMPLETE:
                 continue
             if state.status is StageStatus.CANCELED:
-                self._emit("task_canceled", name, status=StageStatus.CANCELED)
                 return self._canceled_summary()
             if state.status is StageStatus.ERROR:
                 return self._failed(run, index, already=True)
@@ -503,10 +503,17 @@ class TaskEngine(Generic[StateT]):
                     attempts=running.attempts,
                     history=[*running.history, entry], result=result)
         try:
-            return self.state_class.model_validate(data)
+            final = self.state_class.model_validate(data)
+            # What the store will write must also read back: check the JSON round trip
+            # here, so a bad value fails this attempt instead of the whole run.
+            self.state_class.model_validate(final.model_dump(mode="json"))
         except ValidationError as exc:
             raise InvalidState(f"stage {name!r} left its state invalid: "
                                f"{_first_error(exc)}") from exc
+        except PydanticSerializationError as exc:
+            raise InvalidState(f"stage {name!r} left its state not JSON-serializable: "
+                               f"{exc}") from exc
+        return final
 
     def _attempt(self, run: _Run, stage: BaseStage[StateT], name: str) -> StageStatus:
         before: StateT = run.states[name]

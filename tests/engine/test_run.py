@@ -287,3 +287,27 @@ def test_timestamps_are_utc_iso8601(store: StateStore, clock: FakeClock) -> None
     TaskEngine("t", make_stages(1), DemoState, store, clock=clock).run()
     entry = store.load("t", "s0", DemoState).history[0]
     assert entry.begin_ts == format_ts(clock()) == "2026-01-01T00:00:00.000000Z"
+
+
+def test_a_state_that_cannot_be_stored_fails_the_attempt_not_the_run(
+        store: StateStore) -> None:
+    from pydantic import BaseModel, ConfigDict
+
+    from eleanor_cloud.models import BaseStageState
+
+    class Loose(BaseModel):
+        model_config = ConfigDict(arbitrary_types_allowed=True)
+        thing: Any = None
+
+    class LooseState(BaseStageState[Loose]):
+        pass
+
+    class Weird(FnStage):  # returns an object JSON cannot hold
+        pass
+
+    stage = Weird("a", lambda s, c: Loose(thing=object()))
+    summary = TaskEngine("t", [stage], LooseState, store,  # type: ignore[list-item]
+                         retry_policy=RetryPolicy.NONE).run()
+    assert summary.status is StageStatus.ERROR
+    message = store.load("t", "a", LooseState).history[0].message
+    assert "not JSON-serializable" in message
