@@ -232,6 +232,17 @@ class TaskEngine(Generic[StateT]):
 
     # -- plumbing ----------------------------------------------------------------------
 
+    @property
+    def on_event(self) -> EventHandler | None:
+        """The event handler; assignable, e.g. to chain a printer after the user's."""
+        return self._on_event
+
+    @on_event.setter
+    def on_event(self, handler: EventHandler | None) -> None:
+        if handler is not None and not callable(handler):
+            raise InvalidState(f"on_event must be callable, got {handler!r}")
+        self._on_event = handler
+
     def __repr__(self) -> str:
         return (f"TaskEngine(task_id={self.task_id!r}, stages={list(self.stage_names)}, "
                 f"store={self._user_store!r})")

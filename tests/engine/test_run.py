@@ -311,3 +311,16 @@ def test_a_state_that_cannot_be_stored_fails_the_attempt_not_the_run(
     assert summary.status is StageStatus.ERROR
     message = store.load("t", "a", LooseState).history[0].message
     assert "not JSON-serializable" in message
+
+
+def test_on_event_can_be_replaced_after_construction(store: StateStore) -> None:
+    first: list[str] = []
+    second: list[str] = []
+    engine = TaskEngine("t", make_stages(1), DemoState, store,
+                        on_event=lambda e: first.append(e.kind))
+    assert engine.on_event is not None
+    engine.on_event = lambda e: second.append(e.kind)
+    engine.run()
+    assert first == [] and "task_completed" in second
+    with pytest.raises(InvalidState, match="callable"):
+        engine.on_event = 3  # type: ignore[assignment]
