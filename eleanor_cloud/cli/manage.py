@@ -17,6 +17,7 @@ from eleanor_cloud.cli.output import Output
 from eleanor_cloud.cli.read import json_option, render_lease, render_task
 
 if TYPE_CHECKING:
+    from eleanor_cloud.engine import TaskSummary
     from eleanor_cloud.store.records import Lease, Record
     from eleanor_cloud.store.state_store import StateStore
 
@@ -73,15 +74,30 @@ def import_factory(spec: str) -> Any:
     return obj
 
 
-def _show_after(state: CliContext, out: Output, task_id: str, action: str) -> None:
+def _show_after(state: CliContext, out: Output, task_id: str, action: str,
+                changed: list[str]) -> None:
     from eleanor_cloud.cli.shapes import task_doc
     from eleanor_cloud.cli.views import load_task_view
 
     view = load_task_view(state.store, task_id)
     if out.json_mode:
-        out.json(task_doc(view, state.store_description, action=action))
+        doc = task_doc(view, state.store_description, action=action)
+        doc["changed"] = changed
+        out.json(doc)
     else:
         render_task(out, view)
+
+
+def _statuses(state: CliContext, task_id: str) -> dict[str, str]:
+    from eleanor_cloud.cli.views import load_task_view
+
+    view = load_task_view(state.store, task_id, with_lease=False)
+    return {s.name: s.status.value for s in view.stages}
+
+
+def _changed(before: dict[str, str], summary: TaskSummary) -> list[str]:
+    """Stages whose status the command changed, in task order."""
+    return [s.name for s in summary.stages if before.get(s.name) != s.status.value]
 
 
 @cli.command("cancel")
@@ -92,13 +108,19 @@ def cancel_cmd(state: CliContext, task_id: str, as_json: bool) -> None:
     """Cancel TASK_ID: its unfinished stages become CANCELED.
 
     A holder running it notices at its next write (or via ctx.cancelled) and stops.
+    Canceling a task that already finished changes nothing and exits 0.
     """
     from eleanor_cloud.engine import cancel_task
 
     out = Output(json_mode=as_json)
-    cancel_task(state.store, task_id)
-    out.line(f"canceled task {task_id}")
-    _show_after(state, out, task_id, "cancel")
+    before = _statuses(state, task_id)
+    changed = _changed(before, cancel_task(state.store, task_id))
+    if changed:
+        out.line(f"canceled task {task_id}: {', '.join(changed)} now CANCELED")
+    else:
+        out.line(f"task {task_id}: nothing to cancel (no stage is UNBOUND, CREATED, "
+                 "RUNNING or RETRY)")
+    _show_after(state, out, task_id, "cancel", changed)
 
 
 @cli.command("retry")
@@ -108,14 +130,20 @@ def cancel_cmd(state: CliContext, task_id: str, as_json: bool) -> None:
 def retry_cmd(state: CliContext, task_id: str, as_json: bool) -> None:
     """Redrive TASK_ID: move its ERROR stages back to RETRY with a fresh attempt budget.
 
-    Run the task again ('eleanor-cloud run' or your own host) to resume it.
+    Run the task again ('eleanor-cloud run' or your own host) to resume it. A task with
+    no ERROR stage is left as it is (exit 0).
     """
     from eleanor_cloud.engine import retry_failed_task
 
     out = Output(json_mode=as_json)
-    retry_failed_task(state.store, task_id)
-    out.line(f"task {task_id}: ERROR stages moved to RETRY; run it again to resume")
-    _show_after(state, out, task_id, "retry")
+    before = _statuses(state, task_id)
+    changed = _changed(before, retry_failed_task(state.store, task_id))
+    if changed:
+        out.line(f"task {task_id}: {', '.join(changed)} moved from ERROR to RETRY with a "
+                 "fresh attempt budget; run the task again to resume it")
+    else:
+        out.line(f"task {task_id}: nothing to retry (no stage is in ERROR)")
+    _show_after(state, out, task_id, "retry", changed)
 
 
 @cli.command("rollback")
@@ -141,16 +169,19 @@ def rollback_cmd(state: CliContext, task_id: str, to_stage: str, factory: str | 
     if to_stage not in manifest.stages:
         fail(f"task {task_id!r} has no stage {to_stage!r} (stages: "
              f"{', '.join(manifest.stages)})", EXIT_USAGE)
+    before = _statuses(state, task_id)
     if factory is not None:
         build = import_factory(factory)
         engine = build(task_id, state.store)
-        engine.rollback(to_stage)
-        out.line(f"task {task_id}: rolled back to {to_stage} (stage rollback() methods called)")
+        summary = engine.rollback(to_stage)
+        how = "rollback() called on the completed stages, last first"
     else:
-        rollback_task(state.store, task_id, to_stage)
-        out.line(f"task {task_id}: states reset to CREATED from {to_stage} on "
-                 "(no rollback() called: pass --factory for that)")
-    _show_after(state, out, task_id, "rollback")
+        summary = rollback_task(state.store, task_id, to_stage)
+        how = "states only: no rollback() called, pass --factory for that"
+    changed = _changed(before, summary)
+    out.line(f"task {task_id}: rolled back to {to_stage} ({how}); reset to CREATED: "
+             + (", ".join(changed) if changed else "none"))
+    _show_after(state, out, task_id, "rollback", changed)
 
 
 @cli.command("delete")

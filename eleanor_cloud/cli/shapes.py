@@ -45,7 +45,9 @@ with ``--json``) -> ``kind: "task"``::
 ``done`` is true once the task is COMPLETE, ERROR or CANCELED (``next_stage`` is then
 ``null``).
 Commands that changed the task add ``"action"`` (``"cancel"``, ``"retry"``,
-``"rollback"``, ``"run"``, ``"demo"``); ``run`` and ``demo`` add ``"exit_code"``.
+``"rollback"``, ``"run"``, ``"demo"``); ``cancel``, ``retry`` and ``rollback`` add
+``"changed"`` (the stages whose status they changed, in task order; ``[]`` for a no-op);
+``run`` and ``demo`` add ``"exit_code"``.
 
 ``history`` -> ``kind: "history"``::
 

@@ -115,7 +115,7 @@ def test_run_failure_exits_1_then_retry_redrives(factory, invoke,
     redrive = invoke("retry", "t2", "--json")
     assert redrive.exit_code == 0, redrive.output
     doc = json.loads(redrive.stdout)
-    assert doc["action"] == "retry"
+    assert doc["action"] == "retry" and doc["changed"] == ["flaky"]
     assert doc["stages"][1]["status"] == "RETRY" and doc["status"] == "RUNNING"
 
     resumed = invoke("run", f"{module}:build", "--task-id", "t2")
@@ -123,6 +123,10 @@ def test_run_failure_exits_1_then_retry_redrives(factory, invoke,
     assert "[extract] attempt" not in resumed.stdout  # COMPLETE: skipped
     flaky = _stage(store, "t2", "flaky")
     assert flaky.status is StageStatus.COMPLETE and flaky.attempts == 2
+
+    nothing = invoke("retry", "t2")
+    assert nothing.exit_code == 0
+    assert nothing.stdout.startswith("task t2: nothing to retry (no stage is in ERROR)")
 
 
 def test_run_time_budget_exits_3(factory, invoke, store: ec.StateStore) -> None:
@@ -142,7 +146,7 @@ def test_cancel(factory, invoke, store: ec.StateStore) -> None:
 
     result = invoke("cancel", "t4")
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("canceled task t4")
+    assert result.stdout.startswith("canceled task t4: flaky, load now CANCELED")
     assert _stage(store, "t4", "flaky").status is StageStatus.CANCELED
     assert _stage(store, "t4", "extract").status is StageStatus.COMPLETE
 
@@ -150,6 +154,9 @@ def test_cancel(factory, invoke, store: ec.StateStore) -> None:
     assert status.exit_code == 1 and "task t4: CANCELED" in status.stdout
     run = invoke("run", f"{module}:build", "--task-id", "t4")
     assert run.exit_code == 1
+
+    again = invoke("cancel", "t4", "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout)["changed"] == []
 
 
 def test_rollback_states_only_and_with_factory(factory, invoke,
@@ -160,14 +167,15 @@ def test_rollback_states_only_and_with_factory(factory, invoke,
     states_only = invoke("rollback", "t5", "--to", "load", "--json")
     assert states_only.exit_code == 0, states_only.output
     doc = json.loads(states_only.stdout)
-    assert doc["action"] == "rollback"
+    assert doc["action"] == "rollback" and doc["changed"] == ["load"]
     assert [s["status"] for s in doc["stages"]] == ["COMPLETE", "COMPLETE", "CREATED"]
     assert not (work / "rolled_back.txt").exists()
 
     assert invoke("run", f"{module}:build", "--task-id", "t5").exit_code == 0
     with_code = invoke("rollback", "t5", "--to", "flaky", "--factory", f"{module}:build")
     assert with_code.exit_code == 0, with_code.output
-    assert "rollback() methods called" in with_code.stdout
+    assert "rollback() called on the completed stages" in with_code.stdout
+    assert with_code.stdout.splitlines()[0].endswith("reset to CREATED: flaky, load")
     # Reverse order, last stage first, down to (and including) the target.
     assert (work / "rolled_back.txt").read_text().split() == ["load", "flaky"]
     assert _stage(store, "t5", "flaky").status is StageStatus.CREATED
