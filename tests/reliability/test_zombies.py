@@ -1,0 +1,104 @@
+"""Scenario 3 — zombies: a holder frozen with SIGSTOP, taken over, then thawed.
+
+Process A runs the task and freezes itself (SIGSTOP, from a backend wrapper) right
+before or right after its N-th store operation, N random. Process B then resumes the
+task: it waits for A's lease to lapse, takes it over (fencing every stage object) and
+completes the task. Then A gets SIGCONT and carries on as if nothing happened. Every
+write of both is logged by the wrapper with its envelope header. Checked: not one
+write A attempted after thawing landed at an older epoch than B's (per key, epochs
+never go down as revisions go up, and no revision was written twice), A stops with
+``LeaseLost`` (or completes legitimately under a newer lease of its own), and the task
+satisfies the crash-storm invariants.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from eleanor_cloud.backends.local import LocalBackend
+from eleanor_cloud.store import StateStore
+from tests.reliability.conftest import size
+from tests.reliability.harness import (
+    PREFIX,
+    check_task,
+    check_write_log,
+    finish,
+    read_log,
+    spawn_worker,
+    wait_until,
+    worker_result,
+)
+
+RUNS = size(5, 50)
+STAGES = 6
+TTL = 0.5
+CLEAN_OPS = 2 * STAGES + 3
+
+
+def _one_run(rng: random.Random, root: Path, tmp: Path) -> dict[str, Any]:
+    task_id = f"zombie-{uuid.uuid4().hex[:8]}"
+    work = tmp / task_id
+    work.mkdir()
+    base = {"store": {"kind": "local", "root": str(root)}, "task_id": task_id,
+            "stages": STAGES, "effects": str(work / "effects"), "lease_ttl": TTL,
+            "renew_interval": TTL / 4, "max_attempts": 5}
+    marker = work / "stopped"
+    at, phase = rng.randint(1, CLEAN_OPS), rng.choice(["before", "after"])
+    a_spec = dict(base, log=str(work / "log-a"), trigger={
+        "at": at, "phase": phase, "ops": "any", "action": "stop", "marker": str(marker)})
+    a = spawn_worker(a_spec, work / "a.json")
+    wait_until(lambda: marker.exists() or a.poll() is not None, 60, "A to freeze or end")
+    stopped = marker.exists()
+    try:
+        b_spec = dict(base, log=str(work / "log-b"), wait_for_lease=30.0)
+        b = spawn_worker(b_spec, work / "b.json")
+        b_code = finish(b)
+    finally:
+        if stopped:
+            a.send_signal(signal.SIGCONT)
+    a_code = finish(a)
+    a_result, b_result = worker_result(work / "a.json"), worker_result(work / "b.json")
+    log = read_log([work / "log-a", work / "log-b"])
+    b_epochs = [e["epoch"] for e in log if e["pid"] == b.pid
+                and e.get("ok") and e.get("op") == "write"]
+    b_epoch = max(b_epochs, default=0)
+    zombie = [e for e in log if e["pid"] == a.pid and e.get("resumed") and e.get("op") == "write"]
+    landed = [e for e in zombie if e["ok"] and e["epoch"] < b_epoch]
+    store = StateStore(LocalBackend(root, fsync=False), PREFIX)
+    problems = check_task(store, task_id, STAGES, work / "effects").problems
+    problems += check_write_log(log)
+    problems += [f"zombie write landed: {e}" for e in landed]
+    if b_code != 0 or b_result["outcome"] != "complete":
+        problems.append(f"B did not complete: exit {b_code} {b_result}")
+    if a_code != 0 or a_result["outcome"] not in ("lease_lost", "complete"):
+        problems.append(f"A ended badly: exit {a_code} {a_result}")
+    return {"task_id": task_id, "at": at, "phase": phase, "stopped": stopped,
+            "takeover": "lease_takeover" in b_result.get("events", []),
+            "a": a_result["outcome"], "zombie_attempts": len(zombie),
+            "zombie_refused": sum(not e["ok"] for e in zombie), "landed": len(landed),
+            "problems": problems}
+
+
+def test_zombie_writes_never_land(tmp_path: Path, summary: Callable[..., None]) -> None:
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    root = tmp_path / "store"
+    runs = [_one_run(rng, root, tmp_path) for _ in range(RUNS)]
+    problems = [f"{r['task_id']} (stop {r['phase']} op {r['at']}): {p}" for r in runs
+                for p in r["problems"]]
+    summary(runs=RUNS, seed=seed, stopped=sum(r["stopped"] for r in runs),
+            takeovers=sum(r["takeover"] for r in runs),
+            zombie_outcomes=dict(Counter(r["a"] for r in runs)),
+            zombie_writes_attempted=sum(r["zombie_attempts"] for r in runs),
+            zombie_writes_refused=sum(r["zombie_refused"] for r in runs),
+            zombie_writes_landed=sum(r["landed"] for r in runs),
+            failures=len(problems))
+    assert sum(r["takeover"] for r in runs) >= 1, "no run exercised a takeover"
+    assert sum(r["zombie_refused"] for r in runs) >= 1, "no zombie ever tried to write"
+    assert not problems, "\n".join(problems[:50])
