@@ -175,9 +175,9 @@ def _announce_resume(progress: Progress, view: TaskView, skew: float) -> None:
     lease = view.lease
     if lease is not None and not lease.lease.released and lease.seconds_left > -skew:
         wait = max(0.0, lease.seconds_left + skew)
-        progress.note(f"waiting up to {wait:.1f}s for the lease held by {lease.lease.holder} "
-                      f"(epoch {lease.epoch}, expires {short_ts(lease.lease.expires_at)}) "
-                      "to expire: a holder that died cannot renew it", style="yellow")
+        progress.note(f"the lease is held by {lease.lease.holder} (epoch {lease.epoch}) until "
+                      f"{short_ts(lease.lease.expires_at)}: waiting up to {wait:.1f}s for it "
+                      "to expire (a run that died cannot renew it)", style="yellow")
 
 
 @cli.command("demo")

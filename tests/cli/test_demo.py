@@ -107,7 +107,7 @@ def test_crash_and_resume_in_two_processes(cli_env: dict[str, str], store: ec.St
     assert resumed.returncode == 0, resumed.stderr
     out = resumed.stdout
     assert "stages already COMPLETE are skipped: generate, validate" in out
-    assert "waiting up to" in out and "for the lease held by" in out
+    assert "the lease is held by" in out and "waiting up to" in out
     assert "[generate] attempt" not in out and "[validate] attempt" not in out
     assert "[transform] attempt 2: started" in out
     assert "history: transform attempt 1: CREATED -> RETRY: interrupted" in out
