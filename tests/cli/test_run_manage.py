@@ -207,3 +207,32 @@ def test_unknown_task_for_manage_commands(invoke) -> None:
         result = invoke(*command)
         assert result.exit_code == 1, command
         assert "'ghost'" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_live_lease_blocks_run_until_broken(factory, invoke, store: ec.StateStore) -> None:
+    from datetime import timedelta
+
+    from eleanor_cloud.clock import format_ts, utc_now
+    from tests.cli.conftest import seed_lease
+
+    module, _ = factory
+    invoke("run", f"{module}:build_slow", "--task-id", "t6", "--time-budget", "5")
+    record = store.load_lease("t6")
+    assert record is not None and record.value.released
+    store.delete_lease("t6", record.version)
+    # A holder that looks alive for another hour (a paused host, say).
+    seed_lease(store, "t6", expires_at=format_ts(utc_now() + timedelta(hours=1)), epoch=5)
+
+    blocked = invoke("run", f"{module}:build", "--task-id", "t6")
+    assert blocked.exit_code == 1
+    assert blocked.stderr.count("\n") == 1 and "otherhost/4242/deadbeef" in blocked.stderr
+    before = json.loads(invoke("status", "t6", "--json").stdout)
+    assert [s["status"] for s in before["stages"]] == ["COMPLETE", "CREATED", "CREATED"]
+
+    assert invoke("lease", "t6", "--break", "--yes").exit_code == 0
+    resumed = invoke("run", f"{module}:build", "--task-id", "t6", "--json")
+    assert resumed.exit_code == 0, resumed.output
+    doc = json.loads(resumed.stdout)
+    assert doc["status"] == "COMPLETE"
+    # The taker fenced the old holder out with a higher epoch.
+    assert doc["lease"]["epoch"] == 6 and doc["lease"]["holder"] != "otherhost/4242/deadbeef"
