@@ -56,7 +56,7 @@ def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 60.0) ->
     deadline = time.monotonic() + timeout
     while not path.exists():
         if proc.poll() is not None:
-            out, err = proc.communicate()
+            _, err = proc.communicate()
             pytest.fail(f"runner exited {proc.returncode} before {path.name}:\n{err}")
         if time.monotonic() > deadline:
             proc.kill()

@@ -1,0 +1,192 @@
+"""Static checks of infra/ that cfn-lint and checkov (``make infra-lint``) cannot make:
+the ASL definitions against the handler's real output, names shared by templates and
+code, and a written reason for every skipped checkov check."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import eleanor_cloud as ec
+from eleanor_cloud.aws import lambda_handler
+from eleanor_cloud.aws.env import STORE_ENV
+from eleanor_cloud.aws.lambda_handler import SAFETY_MARGIN_ENV
+from eleanor_cloud.aws.runner import GRACE_MARGIN_ENV, STOP_TIMEOUT_ENV
+from eleanor_cloud.engine import BaseStage, StageContext, TaskEngine
+from eleanor_cloud.models import StageStatus
+from tests.aws import asl
+from tests.infra.templates import INFRA, TEMPLATES, load
+
+ASL_FILES = sorted((INFRA / "statemachine").glob("*.asl.json"))
+
+
+class _State(ec.BaseStageState[ec.SimpleRecordsResult]):
+    pass
+
+
+class _Noop(BaseStage[_State]):
+    expected_duration = 0.1
+
+    def run(self, state: _State, ctx: StageContext[_State]) -> None:
+        return None
+
+
+class _Ctx:
+    aws_request_id = "r"
+
+    def __init__(self, seconds: float) -> None:
+        self._ends = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self._ends - time.monotonic()) * 1000)
+
+
+def _handler_outputs() -> list[dict[str, Any]]:
+    """Real handler outputs: a run that pauses (work left) and one that completes."""
+    store = ec.open_store("memory://")
+
+    def build(event: Any) -> TaskEngine[_State]:
+        stages = [_Noop("one"), _Noop("two", expected_duration=3.0)]
+        return TaskEngine(event["task_id"], stages, _State, store)
+
+    handler = lambda_handler(build, safety_margin=1.0)
+    paused = handler({"task_id": "shape"}, _Ctx(3.0))      # "two" does not fit in 2 s
+    done = handler({"task_id": "shape"}, _Ctx(10.0))
+    assert paused["done"] is False and done["done"] is True
+    return [paused, done]
+
+
+def test_there_is_something_to_check() -> None:
+    names = {p.name for p in TEMPLATES}
+    assert {"state-bucket.yaml", "lambda-runner.yaml", "ecs-runner.yaml"} <= names
+    assert {p.name for p in ASL_FILES} == {"task-loop.asl.json", "fan-out.asl.json"}
+
+
+@pytest.mark.parametrize("path", ASL_FILES, ids=lambda p: p.name)
+def test_definitions_are_valid_asl(path: Path) -> None:
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    # The ASL grammar (moto's port of the one Step Functions emulators use) accepts it...
+    AmazonStateLanguageParser.parse(path.read_text())
+    # ...and every transition lands on a state that exists, every state is reachable.
+    definition = json.loads(path.read_text())
+
+    def check(machine: dict[str, Any]) -> None:
+        states = machine["States"]
+        assert machine["StartAt"] in states
+        targets = {machine["StartAt"]}
+        for name, state in states.items():
+            nexts = [state.get("Next"), state.get("Default")]
+            nexts += [c["Next"] for c in state.get("Choices", [])]
+            nexts += [c["Next"] for c in state.get("Catch", [])]
+            for target in filter(None, nexts):
+                assert target in states, f"{name} -> {target}"
+                targets.add(target)
+            terminal = state["Type"] in ("Succeed", "Fail") or state.get("End") is True
+            assert terminal or state.get("Next") or state["Type"] == "Choice", name
+            if "ItemProcessor" in state:
+                check(state["ItemProcessor"])
+        assert targets == set(states), f"unreachable: {set(states) - targets}"
+
+    check(definition)
+
+
+def test_choice_and_wait_paths_match_the_handler_output() -> None:
+    loop = asl.load("task-loop.asl.json")
+    task = loop["States"]["RunStages"]
+    selected = {k[:-2]: v for k, v in task["ResultSelector"].items()}
+    outputs = _handler_outputs()
+    for output in outputs:
+        for key, path in selected.items():
+            # Every selected path exists in every real output, with a JSON-able type.
+            value = asl.get_path({"Payload": output}, path)
+            assert path == f"$.Payload.{key}" and value == output[key]
+    result_path = task["ResultPath"]
+    choice = loop["States"]["IsTaskDone"]
+    statuses = {s.value for s in StageStatus}
+    for rule in choice["Choices"]:
+        prefix, _, key = rule["Variable"].rpartition(".")
+        assert prefix == result_path and key in selected, rule
+        if "StringEquals" in rule:
+            assert rule["StringEquals"] in statuses
+        else:
+            assert key == "done" and rule["BooleanEquals"] is True
+    # ERROR/CANCELED tasks are also done: they must be routed before the done rule.
+    order = [r.get("StringEquals", "done") for r in choice["Choices"]]
+    assert order.index("done") == len(order) - 1
+    wait = loop["States"][choice["Default"]]
+    assert wait["SecondsPath"] == f"{result_path}.wait_seconds"
+    assert all(isinstance(o["wait_seconds"], int) for o in outputs)
+    # Lambda errors worth retrying include the store's transient one.
+    retried = {e for r in task["Retry"] for e in r["ErrorEquals"]}
+    assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException"} <= retried
+    assert all(r["BackoffRate"] > 1 for r in task["Retry"])
+
+
+def test_fan_out_runs_the_same_loop_per_item_in_distributed_mode() -> None:
+    loop = asl.load("task-loop.asl.json")
+    fan = asl.load("fan-out.asl.json")
+    (map_state,) = fan["States"].values()
+    assert map_state["Type"] == "Map" and map_state["ItemsPath"] == "$.tasks"
+    processor = map_state["ItemProcessor"]
+    assert processor["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert processor["StartAt"] == loop["StartAt"]
+    assert processor["States"] == loop["States"]
+
+
+def test_every_asl_placeholder_is_substituted_by_the_template() -> None:
+    template = load(INFRA / "lambda-runner.yaml")
+    machines = {r["Properties"]["DefinitionUri"]: r["Properties"]["DefinitionSubstitutions"]
+                for r in template["Resources"].values()
+                if r["Type"] == "AWS::Serverless::StateMachine"}
+    assert set(machines) == {f"statemachine/{p.name}" for p in ASL_FILES}
+    for uri, substitutions in machines.items():
+        placeholders = set(re.findall(r"\$\{(\w+)\}", (INFRA / uri).read_text()))
+        assert placeholders == set(substitutions), uri
+
+
+def _env_names(template: dict[str, Any]) -> set[str]:
+    names: set[str] = set()
+    for resource in template["Resources"].values():
+        props = resource.get("Properties", {})
+        names |= set(props.get("Environment", {}).get("Variables", {}))
+        for container in props.get("ContainerDefinitions", []):
+            names |= {e["Name"] for e in container.get("Environment", [])}
+    return names
+
+
+def test_templates_and_code_agree_on_names_and_limits() -> None:
+    assert _env_names(load(INFRA / "lambda-runner.yaml")) == {STORE_ENV, SAFETY_MARGIN_ENV}
+    ecs = load(INFRA / "ecs-runner.yaml")
+    assert _env_names(ecs) == {STORE_ENV, STOP_TIMEOUT_ENV, GRACE_MARGIN_ENV}
+    # Fargate allows a stopTimeout of at most 120 s.
+    assert ecs["Parameters"]["StopTimeoutSeconds"]["MaxValue"] == 120
+    (task_def,) = [r for r in ecs["Resources"].values()
+                   if r["Type"] == "AWS::ECS::TaskDefinition"]
+    (container,) = task_def["Properties"]["ContainerDefinitions"]
+    assert container["StopTimeout"] == {"Ref": "StopTimeoutSeconds"}
+    assert container["EntryPoint"] == ["eleanor-cloud"] and container["Command"][0] == "run"
+    assert container["LinuxParameters"]["InitProcessEnabled"] is True  # forwards SIGTERM
+    cluster = ecs["Resources"]["Cluster"]["Properties"]
+    spot = [s for s in cluster["DefaultCapacityProviderStrategy"]
+            if s["CapacityProvider"] == "FARGATE_SPOT"]
+    assert spot and spot[0]["Weight"] >= 1
+    # Both runners get exactly the state bucket's runner policy.
+    task_role = ecs["Resources"]["TaskRole"]["Properties"]
+    assert task_role["ManagedPolicyArns"] == [{"Ref": "StageRunnerPolicyArn"}]
+    assert "Policies" not in task_role
+    function = load(INFRA / "lambda-runner.yaml")["Resources"]["StageRunnerFunction"]
+    assert function["Properties"]["Policies"] == [{"Ref": "StageRunnerPolicyArn"}]
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_every_skipped_checkov_check_has_a_written_reason(path: Path) -> None:
+    for name, resource in load(path)["Resources"].items():
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            assert re.fullmatch(r"CKV2?_AWS_\d+", skip["id"]), (name, skip)
+            assert len(skip.get("comment", "").split()) >= 8, (name, skip)
