@@ -144,3 +144,15 @@ def test_bundled_demo_is_importable_from_the_package(tmp_path: Path,
     assert doc["action"] == "run" and doc["status"] == "COMPLETE"
     assert doc["result"] == expected_result().model_dump(mode="json")
     assert os.path.isdir(tmp_path / "s" / "via-run")
+
+
+def test_crash_at_choices_are_the_demo_stages() -> None:
+    # The CLI lists them literally so --help need not import the demo module.
+    import click
+
+    from eleanor_cloud.cli.app import cli
+
+    demo = cli.commands["demo"]
+    option = next(p for p in demo.params if p.name == "crash_at")
+    assert isinstance(option.type, click.Choice)
+    assert tuple(option.type.choices) == STAGES
