@@ -3,6 +3,10 @@
 Exit codes of both: 0 the task is COMPLETE; 1 it ended in ERROR or CANCELED (or the
 lease was held by a live holder); 3 (``EXIT_BUDGET``) the run stopped because the time
 budget could not fit the next stage: work is left, run it again to resume.
+``run`` only (it runs under the container runner, :mod:`eleanor_cloud.aws.runner`): on
+SIGTERM/SIGINT, 75 the stage finished within the grace period and the run stopped at a
+stage boundary; 76 the grace period ran out mid-stage, the attempt was recorded as
+interrupted. Both released the lease: run again to resume.
 """
 
 from __future__ import annotations
@@ -142,12 +146,23 @@ def run_cmd(state: CliContext, factory: str, task_id: str, time_budget: float | 
     out = Output(json_mode=as_json)
     progress = out.progress()
     _attach(engine, event_printer(progress))
+    # The container runner (eleanor_cloud.aws) handles SIGTERM/SIGINT: ECS stops and
+    # Fargate Spot interruptions let the stage finish within $ELEANOR_GRACE_SECONDS, or
+    # record it as interrupted and release the lease (exit 75 / 76).
+    from eleanor_cloud.aws.runner import EXIT_STOPPED, ContainerRunner
+
     progress.start()
     try:
-        summary = engine.run(time_budget=time_budget)
+        outcome = ContainerRunner(engine, state.store, time_budget=time_budget).run()
     finally:
         progress.stop()
-    raise click.exceptions.Exit(_report(out, state, task_id, "run", summary))
+    if outcome.interrupted:
+        what = "recorded as interrupted" if outcome.recorded_interruption else "not recorded"
+        click.echo(f"eleanor-cloud: {outcome.message}; attempt {what}, lease released: "
+                   "run again to resume", err=True)
+        outcome.exit()  # the stage's code still runs on another thread: exit now
+    code = _report(out, state, task_id, "run", outcome.summary)
+    raise click.exceptions.Exit(EXIT_STOPPED if outcome.exit_code == EXIT_STOPPED else code)
 
 
 def _existing(store: StateStore, task_id: str) -> TaskView | None:
