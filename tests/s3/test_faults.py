@@ -24,6 +24,7 @@ from tests.support.proxy import (
     DROP,
     FORWARD_THEN_DROP,
     FaultProxy,
+    ForwardThenTruncate,
     Hold,
     LogEntry,
     Respond,
@@ -260,3 +261,27 @@ def test_unreachable_endpoint_is_unavailable(s3_bucket: str) -> None:
     assert "\n" not in message
     assert f"s3://{s3_bucket}/p/t-1/counter.json" in message
     assert "EndpointConnectionError" in message
+
+
+def test_truncated_read_is_retried(proxy: FaultProxy, s3_bucket: str) -> None:
+    store = StateStore(_backend(proxy, s3_bucket), "p")
+    state = _state(note="n" * 500)
+    store.create(state)
+    # The headers arrive, then the body stops short: outside botocore's retry loop, so
+    # the backend re-reads (GET is idempotent).
+    proxy.inject(ForwardThenTruncate(keep=100), when=matching("GET"))
+    assert store.load(state.task_id, "counter", CounterState) == state
+    assert proxy.count("GET") == 2
+
+
+def test_reads_truncated_every_time_are_unavailable(proxy: FaultProxy, s3_bucket: str) -> None:
+    store = StateStore(_backend(proxy, s3_bucket), "p")
+    state = _state(note="n" * 500)
+    store.create(state)
+    proxy.rule = lambda request: ForwardThenTruncate(keep=10) if request.method == "GET" else None
+    with pytest.raises(Unavailable) as info:
+        store.load(state.task_id, "counter", CounterState)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"s3://{s3_bucket}/p/{state.task_id}/counter.json" in message
+    assert proxy.count("GET") == 3  # the first read and two re-reads

@@ -17,6 +17,8 @@ times to matching requests), then the standing ``rule`` callable (return an acti
 - ``Forward()``: pass the request on, pass the answer back.
 - ``ForwardThenDrop()``: the server applies the request; the client's connection is
   closed before any answer (the ambiguous outcome of a lost response).
+- ``ForwardThenTruncate(keep)``: the client gets the answer's headers (with the full
+  ``Content-Length``) and only ``keep`` bytes of its body, then the connection closes.
 - ``Drop()``: close the client's connection; the server never sees the request.
 - ``Respond(status, code, message)``: answer without forwarding (an S3-style XML error
   when ``code`` is given): 500, 503 SlowDown, 403 AccessDenied...
@@ -52,6 +54,7 @@ __all__ = [
     "FaultProxy",
     "Forward",
     "ForwardThenDrop",
+    "ForwardThenTruncate",
     "Hold",
     "LogEntry",
     "ProxyRequest",
@@ -111,6 +114,13 @@ class ForwardThenDrop:
 
 
 @dataclass(frozen=True)
+class ForwardThenTruncate:
+    """The peer answers; the client gets the headers and only ``keep`` body bytes."""
+
+    keep: int = 0
+
+
+@dataclass(frozen=True)
 class Drop:
     """Close the client's connection without forwarding the request."""
 
@@ -153,7 +163,7 @@ class Hold:
     timeout: float = 30.0
 
 
-Action = Forward | ForwardThenDrop | Drop | Respond | Delay | Hold
+Action = Forward | ForwardThenDrop | ForwardThenTruncate | Drop | Respond | Delay | Hold
 Rule = Callable[[ProxyRequest], "Action | None"]
 FORWARD = Forward()
 FORWARD_THEN_DROP = ForwardThenDrop()
@@ -368,6 +378,10 @@ class FaultProxy:
                 status, reason, headers, body = answer
                 # Logged before sending: the client may have given up on this request.
                 self._record(request, action, True, status)
+                if isinstance(action, ForwardThenTruncate):
+                    self._send(sock, request, status, reason, headers, body,
+                               truncate=action.keep)
+                    return
                 self._send(sock, request, status, reason, headers, body)
         except (OSError, ValueError, http.client.HTTPException):
             return  # the client went away or sent garbage: just close
@@ -460,11 +474,14 @@ class FaultProxy:
 
     @staticmethod
     def _send(sock: socket.socket, request: ProxyRequest, status: int, reason: str,
-              headers: tuple[tuple[str, str], ...], body: bytes) -> None:
+              headers: tuple[tuple[str, str], ...], body: bytes,
+              truncate: int | None = None) -> None:
         lines = [f"HTTP/1.1 {status} {reason or 'Status'}"]
         lines += [f"{k}: {v}" for k, v in headers]
         if request.method == "HEAD":
             body = b""  # its headers keep the length of the body it does not carry
         else:
             lines.append(f"Content-Length: {len(body)}")
+        if truncate is not None:
+            body = body[:truncate]
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
