@@ -45,10 +45,23 @@ def store(moto_server_url: str, s3_bucket: str) -> ec.StateStore:
     return ec.open_store(f"s3://{s3_bucket}/ecs", endpoint_url=moto_server_url)
 
 
-def _start(env: dict[str, str], task_id: str, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "eleanor_cloud.aws", FACTORY, "--task-id", task_id, *extra],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.fixture(params=["python-m", "cli"])
+def entry(request: pytest.FixtureRequest) -> str:
+    """Both ways a container runs a task: ``python -m eleanor_cloud.aws`` and the CLI."""
+    return str(request.param)
+
+
+def _start(env: dict[str, str], task_id: str, grace: str | None = None, *,
+           entry: str = "python-m") -> subprocess.Popen[str]:
+    if entry == "cli":
+        cmd = [str(Path(sys.executable).parent / "eleanor-cloud"), "run", FACTORY,
+               "--task-id", task_id]
+        env = {**env, "ELEANOR_GRACE_SECONDS": grace} if grace is not None else env
+    else:
+        cmd = [sys.executable, "-m", "eleanor_cloud.aws", FACTORY, "--task-id", task_id]
+        cmd += ["--grace-seconds", grace] if grace is not None else []
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
@@ -81,16 +94,16 @@ def _runs(side: Path, stage: str) -> list[str]:
 
 def test_sigterm_past_the_grace_period_records_the_attempt_and_the_next_container_resumes(
         env: dict[str, str], store: ec.StateStore, tmp_path: Path,
-        procs: list[subprocess.Popen[str]]) -> None:
+        procs: list[subprocess.Popen[str]], entry: str) -> None:
     slow = {**env, SLOW_ENV: "b", SLOW_SECONDS_ENV: "60"}
-    first = _start(slow, "spot", "--grace-seconds", "0.5")
+    first = _start(slow, "spot", "0.5", entry=entry)
     procs.append(first)
     _wait_for(tmp_path / "b.started.1", first)
     first.send_signal(signal.SIGTERM)
     _, err = first.communicate(timeout=60)
 
     assert first.returncode == EXIT_INTERRUPTED, err
-    assert "SIGTERM" in err and "attempt recorded as interrupted" in err
+    assert "SIGTERM received" in err and "recorded as interrupted" in err
     # The interrupted attempt is in the history, written by the stopping container.
     b = store.load("spot", "b", TState)
     assert b.status is StageStatus.RETRY and b.attempts == 1
@@ -105,7 +118,7 @@ def test_sigterm_past_the_grace_period_records_the_attempt_and_the_next_containe
     first_epoch = lease.value.epoch
 
     # The next container: no lease to wait for (TTL is 120 s), a done, b retried.
-    second = _start(env, "spot", "--grace-seconds", "0.5")
+    second = _start(env, "spot", "0.5", entry=entry)
     procs.append(second)
     _, err = second.communicate(timeout=60)
     assert second.returncode == EXIT_OK, err
@@ -125,10 +138,10 @@ def test_sigterm_past_the_grace_period_records_the_attempt_and_the_next_containe
 
 def test_sigterm_within_the_grace_period_lets_the_stage_finish_and_stops_before_the_next(
         env: dict[str, str], store: ec.StateStore, tmp_path: Path,
-        procs: list[subprocess.Popen[str]]) -> None:
+        procs: list[subprocess.Popen[str]], entry: str) -> None:
     # b works 1.5 s, well inside a 60 s grace period.
     slowish = {**env, SLOW_ENV: "b", SLOW_SECONDS_ENV: "1.5"}
-    first = _start(slowish, "graceful", "--grace-seconds", "60")
+    first = _start(slowish, "graceful", "60", entry=entry)
     procs.append(first)
     _wait_for(tmp_path / "b.started.1", first)
     first.send_signal(signal.SIGTERM)
@@ -142,7 +155,7 @@ def test_sigterm_within_the_grace_period_lets_the_stage_finish_and_stops_before_
     lease = store.load_lease("graceful")
     assert lease is not None and lease.value.released
 
-    second = _start(env, "graceful")
+    second = _start(env, "graceful", entry=entry)
     procs.append(second)
     _, err = second.communicate(timeout=60)
     assert second.returncode == EXIT_OK, err
