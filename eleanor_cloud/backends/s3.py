@@ -45,6 +45,7 @@ from eleanor_cloud.backends.base import (
 )
 from eleanor_cloud.errors import (
     ConfigurationError,
+    EleanorError,
     InvalidKey,
     MissingDependency,
     NotFound,
@@ -229,6 +230,10 @@ class S3Backend:
         else:
             if session is None:
                 session = boto3.session.Session()
+            elif not isinstance(session, boto3.session.Session):
+                raise ConfigurationError(
+                    f"session must be a boto3.Session, got {type(session).__name__}",
+                    operation="open_store")
             try:
                 self._client = session.client(
                     "s3", endpoint_url=endpoint_url, region_name=region_name,
@@ -273,7 +278,7 @@ class S3Backend:
                 response = self._client.get_object(Bucket=self._bucket, Key=key,
                                                    **self._owner)
             except (ClientError, BotoCoreError) as exc:
-                raise translate(exc, bucket=self._bucket, key=key, operation="read") from exc
+                raise self._translate(exc, key, "read") from exc
             body = response["Body"]
             try:
                 data = body.read()
@@ -281,7 +286,7 @@ class S3Backend:
                     FlexibleChecksumError) as exc:
                 if attempt < _BODY_RETRIES:
                     continue
-                raise translate(exc, bucket=self._bucket, key=key, operation="read") from exc
+                raise self._translate(exc, key, "read") from exc
             finally:
                 body.close()
             return data, Version(response["ETag"])
@@ -337,6 +342,11 @@ class S3Backend:
 
     # -- internals ---------------------------------------------------------------------
 
+    def _translate(self, exc: Exception, key: str | None, operation: str,
+                   expected: str | None = None) -> EleanorError:
+        return translate(exc, bucket=self._bucket, key=key, operation=operation,
+                         expected=expected, owner=self._owner.get("ExpectedBucketOwner"))
+
     def _call(self, method: Callable[..., Any], args: dict[str, Any], key: str,
               operation: str, expected: str | None) -> Any:
         for attempt in range(self._conflict_retries + 1):
@@ -348,11 +358,9 @@ class S3Backend:
                     cap = min(_CONFLICT_BACKOFF_CAP, _CONFLICT_BACKOFF_BASE * 2 ** attempt)
                     self._sleep(random.uniform(0, cap))
                     continue
-                raise translate(exc, bucket=self._bucket, key=key, operation=operation,
-                                expected=expected) from exc
+                raise self._translate(exc, key, operation, expected) from exc
             except BotoCoreError as exc:
-                raise translate(exc, bucket=self._bucket, key=key, operation=operation,
-                                expected=expected) from exc
+                raise self._translate(exc, key, operation, expected) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _list(self, prefix: str, delimiter: str | None) -> Iterator[str]:
@@ -370,8 +378,7 @@ class S3Backend:
             except StopIteration:
                 return
             except (ClientError, BotoCoreError) as exc:
-                raise translate(exc, bucket=self._bucket, key=prefix or None,
-                                operation="list") from exc
+                raise self._translate(exc, prefix or None, "list") from exc
             keys = [item["Key"] for item in page.get("Contents", ())]
             prefixes = [item["Prefix"] for item in page.get("CommonPrefixes", ())]
             yield from heapq.merge(keys, prefixes) if prefixes else keys

@@ -138,17 +138,20 @@ def translate(
     key: str | None,
     operation: str,
     expected: str | None = None,
+    owner: str | None = None,
 ) -> EleanorError:
     """The eleanor_cloud error for a boto3 failure of ``operation`` on ``bucket``/``key``.
 
     ``operation`` is one of ``read``, ``create``, ``replace``, ``overwrite``,
     ``delete``, ``list``; ``expected`` is the version a conditional write or delete
-    asked for. The caller raises the result ``from exc``.
+    asked for; ``owner`` the ExpectedBucketOwner sent, if any. The caller raises the
+    result ``from exc``.
     """
     where = f"s3://{bucket}/{key}" if key is not None else f"s3://{bucket}"
     target = f"{key!r}" if key is not None else "the bucket"
     if isinstance(exc, ClientError):
-        return _translate_client_error(exc, where, bucket, key, target, operation, expected)
+        return _translate_client_error(exc, where, bucket, key, target, operation, expected,
+                                       owner)
     if isinstance(exc, _CREDENTIAL_ERRORS):
         return AccessDenied(
             f"{where}: {operation} failed: no usable AWS credentials "
@@ -184,6 +187,7 @@ def _translate_client_error(
     target: str,
     operation: str,
     expected: str | None,
+    owner: str | None,
 ) -> EleanorError:
     code = error_code(exc)
     status = _status(exc)
@@ -215,8 +219,9 @@ def _translate_client_error(
     if code in _ACCESS_CODES or status == 403:
         action = IAM_ACTIONS.get(operation, "s3:*")
         resource = f"arn:aws:s3:::{bucket}" if operation == "list" else f"arn:aws:s3:::{bucket}/*"
+        if_owner = f", or the bucket is not owned by account {owner}" if owner else ""
         return AccessDenied(f"{where}: access denied for {operation} ({said}); it needs "
-                            f"{action} on {resource}", key=key, operation=operation)
+                            f"{action} on {resource}{if_owner}", key=key, operation=operation)
     if code == "InvalidBucketName":
         return ConfigurationError(f"s3://{bucket}: invalid bucket name ({said})", key=key,
                                   operation=operation)

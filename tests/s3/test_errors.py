@@ -227,3 +227,43 @@ def test_bad_keys_are_refused_before_any_request(proxy: FaultProxy, s3_bucket: s
         with pytest.raises(InvalidKey):
             backend.delete(key)
     assert proxy.count() == 0
+
+
+def test_access_denied_with_expected_owner_mentions_the_owner(proxy: FaultProxy,
+                                                              s3_bucket: str) -> None:
+    backend = S3Backend(s3_bucket, endpoint_url=proxy.url,
+                        extra_args={"ExpectedBucketOwner": "111122223333"})
+    proxy.rule = lambda _request: Respond(403, "AccessDenied", "Access Denied")
+    with pytest.raises(AccessDenied) as info:
+        backend.read("runs/a.json")
+    _assert_one_clear_line(info.value, "s3:GetObject", "not owned by account 111122223333")
+
+
+def test_session_must_be_a_boto3_session() -> None:
+    import botocore.session
+
+    with pytest.raises(ConfigurationError, match=r"boto3\.Session, got Session"):
+        S3Backend("bucket-ok", session=botocore.session.get_session())  # type: ignore[arg-type]
+
+
+def test_missing_boto3_is_a_missing_dependency_with_the_install_hint() -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import sys
+        sys.modules["boto3"] = None  # as if the s3 extra were not installed
+        import eleanor_cloud
+        try:
+            eleanor_cloud.open_store("s3://bucket-ok/p")
+        except eleanor_cloud.MissingDependency as exc:
+            print(exc.install, "|", exc)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    install, _, message = result.stdout.strip().partition(" | ")
+    assert install == "eleanor-cloud[s3]"
+    assert "pip install 'eleanor-cloud[s3]'" in message
+    assert "\n" not in message
