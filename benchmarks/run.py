@@ -37,13 +37,16 @@ class Config:
     importtime_runs: int = 5
     resume_ns: tuple[int, ...] = (10, 100, 1000)
     resume_rounds: tuple[tuple[int, int], ...] = ((10, 15), (100, 7), (1000, 3))
+    # N, rounds, ms: load_task with a simulated S3 round trip, where threads pay off.
+    resume_rtt: tuple[int, int, float] = (100, 3, 20.0)
     history_sizes: tuple[int, ...] = (1, 10, 100, 1000)
     history_rounds: int = 50
     peer_rounds: int = 30
 
 
 QUICK = Config(overhead_rounds=3, cold_rounds=2, importtime_runs=1, resume_ns=(10, 100),
-               resume_rounds=((10, 3), (100, 2)), history_sizes=(1, 10, 100),
+               resume_rounds=((10, 3), (100, 2)), resume_rtt=(10, 2, 20.0),
+               history_sizes=(1, 10, 100),
                history_rounds=5, peer_rounds=3)
 
 
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                                                         cfg.importtime_runs),
                            bench_cold_start.render),
             "resume": (lambda: bench_resume.run(list(cfg.resume_ns), dict(cfg.resume_rounds),
-                                                url), bench_resume.render),
+                                                url, cfg.resume_rtt), bench_resume.render),
             "history": (lambda: bench_history.run(list(cfg.history_sizes), cfg.history_rounds),
                         bench_history.render),
             "peer": (lambda: bench_peer.run(cfg.peer_rounds), bench_peer.render),
