@@ -124,7 +124,8 @@ def test_choice_and_wait_paths_match_the_handler_output() -> None:
     assert all(isinstance(o["wait_seconds"], int) for o in outputs)
     # Lambda errors worth retrying include the store's transient one.
     retried = {e for r in task["Retry"] for e in r["ErrorEquals"]}
-    assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException"} <= retried
+    assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException", "Unavailable"} \
+        <= retried
     assert all(r["BackoffRate"] > 1 for r in task["Retry"])
 
 
