@@ -20,7 +20,10 @@ The store is ``--store URL``, else ``$ELEANOR_STORE``, else the local directory
 Exit codes: 0 success; 1 the task failed or was canceled, was not found, or the store
 refused or failed an operation; 2 usage error (bad arguments, task id, store URL, or a
 missing optional dependency); 3 ``run``/``demo`` stopped by its time budget with work
-left (resume it by running again); 130 interrupted by Ctrl-C.
+left (resume it by running again); 75/76 ``run`` stopped by SIGTERM/SIGINT (the
+container runner, :mod:`eleanor_cloud.aws.runner`: 75 at a stage boundary, 76 mid-stage
+with the attempt recorded as interrupted; run again to resume); 130 any other command
+interrupted by Ctrl-C.
 
 Importing this package is cheap: click is imported by :func:`main`, and rich, the
 engine and the backends only by the commands that need them.
@@ -33,7 +36,7 @@ from collections.abc import Sequence
 __all__ = [
     "EXIT_BUDGET",
     "EXIT_FAILED",
-    "EXIT_INTERRUPTED",
+    "EXIT_KEYBOARD_INTERRUPT",
     "EXIT_OK",
     "EXIT_USAGE",
     "main",
@@ -43,7 +46,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_BUDGET = 3
-EXIT_INTERRUPTED = 130
+EXIT_KEYBOARD_INTERRUPT = 130
 
 
 def main(argv: Sequence[str] | None = None) -> None:

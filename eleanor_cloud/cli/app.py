@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from eleanor_cloud.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
+from eleanor_cloud.cli import EXIT_FAILED, EXIT_KEYBOARD_INTERRUPT, EXIT_USAGE
 from eleanor_cloud.errors import (
     BackendError,
     ConfigurationError,
@@ -106,7 +106,7 @@ class EleanorGroup(click.Group):
             raise
         except KeyboardInterrupt:
             click.echo("eleanor-cloud: interrupted", err=True)
-            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+            raise click.exceptions.Exit(EXIT_KEYBOARD_INTERRUPT) from None
         except Exception as exc:
             state = ctx.find_object(CliContext)
             if state is not None and state.debug:
@@ -130,7 +130,8 @@ def cli(ctx: click.Context, store_url: str, debug: bool) -> None:
     """Inspect, run and repair tasks checkpointed by eleanor_cloud.
 
     Exit codes: 0 ok; 1 task failed/canceled, not found, or store failure; 2 usage
-    error; 3 stopped by --time-budget with work left.
+    error; 3 stopped by --time-budget with work left; 75/76 'run' stopped by SIGTERM
+    (at a stage boundary / mid-stage): run again to resume.
     """
     if not store_url:
         raise click.BadParameter("must not be empty", param_hint="--store")
