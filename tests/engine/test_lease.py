@@ -33,9 +33,15 @@ def put_lease(store: StateStore, clock: FakeClock, *, holder: str = "other", epo
     lease = Lease(task_id="t", holder=holder, epoch=epoch, acquired_at=format_ts(now),
                   expires_at=format_ts(now + timedelta(seconds=expires_in)),
                   ttl_seconds=60.0, released=released)
-    current = store.load_lease("t")
     store.epoch = epoch
-    store.write_lease(lease, CREATE if current is None else Replace(current.version))
+    for _ in range(100):  # a running holder's renewer may replace it in between
+        current = store.load_lease("t")
+        try:
+            store.write_lease(lease, CREATE if current is None else Replace(current.version))
+            return
+        except Conflict:
+            continue
+    raise AssertionError("could not replace the lease")
 
 
 def wait_until(predicate: Any, timeout: float = 10.0) -> None:
