@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -111,6 +112,16 @@ def test_retry_mode_from_the_environment_beats_the_default(
     assert backend.client.meta.config.retries["mode"] == "legacy"
     explicit = S3Backend("bucket-ok", config=Config(retries={"mode": "standard"}))
     assert explicit.client.meta.config.retries["mode"] == "standard"
+
+
+def test_retry_mode_from_the_profile_beats_the_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config_file = tmp_path / "config"
+    config_file.write_text("[profile etl]\nretry_mode = adaptive\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config_file))
+    backend = S3Backend("bucket-ok", session=boto3.Session(profile_name="etl"))
+    assert backend.client.meta.config.retries["mode"] == "adaptive"
 
 
 def test_injected_client_is_used_as_is(s3_client: Any, s3_bucket: str) -> None:
