@@ -324,3 +324,14 @@ def test_on_event_can_be_replaced_after_construction(store: StateStore) -> None:
     assert first == [] and "task_completed" in second
     with pytest.raises(InvalidState, match="callable"):
         engine.on_event = 3  # type: ignore[assignment]
+
+
+def test_status_is_read_only_and_matches_the_run(backend: CountingBackend, store: StateStore,
+                                                 clock: FakeClock) -> None:
+    engine = TaskEngine("t", make_stages(3), DemoState, store, clock=clock)
+    summary = engine.run()
+    backend.reset()
+    again = engine.status()
+    assert backend.calls["write"] == 0
+    assert backend.calls["list"] == 1
+    assert again.to_dict() == summary.to_dict()
