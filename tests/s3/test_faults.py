@@ -285,3 +285,53 @@ def test_reads_truncated_every_time_are_unavailable(proxy: FaultProxy, s3_bucket
     assert "\n" not in message
     assert f"s3://{s3_bucket}/p/{state.task_id}/counter.json" in message
     assert proxy.count("GET") == 3  # the first read and two re-reads
+
+
+# Each fault and whether the write lands: (name, action, times on this save, lands).
+_SCHEDULE: list[tuple[str, Any, int, bool]] = [
+    ("clean", None, 0, True),
+    ("response lost once", FORWARD_THEN_DROP, 1, True),
+    ("every response lost", FORWARD_THEN_DROP, 2, True),
+    ("request lost once", DROP, 1, True),
+    ("every request lost", DROP, 2, False),
+    ("500 once", Respond(500, "InternalError", "oops"), 1, True),
+    ("503 every time", Respond(503, "ServiceUnavailable", "down"), 2, False),
+    ("409 twice", Respond(409, "ConditionalRequestConflict", "retry"), 2, True),
+    ("response lost, then request lost", None, 0, True),
+]
+
+
+def test_a_schedule_of_faults_never_loses_or_duplicates_a_write(
+    proxy: FaultProxy, s3_bucket: str, moto_server_url: str
+) -> None:
+    backend = S3Backend(s3_bucket, endpoint_url=proxy.url, sleep=lambda _s: None,
+                        config=Config(retries={"total_max_attempts": 2}))
+    store = StateStore(backend, "p")
+    state = _state()
+    revision = store.create(state).revision
+    for name, action, times, lands in _SCHEDULE:
+        if name == "response lost, then request lost":
+            # The first attempt lands unanswered, the retry never arrives: botocore gives
+            # up, and the store's read finds its own write.
+            proxy.inject(FORWARD_THEN_DROP, when=PUT)
+            proxy.inject(DROP, when=PUT)
+        elif action is not None:
+            proxy.inject(action, when=PUT, times=times)
+        state.count += 1
+        try:
+            record = store.save(state)
+        except Unavailable:
+            succeeded = False
+        else:
+            succeeded = True
+            assert record.revision == revision + 1, name
+        assert proxy.pending() == 0, name
+        stored = _stored(moto_server_url, s3_bucket, state)
+        assert succeeded is lands, name
+        if succeeded:
+            revision += 1
+            assert (stored.revision, stored.write_id) == (revision, record.write_id), name
+        else:
+            assert stored.revision == revision, name
+            state.count -= 1  # the caller knows this update did not happen
+        assert stored.value.count == state.count, name
