@@ -21,8 +21,13 @@ botocore's *standard* retry mode; what is left is ``Unavailable``.
 
 A conditional write whose response was lost is retried by botocore and answered 412;
 :class:`~eleanor_cloud.store.StateStore` recognises its own ``write_id`` with one GET
-and reports success. IAM actions needed: ``s3:GetObject``, ``s3:PutObject``,
-``s3:DeleteObject`` and ``s3:ListBucket``.
+and reports success. ``Unavailable`` from a write means it was not seen to land: a
+request still in flight may land later, and then the writer's next conditional write
+conflicts, so nothing is lost or silently overwritten. A conditional delete whose
+retry answers 404 is taken as done (the first attempt most likely deleted it).
+
+IAM actions needed: ``s3:GetObject``, ``s3:PutObject``, ``s3:DeleteObject`` and
+``s3:ListBucket``.
 """
 
 from __future__ import annotations
