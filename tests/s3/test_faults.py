@@ -335,3 +335,31 @@ def test_a_schedule_of_faults_never_loses_or_duplicates_a_write(
             assert stored.revision == revision, name
             state.count -= 1  # the caller knows this update did not happen
         assert stored.value.count == state.count, name
+
+
+def test_a_write_that_lands_after_unavailable_makes_the_next_write_conflict(
+    proxy: FaultProxy, s3_bucket: str, moto_server_url: str
+) -> None:
+    store = StateStore(_backend(proxy, s3_bucket, read_timeout=0.3, attempts=2), "p")
+    state = _state()
+    first = store.create(state)
+    release = threading.Event()
+    proxy.inject(Hold(release), when=PUT, times=2)
+    state.count = 1
+    try:
+        with pytest.raises(Unavailable):
+            store.save(state)  # both attempts time out; the read sees the old object
+    finally:
+        release.set()
+    log = proxy.wait_until(lambda entries: sum(e.request.method == "PUT" and e.forwarded
+                                               for e in entries) == 3)
+    assert [e.status for e in log if e.request.method == "PUT"][1:] == [200, 412]
+    landed = _stored(moto_server_url, s3_bucket, state)
+    assert (landed.revision, landed.value.count) == (2, 1)  # it landed late, once
+    state.count = 2
+    with pytest.raises(Conflict) as info:
+        store.save(state)  # the store's cached version is stale: no blind overwrite
+    assert info.value.current is not None
+    assert info.value.current.write_id == landed.write_id
+    assert _stored(moto_server_url, s3_bucket, state).write_id == landed.write_id
+    assert first.revision == 1
