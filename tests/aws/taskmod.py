@@ -33,9 +33,11 @@ class TState(BaseStageState[SimpleRecordsResult]):
 class Step(BaseStage[TState]):
     """A stage that records that it ran, then works ``work`` seconds."""
 
-    def __init__(self, name: str, *, work: float, expected: float | None) -> None:
+    def __init__(self, name: str, *, work: float, expected: float | None,
+                 fail: bool = False) -> None:
         super().__init__(name, expected_duration=expected)
         self.work = work
+        self.fail = fail
 
     def run(self, state: TState, ctx: StageContext[TState]) -> SimpleRecordsResult | None:
         side = Path(os.environ[SIDE_ENV])
@@ -48,6 +50,8 @@ class Step(BaseStage[TState]):
         until = time.monotonic() + work
         while time.monotonic() < until:  # the stage's work: bounded, in small steps
             time.sleep(min(0.02, max(0.0, until - time.monotonic())))
+        if self.fail:
+            raise RuntimeError(f"{self.name} failed on purpose")
         state.note = f"{self.name} by {os.getpid()}"
         last = self.name in {"s5", "c"}
         return SimpleRecordsResult(total_count=1, success_count=1) if last else None
@@ -57,11 +61,16 @@ LAMBDA_STAGES = ("s1", "s2", "s3", "s4", "s5")
 
 
 def build_lambda_engine(event: Mapping[str, Any]) -> TaskEngine[TState]:
-    """Five stages expecting 1.0 s each and working ``event["work"]`` seconds."""
+    """Five stages expecting 1.0 s each and working ``event["work"]`` seconds.
+
+    ``event["fail"]`` names a stage that raises; the task then ends in ERROR (no retry).
+    """
     work = float(event.get("work", 0.4))
-    stages = [Step(name, work=work, expected=1.0) for name in LAMBDA_STAGES]
+    stages = [Step(name, work=work, expected=1.0, fail=event.get("fail") == name)
+              for name in LAMBDA_STAGES]
+    policy = RetryPolicy.NONE if event.get("fail") else RetryPolicy.STAGE
     return TaskEngine(str(event["task_id"]), stages, TState, store_from_env(),
-                      lease_ttl=30.0)
+                      retry_policy=policy, lease_ttl=30.0)
 
 
 handler = lambda_handler(build_lambda_engine)
