@@ -188,11 +188,18 @@ def _announce_resume(progress: Progress, view: TaskView, skew: float) -> None:
                           "store: its run died mid-stage, so it counts as failed and the "
                           "stage runs again")
     lease = view.lease
-    if lease is not None and not lease.lease.released and lease.seconds_left > -skew:
+    if lease is None or lease.lease.released:
+        return
+    holder = f"{lease.lease.holder} (epoch {lease.epoch})"
+    if lease.seconds_left > -skew:
         wait = max(0.0, lease.seconds_left + skew)
-        progress.note(f"the lease is held by {lease.lease.holder} (epoch {lease.epoch}) until "
+        progress.note(f"the lease is held by {holder} until "
                       f"{short_ts(lease.lease.expires_at)}: waiting up to {wait:.1f}s for it "
                       "to expire (a run that died cannot renew it)", style="yellow")
+    else:
+        # Its holder stopped renewing it: it died, or is paused and will be fenced out.
+        progress.note(f"the lease of {holder} expired at {short_ts(lease.lease.expires_at)} "
+                      "without being released: taking it over", style="yellow")
 
 
 @cli.command("demo")

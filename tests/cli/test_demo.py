@@ -107,7 +107,12 @@ def test_crash_and_resume_in_two_processes(cli_env: dict[str, str], store: ec.St
     assert resumed.returncode == 0, resumed.stderr
     out = resumed.stdout
     assert "stages already COMPLETE are skipped: generate, validate" in out
-    assert "the lease is held by" in out and "waiting up to" in out
+    # Whether the dead run's lease is still live when this process starts depends on
+    # the machine's speed; either way the resume names it before taking it over.
+    dead = lease.value.holder
+    assert (f"the lease is held by {dead} (epoch 1)" in out
+            or f"the lease of {dead} (epoch 1) expired" in out)
+    assert "took over the expired lease (epoch 2)" in out
     assert "[generate] attempt" not in out and "[validate] attempt" not in out
     assert "[transform] attempt 2: started" in out
     assert "history: transform attempt 1: CREATED -> RETRY: interrupted" in out
@@ -124,6 +129,30 @@ def test_crash_and_resume_in_two_processes(cli_env: dict[str, str], store: ec.St
     assert [(e["attempt"], e["end_status"]) for e in history["entries"]] == [
         (1, "RETRY"), (2, "COMPLETE")]
     assert "interrupted" in history["entries"][0]["message"]
+
+
+def test_demo_waits_for_a_live_lease_then_takes_over(invoke, store: ec.StateStore) -> None:
+    from datetime import timedelta
+
+    from eleanor_cloud.clock import format_ts, utc_now
+    from tests.cli.conftest import seed_lease
+
+    # Bind the task without running a stage (the budget fits none), leaving the lease
+    # released; then plant a lease that a silent holder keeps for 2 more seconds.
+    assert invoke("demo", *FAST, "--time-budget", "0.5").exit_code == 3
+    released = store.load_lease("demo")
+    assert released is not None and released.value.released
+    store.delete_lease("demo", released.version)
+    seed_lease(store, "demo", expires_at=format_ts(utc_now() + timedelta(seconds=2)), epoch=5)
+
+    result = invoke("demo", *FAST, "--lease-ttl", "1")
+
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "the lease is held by otherhost/4242/deadbeef (epoch 5) until" in out
+    assert "waiting up to" in out
+    assert "took over the expired lease (epoch 6)" in out
+    assert "task demo: COMPLETE" in out
 
 
 def test_demo_crash_stage_is_validated(invoke) -> None:
