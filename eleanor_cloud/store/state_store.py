@@ -22,6 +22,7 @@ from pydantic_core import PydanticSerializationError
 from eleanor_cloud import keys
 from eleanor_cloud.backends.base import (
     CREATE,
+    Create,
     ObjectBackend,
     Overwrite,
     Replace,
@@ -94,6 +95,9 @@ class StateStore:
         # version *this thread* last read or wrote. A cache shared across threads would
         # let thread B's save silently use the version thread A just wrote — a lost update.
         self._local = threading.local()
+        # Which revision each seen version carries is a fact, safe to share by threads.
+        self._revisions: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._revisions_lock = threading.Lock()
 
     def __repr__(self) -> str:
         where = f"{self.backend.description} prefix={self.prefix!r}"
@@ -123,11 +127,48 @@ class StateStore:
         return cache
 
     def _remember(self, key: str, version: Version, revision: int) -> None:
+        with self._revisions_lock:
+            self._revisions[(key, version.token)] = revision
+            self._revisions.move_to_end((key, version.token))
+            while len(self._revisions) > _CACHE_LIMIT:
+                self._revisions.popitem(last=False)
         cache = self._thread_cache()
         cache[key] = (version, revision)
         cache.move_to_end(key)
         while len(cache) > _CACHE_LIMIT:
             cache.popitem(last=False)
+
+    def _next_revision(self, key: str, mode: Replace | Overwrite, fmt: str,
+                       parse: Callable[[dict[str, Any]], M]) -> int:
+        """The revision a replace or overwrite writes: one more than the one it updates.
+
+        Any thread may hold a version another thread read (an explicit ``Replace``), so
+        revisions are remembered per version store-wide. A version never seen through
+        this store costs one read; if that read already shows another version, the
+        conditional write could only fail, so it fails now with the current record.
+        """
+        cached = self._cached(key)
+        if isinstance(mode, Replace):
+            if cached is not None and cached[0] == mode.version:
+                return cached[1] + 1
+            with self._revisions_lock:
+                known = self._revisions.get((key, mode.version.token))
+            if known is not None:
+                return known + 1
+        elif cached is not None:
+            return cached[1] + 1
+        try:
+            data, version = self.backend.read(key)
+        except NotFound:
+            if isinstance(mode, Replace):
+                raise Conflict(f"{key!r} does not exist (expected version "
+                               f"{mode.version.token})", key=key, operation=str(mode)) from None
+            return 1
+        record = self._decode(key, data, version, fmt, parse)
+        if isinstance(mode, Replace) and version != mode.version:
+            raise Conflict(f"{key!r} is not at version {mode.version.token}", key=key,
+                           operation=str(mode), current=record)
+        return record.revision + 1
 
     def _forget_key(self, key: str) -> None:
         self._thread_cache().pop(key, None)
@@ -188,12 +229,14 @@ class StateStore:
         cached = self._cached(key)
         if mode is None:
             mode = cached[0].to_replace() if cached else CREATE
-        revision = 1
-        if isinstance(mode, Replace | Overwrite) and cached is not None:
-            revision = cached[1] + 1
+        revision = 1 if isinstance(mode, Create) else self._next_revision(key, mode, fmt, parse)
         env = Envelope(fmt, revision, str(uuid.uuid4()), self.writer, self.epoch,
                        format_ts(self.clock()), body)
-        data = encode(env)
+        try:
+            data = encode(env)
+        except ValueError as exc:  # lone surrogates (UnicodeEncodeError), NaN/Infinity
+            raise InvalidState(f"cannot store {key!r}: not valid UTF-8 JSON: {exc}", key=key,
+                               operation="encode") from exc
         try:
             version = self.backend.write(key, data, mode)
         except (Conflict, Unavailable) as exc:
@@ -239,17 +282,27 @@ class StateStore:
             # warnings="error": a value of the wrong type must fail here, not be
             # written with a serializer warning and fail validation on the next load.
             body: dict[str, Any] = state.model_dump(mode="json", warnings="error")
-        except PydanticSerializationError as exc:
+        except (PydanticSerializationError, ValueError) as exc:
+            # ValueError: e.g. UnicodeDecodeError for non-UTF-8 bytes in an Any field.
             raise InvalidState(f"state of {where} is not JSON-serializable: {exc}") from exc
         # A state that could not be read back would be corruption we wrote ourselves:
         # validate the exact body before it leaves the process.
         try:
-            type(state).model_validate(body)
+            again = type(state).model_validate(body)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "<root>"
             raise InvalidState(
                 f"state of {where} is invalid: field {field!r}: {first['msg']}") from exc
+        # ...and read back equal: JSON mode turns NaN into null and bytes into str in
+        # untyped fields, so the resumed stage would see other data than it saved.
+        if again != state:
+            changed = next((name for name in type(state).model_fields
+                            if getattr(again, name, None) != getattr(state, name, None)),
+                           "<extra fields>")
+            raise InvalidState(
+                f"state of {where} would not read back as saved: field {changed!r} changes "
+                "in JSON (NaN/Infinity, bytes, tuples or sets in untyped fields)")
         return body
 
     @staticmethod

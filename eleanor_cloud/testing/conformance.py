@@ -643,3 +643,29 @@ class BackendConformance:
         assert isinstance(version.to_replace(), Replace)
         assert version.to_replace().version is version
         assert isinstance(CREATE, Create)
+
+    def test_revision_grows_by_one_across_threads_and_explicit_modes(
+        self, store: StateStore
+    ) -> None:
+        record = store.create(CounterState(task_id="rev-1", stage_name="counter"))
+        results: list[int] = []
+
+        def from_other_thread() -> None:
+            state = record.value.model_copy(update={"count": 1})
+            results.append(store.save(state, mode=record.version.to_replace()).revision)
+
+        thread = threading.Thread(target=from_other_thread)
+        thread.start()
+        thread.join(timeout=60)
+        assert results == [2]
+        stranger = StateStore(store.backend, PREFIX)  # never saw any version
+        latest = store.load_record("rev-1", "counter", CounterState)
+        again = stranger.save(latest.value.model_copy(update={"count": 2}),
+                              mode=latest.version.to_replace())
+        assert again.revision == 3
+        with pytest.raises(Conflict) as info:
+            StateStore(store.backend, PREFIX).save(latest.value, mode=record.version.to_replace())
+        assert info.value.current is not None
+        assert info.value.current.revision == 3
+        assert stranger.save(latest.value, mode=OVERWRITE).revision == 4
+        assert StateStore(store.backend, PREFIX).save(latest.value, mode=OVERWRITE).revision == 5
