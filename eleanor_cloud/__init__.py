@@ -62,8 +62,12 @@ from eleanor_cloud.store import (
 
 if TYPE_CHECKING:
     from eleanor_cloud.engine import (
+        AnyStageState,
+        Backoff,
         BaseStage,
+        EngineEvent,
         StageContext,
+        StageSummary,
         TaskEngine,
         TaskSummary,
     )
@@ -72,6 +76,10 @@ __version__ = "0.1.0"
 
 # The engine is loaded on first use: a Lambda that only reads states pays nothing for it.
 _LAZY = {
+    "AnyStageState": "eleanor_cloud.engine",
+    "Backoff": "eleanor_cloud.engine",
+    "EngineEvent": "eleanor_cloud.engine",
+    "StageSummary": "eleanor_cloud.engine",
     "BaseStage": "eleanor_cloud.engine",
     "StageContext": "eleanor_cloud.engine",
     "TaskEngine": "eleanor_cloud.engine",
@@ -100,6 +108,8 @@ __all__ = [
     "STAGE_RESULT",
     "AccessDenied",
     "AlreadyExists",
+    "AnyStageState",
+    "Backoff",
     "BackendError",
     "BaseStage",
     "BaseStageState",
@@ -109,6 +119,7 @@ __all__ = [
     "CorruptState",
     "Create",
     "EleanorError",
+    "EngineEvent",
     "InvalidKey",
     "InvalidState",
     "Lease",
@@ -127,6 +138,7 @@ __all__ = [
     "StageContext",
     "StageStateHistoryEntry",
     "StageStatus",
+    "StageSummary",
     "StateStore",
     "TaskBindingError",
     "TaskCanceled",
