@@ -215,12 +215,9 @@ class FsspecBackend:
     """
 
     def __init__(self, fs: Any, root: str, *, unsafe_unconditional: bool = False) -> None:
-        known = _known(fs)
-        if not isinstance(root, str) or (not root.strip("/") and
-                                         (known is None or known[1])):
-            raise ConfigurationError(
-                f"fsspec backend root {root!r} must name a bucket, container or directory",
-                operation="open_store")
+        if not isinstance(root, str):
+            raise ConfigurationError(f"fsspec backend root must be a str, got {root!r}",
+                                     operation="open_store")
         self.fs = fs
         self._strategy = strategy_for(fs, root, unsafe_unconditional=unsafe_unconditional)
         self.unsafe = isinstance(self._strategy, UnsafeStrategy)
@@ -418,7 +415,7 @@ class UnsafeStrategy:
         return Capabilities(create=False, replace=False, conditional_delete=False)
 
     def _path(self, key: str) -> str:
-        return f"{self._root}/{key}"
+        return f"{self._root}/{key}" if self._root else key
 
     def _fail(self, exc: OSError, key: str, operation: str) -> Exception:
         if isinstance(exc, PermissionError):
@@ -485,8 +482,8 @@ class UnsafeStrategy:
                 raise self._fail(exc, key, "delete") from exc
 
     def keys(self, prefix: str) -> Iterable[str]:
-        base = self._path(prefix).rsplit("/", 1)[0]
-        cut = len(self._root) + 1
+        base = self._path(prefix).rpartition("/")[0] or self._root
+        cut = len(self._root) + 1 if self._root else 0
         self._fs.invalidate_cache()  # listings are cached by many filesystems
         try:
             found = self._fs.find(base, withdirs=False, detail=False)
@@ -520,7 +517,7 @@ def _open_filesystem(protocol: str, inner: str, url: str,
     import fsspec.core
 
     try:
-        return fsspec.core.url_to_fs(inner, **storage_options)
+        fs, path = fsspec.core.url_to_fs(inner, **storage_options)
     except ImportError as exc:
         hint = _INSTALL.get(protocol, f"the fsspec implementation of {protocol!r}")
         raise MissingDependency(f"store URL {url!r} needs the {protocol!r} filesystem: "
@@ -530,6 +527,7 @@ def _open_filesystem(protocol: str, inner: str, url: str,
     except TypeError as exc:
         raise ConfigurationError(f"bad storage_options for {url!r}: {exc}",
                                  operation="open_store") from exc
+    return fs, str(path)
 
 
 def from_url(
@@ -579,7 +577,4 @@ def from_url(
         root = bucket
     else:
         root, prefix = path, ""
-        if not root.strip("/") and known is None:
-            raise ConfigurationError(f"store URL {url!r} names no directory",
-                                     operation="open_store")
     return FsspecBackend(fs, root, unsafe_unconditional=unsafe_unconditional), prefix

@@ -80,8 +80,9 @@ async def _exists(fs: Any, container: str, name: str) -> bool:
 async def _list_names(fs: Any, container: str, prefix: str) -> list[str]:
     async with fs.service_client.get_container_client(container) as client:
         names: list[str] = []
+        # 1000 per page, like S3 and GCS (Azure's default is 5000).
         async for blob in client.list_blobs(name_starts_with=prefix or None,
-                                            include=["metadata"]):
+                                            include=["metadata"], results_per_page=1000):
             # adlfs marks the directories it creates with a metadata flag: not objects.
             if (blob.metadata or {}).get("is_directory") == "true":
                 continue

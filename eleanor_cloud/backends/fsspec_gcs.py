@@ -57,6 +57,11 @@ def _http_code(exc: BaseException) -> int:
     return code if isinstance(code, int) else 0
 
 
+def _is_generation(version: Version) -> bool:
+    # "0" would mean "only if absent": a foreign token must never change the mode.
+    return version.token.isdigit() and version.token.lstrip("0") != ""
+
+
 async def _upload(fs: Any, bucket: str, name: str, data: bytes,
                   if_generation_match: str | None) -> dict[str, Any]:
     metadata = json.dumps({"name": name})
@@ -123,8 +128,9 @@ class GCSStrategy:
                 isinstance(exc, OSError) and str(exc).startswith("Forbidden")):
             return AccessDenied(f"{where}: access denied: {exc}", key=key,
                                 operation=operation)
-        if (code == 429 or code >= 500 or isinstance(exc, requests.exceptions.RequestException)
-                or isinstance(exc, (aiohttp.ClientError, TimeoutError, ConnectionError))):
+        if code == 429 or code >= 500 or isinstance(exc, (
+                requests.exceptions.RequestException, aiohttp.ClientError, TimeoutError,
+                ConnectionError)):
             return Unavailable(f"{where}: GCS unavailable: {exc}", key=key,
                                operation=operation)
         return BackendError(f"{where} failed: {exc}", key=key, operation=operation)
@@ -169,8 +175,7 @@ class GCSStrategy:
         return self._put(key, data, "create", "0")
 
     def replace(self, key: str, data: bytes, expected: Version) -> Version:
-        if not expected.token.isdigit() or expected.token == "0":
-            # "0" would mean "only if absent": never let a foreign token change the mode.
+        if not _is_generation(expected):
             raise Conflict(f"{self.description}: {key!r}: {expected.token!r} is not a GCS "
                            "generation", key=key, operation="replace")
         return self._put(key, data, "replace", expected.token)
@@ -181,8 +186,7 @@ class GCSStrategy:
     def delete(self, key: str, if_version: Version | None) -> None:
         name = self._name(key)
         params = {} if if_version is None else {"ifGenerationMatch": if_version.token}
-        if if_version is not None and (not if_version.token.isdigit()
-                                       or if_version.token == "0"):
+        if if_version is not None and not _is_generation(if_version):
             raise Conflict(f"{self.description}: {key!r}: {if_version.token!r} is not a GCS "
                            "generation", key=key, operation="delete")
         try:

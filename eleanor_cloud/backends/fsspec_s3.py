@@ -61,8 +61,12 @@ def _missing_condition_parameters() -> tuple[str, ...]:
     model = botocore.session.get_session().get_service_model("s3")
     wanted = (("PutObject", "IfNoneMatch"), ("PutObject", "IfMatch"),
               ("DeleteObject", "IfMatch"))
-    return tuple(f"{op}.{param}" for op, param in wanted
-                 if param not in model.operation_model(op).input_shape.members)
+    missing = []
+    for operation, param in wanted:
+        shape = model.operation_model(operation).input_shape
+        if shape is None or param not in shape.members:
+            missing.append(f"{operation}.{param}")
+    return tuple(missing)
 
 
 def _error_info(exc: BaseException) -> tuple[str, int]:

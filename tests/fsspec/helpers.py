@@ -9,9 +9,9 @@ import os
 # with calls fake-gcs-server does not implement.
 os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
 
-from typing import Any  # noqa: E402
+from typing import Any
 
-from eleanor_cloud.backends.fsspec import FsspecBackend  # noqa: E402
+from eleanor_cloud.backends.fsspec import FsspecBackend
 
 S3_CREDENTIALS = {"key": "testing", "secret": "testing"}
 
@@ -25,7 +25,7 @@ def s3_filesystem(endpoint_url: str) -> Any:
 def gcs_filesystem(endpoint_url: str) -> Any:
     import gcsfs
 
-    return gcsfs.GCSFileSystem(endpoint_url=endpoint_url, token="anon", project="test")  # noqa: S106
+    return gcsfs.GCSFileSystem(endpoint_url=endpoint_url, token="anon", project="test")
 
 
 def azure_filesystem(connection_string: str) -> Any:

@@ -121,7 +121,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def _http_answers(url: str) -> Callable[[], bool]:
     def probe() -> bool:
         try:
-            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 (our own loopback URL)
+            with urllib.request.urlopen(url, timeout=1):
                 return True
         except urllib.error.HTTPError:
             return True  # any HTTP answer means the server is up
