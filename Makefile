@@ -32,8 +32,13 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check eleanor_cloud tests benchmarks
 	$(BIN)/mypy eleanor_cloud
 
+# Azurite (the Azure Blob emulator that tests/fsspec starts) is a project-local npm package.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 # pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
-pytest: $(VENV)/.test-installed
+pytest: $(VENV)/.test-installed node_modules/.installed
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
@@ -61,4 +66,4 @@ infra-lint: $(INFRA_VENV)/.installed
 test: lint infra-lint pytest
 
 clean:
-	rm -rf $(VENV) $(INFRA_VENV) .pytest_cache .mypy_cache .ruff_cache .eleanor
+	rm -rf $(VENV) $(INFRA_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .eleanor
