@@ -60,6 +60,10 @@ def encode(envelope: Envelope) -> bytes:
     return json.dumps(doc, ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def decode(data: bytes, *, key: str, expected_format: str) -> Envelope:
     """Parse and check an envelope; any defect raises ``CorruptState`` naming ``key``."""
 
@@ -67,13 +71,15 @@ def decode(data: bytes, *, key: str, expected_format: str) -> Envelope:
         return CorruptState(f"corrupt object at {key!r}: {why}", key=key, operation="decode")
 
     try:
-        doc = json.loads(data.decode("utf-8"))
+        doc = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
     except UnicodeDecodeError as exc:
         raise corrupt(f"not UTF-8 ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise corrupt(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
     except RecursionError as exc:
         raise corrupt("JSON nested too deeply") from exc
+    except ValueError as exc:  # NaN/Infinity, or an integer beyond Python's digit limit
+        raise corrupt(f"not JSON ({str(exc)[:120]})") from exc
     if not isinstance(doc, dict):
         raise corrupt(f"expected a JSON object, found {type(doc).__name__}")
     fmt = doc.get("format")

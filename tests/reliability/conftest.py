@@ -39,7 +39,7 @@ def summary(request: pytest.FixtureRequest) -> Iterator[Callable[..., None]]:
 
     yield report
     for line in lines:
-        print("\n" + line)  # noqa: T201 - the campaign's summary, shown under -s
+        print("\n" + line)
         path = os.environ.get("ELEANOR_RELIABILITY_LOG")
         if path:
             with open(path, "a", encoding="utf-8") as fh:

@@ -17,6 +17,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -396,7 +397,7 @@ def check_write_log(entries: list[dict[str, Any]]) -> list[str]:
         if twice:
             problems.append(f"{key}: revisions {twice} written twice (a lost update)")
         ordered = sorted(writes, key=lambda w: w["revision"])
-        for before, after in zip(ordered, ordered[1:], strict=False):
+        for before, after in pairwise(ordered):
             if after["epoch"] < before["epoch"]:
                 problems.append(
                     f"{key}: revision {after['revision']} by {after['writer']} at epoch "

@@ -83,7 +83,7 @@ def test_a_clock_ahead_cannot_steal_a_live_lease(
                        out: dict[str, Any] = outcome) -> None:
             try:
                 out["summary"] = h.run()
-            except Exception as exc:  # noqa: BLE001 - reported below
+            except Exception as exc:
                 out["error"] = exc
 
         thread = threading.Thread(target=run_holder)

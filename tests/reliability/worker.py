@@ -77,7 +77,7 @@ def main(spec_path: Path) -> None:
         out = {"outcome": "lease_held", "error": str(exc)}
     except LeaseLost as exc:
         out = {"outcome": "lease_lost", "error": str(exc)}
-    except Exception as exc:  # noqa: BLE001 - every other failure is reported to the test
+    except Exception as exc:
         out = {"outcome": "error", "error": f"{type(exc).__name__}: {exc}",
                "traceback": traceback.format_exc()}
     else:
