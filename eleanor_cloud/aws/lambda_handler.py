@@ -119,6 +119,11 @@ def lambda_handler(
     (default ``$ELEANOR_SAFETY_MARGIN_SECONDS``, else 10) are kept free at the end of
     every invocation. ``idle_wait_seconds`` is the wait suggested when an invocation
     could start no stage for a reason that time will fix (a retry backoff pending).
+
+    Build the engine with ``wait_for_lease=0`` (the default): a held lease is answered
+    with ``wait_seconds`` so the state machine's Wait state waits, not a billed Lambda.
+    Give every stage an ``expected_duration``; one without is started whenever any
+    time remains.
     """
     if safety_margin is not None and safety_margin < 0:
         raise InvalidState(f"safety_margin must be >= 0 seconds, got {safety_margin}")

@@ -7,7 +7,8 @@ two-minute warning and the same SIGTERM). On SIGTERM (or SIGINT) the runner:
 1. lets the stage running now finish if it can within the **grace period**
    (``grace_seconds``; default ``$ELEANOR_GRACE_SECONDS``, else
    ``$ELEANOR_STOP_TIMEOUT_SECONDS - $ELEANOR_GRACE_MARGIN_SECONDS``, else 25 s) and
-   starts no further stage; the engine checkpoints that stage and releases the lease;
+   starts no further stage; the engine checkpoints that stage and releases the lease
+   (a second signal ends the grace period at once);
 2. otherwise, when the grace period runs out mid-stage, records the attempt as
    *interrupted* (RETRY, or ERROR when its attempt budget is spent, with a history entry
    ``interrupted: ...``), releases the lease and exits at once.
@@ -183,6 +184,7 @@ class ContainerRunner:
         self.signals = signals
         self._clock = clock
         self._signal: int | None = None          # written by the signal handler only
+        self._signals = 0
         self._stop = threading.Event()            # set by the main thread on a signal
         self._finished = threading.Event()
         self._summary: TaskSummary | None = None
@@ -240,6 +242,7 @@ class ContainerRunner:
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self._signal is None:
             self._signal = signum
+        self._signals += 1  # a second signal (Ctrl-C twice) ends the grace period now
 
     def run(self) -> RunOutcome:
         """Run the task; return the outcome (call :meth:`RunOutcome.exit` to exit)."""
@@ -268,7 +271,7 @@ class ContainerRunner:
                     self.engine.task_id, signal.Signals(self._signal).name,
                     f"letting stage {current[0]!r} finish" if current else "stopping",
                     self.grace_seconds)
-            if stop_by is not None and time.monotonic() >= stop_by:
+            if stop_by is not None and (time.monotonic() >= stop_by or self._signals > 1):
                 return self._interrupt()
         return self._finish()
 

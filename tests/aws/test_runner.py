@@ -8,9 +8,11 @@ a Fargate Spot interruption.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,7 +86,10 @@ def procs() -> Iterator[list[subprocess.Popen[str]]]:
     for proc in started:  # never leave a runner behind, whatever failed
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+        proc.wait(30)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def _runs(side: Path, stage: str) -> list[str]:
@@ -193,3 +198,48 @@ def test_grace_period_from_the_task_definition_environment(
     monkeypatch.setenv("ELEANOR_GRACE_SECONDS", "-1")
     with pytest.raises(ec.ConfigurationError):
         grace_from_env()
+
+
+def _read_until(proc: subprocess.Popen[str], needle: str,
+                timeout: float = 60.0) -> threading.Thread:
+    """Wait (bounded) until the runner logs ``needle`` on stderr; keep draining after."""
+    assert proc.stderr is not None
+    stream = proc.stderr
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+
+    pumping = threading.Thread(target=pump, daemon=True)
+    pumping.start()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=deadline - time.monotonic())
+        except queue.Empty:
+            break
+        seen.append(line)
+        if needle in line:
+            return pumping   # it ends at EOF, when the process exits
+    proc.kill()
+    pytest.fail(f"{needle!r} not logged within {timeout}s:\n{''.join(seen)}")
+
+
+def test_a_second_signal_ends_the_grace_period_at_once(
+        env: dict[str, str], store: ec.StateStore, tmp_path: Path,
+        procs: list[subprocess.Popen[str]]) -> None:
+    slow = {**env, SLOW_ENV: "b", SLOW_SECONDS_ENV: "60"}
+    proc = _start(slow, "twice", "600")
+    procs.append(proc)
+    _wait_for(tmp_path / "b.started.1", proc)
+    proc.send_signal(signal.SIGINT)
+    pumping = _read_until(proc, "letting stage 'b' finish")  # the first was handled
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)                            # long before the 600 s grace
+    pumping.join(30)
+    assert proc.returncode == EXIT_INTERRUPTED
+    b = store.load("twice", "b", TState)
+    assert b.status is StageStatus.RETRY
+    assert b.history[-1].message.startswith("interrupted: SIGINT received")
