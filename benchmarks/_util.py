@@ -158,12 +158,14 @@ def is_task_object(key: str) -> bool:
 # -- timing ----------------------------------------------------------------------------
 
 
-def interleaved(variants: dict[str, Callable[[], Any]], rounds: int,
-                warmup: int = 1) -> dict[str, list[float]]:
+def interleaved(variants: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1,
+                cpu: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
     """Wall time (seconds) of each variant per round, variants interleaved.
 
     The order rotates every round (A B C, B C A, ...) so a drift in machine load, or a
-    cache one variant leaves warm for the next, falls on every variant alike.
+    cache one variant leaves warm for the next, falls on every variant alike. With
+    ``cpu``, this process's CPU time (all threads) per call is recorded there too: it
+    is what our code costs, and it barely moves when other processes crowd the cores.
     """
     names = list(variants)
     for _ in range(warmup):
@@ -173,10 +175,18 @@ def interleaved(variants: dict[str, Callable[[], Any]], rounds: int,
     for index in range(rounds):
         shift = index % len(names)
         for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
+            cpu_start, start = time.process_time(), time.perf_counter()
             variants[name]()
             times[name].append(time.perf_counter() - start)
+            if cpu is not None:
+                cpu.setdefault(name, []).append(time.process_time() - cpu_start)
     return times
+
+
+def paired_ratio(a: Sequence[float], b: Sequence[float]) -> float:
+    """Median of the per-round ratios a[i]/b[i]: rounds run back to back, so a slow
+    drift in machine load cancels within each pair."""
+    return round(statistics.median(x / y for x, y in zip(a, b, strict=True)), 3)
 
 
 def median(values: Sequence[float]) -> float:

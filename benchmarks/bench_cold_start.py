@@ -18,7 +18,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks._util import REGION, interleaved, median, new_bucket, ratio, summary, table, target
+from benchmarks._util import (
+    REGION,
+    interleaved,
+    median,
+    new_bucket,
+    paired_ratio,
+    ratio,
+    summary,
+    table,
+    target,
+)
 
 HEAVY = ("boto3", "botocore", "fsspec", "moto", "rich", "click")
 
@@ -153,9 +163,10 @@ def run(rounds: int, server_url: str, importtime_runs: int) -> dict[str, Any]:
     def verdict(label: str, name: str, base: str, limit: float,
                 figures: dict[str, float]) -> dict[str, Any]:
         value = ratio(figures[name], figures[base])
-        extra = round((figures[name] - figures[base]) * 1000, 1)
-        return target(f"{label}: {name} / {base}", f"<= {limit}", value, value <= limit,
-                      f"{extra:+} ms")
+        note = f"{(figures[name] - figures[base]) * 1000:+.1f} ms"
+        if label == "wall":
+            note += f"; paired {paired_ratio(times[name], times[base])}"
+        return target(f"{label}: {name} / {base}", f"<= {limit}", value, value <= limit, note)
 
     targets = [
         verdict("wall", imp, base_imp, IMPORT_TARGET, med),

@@ -87,7 +87,7 @@ def test_history_growth_is_reported(report: dict[str, Any]) -> None:
 def test_peer_request_counts_are_stable(report: dict[str, Any]) -> None:
     rows = {r["variant"]: r for r in report["sections"]["peer"]["rows"]}
     assert set(rows) == {"powertools first", "eleanor first", "powertools repeat",
-                         "eleanor repeat"}
+                         "eleanor repeat", "raw S3 replay of eleanor first"}
     for row in rows.values():
         assert row["request_count_stable"], row
     assert rows["eleanor first"]["requests"] <= 2 * 1 + 4
