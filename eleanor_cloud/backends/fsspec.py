@@ -129,18 +129,15 @@ def _known(fs: object) -> tuple[str, bool] | None:
     return None
 
 
-def _fs_label(fs: object) -> str:
-    protocol = getattr(fs, "protocol", "?")
-    if isinstance(protocol, (tuple, list)):
-        protocol = protocol[0] if protocol else "?"
-    return f"fsspec filesystem {type(fs).__name__} (protocol {protocol!r})"
-
-
 def _primary_protocol(fs: object) -> str:
     protocol = getattr(fs, "protocol", "")
     if isinstance(protocol, (tuple, list)):
         return str(protocol[0]) if protocol else ""
     return str(protocol)
+
+
+def _fs_label(fs: object) -> str:
+    return f"fsspec filesystem {type(fs).__name__} (protocol {_primary_protocol(fs)!r})"
 
 
 def strategy_for(fs: Any, root: str, *, unsafe_unconditional: bool = False) -> Strategy:
