@@ -246,8 +246,9 @@ class S3Backend:
             except (BotoCoreError, ValueError) as exc:
                 raise ConfigurationError(f"cannot create an S3 client for s3://{bucket}: "
                                          f"{exc}", operation="open_store") from exc
-        self._owner: dict[str, Any] = ({"ExpectedBucketOwner": self._extra["ExpectedBucketOwner"]}
-                       if "ExpectedBucketOwner" in self._extra else {})
+        # The owner check goes on every request; encryption arguments only on writes.
+        owner = self._extra.get("ExpectedBucketOwner")
+        self._owner: dict[str, Any] = {"ExpectedBucketOwner": owner} if owner else {}
         self._put_extra = dict(self._extra)
         self._conflict_retries = conflict_retries
         self._page_size = page_size
@@ -258,6 +259,7 @@ class S3Backend:
 
     @property
     def bucket(self) -> str:
+        """The bucket name."""
         return self._bucket
 
     @property
@@ -267,10 +269,12 @@ class S3Backend:
 
     @property
     def description(self) -> str:
+        """``s3://bucket``, as error messages name it."""
         return f"s3://{self._bucket}"
 
     @property
     def capabilities(self) -> Capabilities:
+        """Create, replace and conditional delete are atomic on S3, shared by all hosts."""
         return Capabilities()
 
     # -- protocol ----------------------------------------------------------------------
