@@ -64,13 +64,15 @@ def build_lambda_engine(event: Mapping[str, Any]) -> TaskEngine[TState]:
     """Five stages expecting 1.0 s each and working ``event["work"]`` seconds.
 
     ``event["fail"]`` names a stage that raises; the task then ends in ERROR (no retry).
+    ``lease_ttl`` and ``skew`` set the engine's lease TTL and clock-skew tolerance.
     """
     work = float(event.get("work", 0.4))
     stages = [Step(name, work=work, expected=1.0, fail=event.get("fail") == name)
               for name in LAMBDA_STAGES]
     policy = RetryPolicy.NONE if event.get("fail") else RetryPolicy.STAGE
     return TaskEngine(str(event["task_id"]), stages, TState, store_from_env(),
-                      retry_policy=policy, lease_ttl=30.0)
+                      retry_policy=policy, lease_ttl=float(event.get("lease_ttl", 30.0)),
+                      clock_skew_tolerance=float(event.get("skew", 5.0)))
 
 
 handler = lambda_handler(build_lambda_engine)

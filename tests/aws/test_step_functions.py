@@ -29,7 +29,7 @@ from moto.awslambda.models import LambdaFunction
 
 import eleanor_cloud as ec
 from eleanor_cloud.models import StageStatus
-from tests.aws.taskmod import LAMBDA_STAGES, SIDE_ENV, TState
+from tests.aws.taskmod import LAMBDA_STAGES, SIDE_ENV, SLOW_ENV, SLOW_SECONDS_ENV, TState
 
 ROOT = Path(__file__).resolve().parents[2]
 STATEMACHINES = ROOT / "infra" / "statemachine"
@@ -44,16 +44,31 @@ class FakeLambda:
         self.env = env
         self.events: list[dict[str, Any]] = []
         self.inject: list[dict[str, str]] = []   # error payloads to return first
+        # Kill the next invocation once this marker exists, as Lambda kills a function
+        # that reaches its timeout (the stage named by SLOW_ENV works long enough).
+        self.kill_at: Path | None = None
 
     def __call__(self, function: Any, event: Any = None) -> tuple[str, bool, str]:
         self.events.append(event)
         if self.inject:
             return json.dumps(self.inject.pop(0)), True, ""
-        proc = subprocess.run(
-            [sys.executable, "-m", "tests.aws.invoke_lambda", "tests.aws.taskmod:handler",
-             json.dumps(event), str(TIMEOUT)],
-            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120,
-            check=False)
+        cmd = [sys.executable, "-m", "tests.aws.invoke_lambda", "tests.aws.taskmod:handler",
+               json.dumps(event), str(TIMEOUT)]
+        if self.kill_at is not None:
+            marker, self.kill_at = self.kill_at, None
+            slow = {**self.env, SLOW_ENV: marker.name.split(".")[0], SLOW_SECONDS_ENV: "60"}
+            killed = subprocess.Popen(cmd, cwd=ROOT, env=slow, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 60
+            while not marker.exists() and killed.poll() is None \
+                    and time.monotonic() < deadline:
+                time.sleep(0.01)  # bounded wait for the stage's own marker file
+            killed.kill()
+            killed.wait(30)
+            return json.dumps({"errorType": "Sandbox.Timedout",
+                               "errorMessage": "Task timed out"}), True, ""
+        proc = subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True,
+                              timeout=120, check=False)
         if proc.returncode != 0:
             return json.dumps({"errorType": "Crash", "errorMessage": proc.stderr}), True, ""
         out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -172,3 +187,25 @@ def test_fan_out_runs_every_task(machines: dict[str, str], fake_lambda: FakeLamb
     for task in tasks:
         states = store.load_task(task["task_id"], TState)
         assert all(states[s].status is StageStatus.COMPLETE for s in LAMBDA_STAGES)
+
+
+def test_a_lambda_killed_mid_stage_is_retried_and_its_attempt_recorded(
+        machines: dict[str, str], fake_lambda: FakeLambda, tmp_path: Path) -> None:
+    # The first invocation is killed while s2 runs (no checkpoint, no lease release).
+    fake_lambda.kill_at = tmp_path / "side" / "s2.started.1"
+    described, events = _execute(machines["task-loop"], {
+        "task_id": "killed", "work": 0.05, "lease_ttl": 1.0, "skew": 0.2})
+
+    assert described["status"] == "SUCCEEDED", described
+    failed = [e["taskFailedEventDetails"]["error"] for e in events
+              if e["type"] == "TaskFailed"]
+    assert failed == ["Sandbox.Timedout"]            # retried by the Retry policy
+    store = ec.open_store(tmp_path / "store")
+    s2 = store.load("killed", "s2", TState)
+    assert s2.status is StageStatus.COMPLETE and s2.attempts == 2
+    first, second = s2.history
+    # The lost attempt was found RUNNING under an expired lease and counted as failed.
+    assert first.attempt == 1 and first.end_status is StageStatus.RETRY
+    assert first.message.startswith("interrupted:")
+    assert second.attempt == 2 and second.end_status is StageStatus.COMPLETE
+    assert _runs(fake_lambda, "s1") == 1 and _runs(fake_lambda, "s2") == 2
