@@ -243,3 +243,44 @@ def test_a_second_signal_ends_the_grace_period_at_once(
     b = store.load("twice", "b", TState)
     assert b.status is StageStatus.RETRY
     assert b.history[-1].message.startswith("interrupted: SIGINT received")
+
+
+def test_a_lease_left_by_a_killed_container_is_waited_for_then_taken_over(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eleanor_cloud.clock import utc_now
+    from eleanor_cloud.engine import LeaseManager, TaskEngine
+    from tests.aws.taskmod import Step
+
+    monkeypatch.setenv(SIDE_ENV, str(tmp_path))
+    store = ec.open_store("memory://")
+    engine = TaskEngine("orphan", [Step("a", work=0.0, expected=None)], TState, store,
+                        lease_ttl=1.0, clock_skew_tolerance=0.2)
+    engine.bind()
+    # A container SIGKILLed past its stopTimeout: its lease stays live until it expires.
+    dead = LeaseManager(store, "orphan", holder="dead-container", ttl=1.0, clock=utc_now,
+                        sleep=time.sleep)
+    dead.acquire()
+    started = time.monotonic()
+    outcome = ContainerRunner(engine, store, grace_seconds=1).run()
+    waited = time.monotonic() - started
+    assert outcome.exit_code == EXIT_OK
+    assert 0.5 <= waited < 10          # it waited for the expiry, not for a fixed time
+    lease = store.load_lease("orphan")
+    assert lease is not None and lease.value.holder == engine.holder
+    assert lease.value.epoch == 2 and lease.value.released
+
+
+def test_a_live_lease_beyond_the_lease_wait_fails_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eleanor_cloud.clock import utc_now
+    from eleanor_cloud.engine import LeaseManager
+
+    monkeypatch.setenv(SIDE_ENV, str(tmp_path))
+    store = ec.open_store("memory://")
+    engine = build_runner_engine("busy", store)
+    engine.bind()
+    LeaseManager(store, "busy", holder="other-container", ttl=600.0, clock=utc_now,
+                 sleep=time.sleep).acquire()
+    with pytest.raises(ec.LeaseHeld, match="other-container"):
+        ContainerRunner(engine, store, grace_seconds=1, lease_wait=0.0).run()
+    assert not (tmp_path / "a.runs").exists()
