@@ -191,3 +191,29 @@ def test_every_skipped_checkov_check_has_a_written_reason(path: Path) -> None:
         for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
             assert re.fullmatch(r"CKV2?_AWS_\d+", skip["id"]), (name, skip)
             assert len(skip.get("comment", "").split()) >= 8, (name, skip)
+
+
+def test_the_bucket_is_tls_only_versioned_private_and_expires_old_tasks_by_prefix() -> None:
+    # moto's CloudFormation skips these properties, so they are checked as written.
+    template = load(INFRA / "state-bucket.yaml")
+    resources = template["Resources"]
+    bucket = resources["StateBucket"]["Properties"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
+    expire = rules["expire-old-tasks"]
+    assert expire["Prefix"] == {"Fn::If": ["DefaultExpirationPrefix",
+                                           {"Fn::Sub": "${StatePrefix}/"},
+                                           {"Ref": "ExpirationPrefix"}]}
+    assert expire["ExpirationInDays"]["Fn::If"][1] == {"Ref": "TaskExpirationDays"}
+    noncurrent = rules["expire-noncurrent-versions"]["NoncurrentVersionExpiration"]
+    assert noncurrent == {"NoncurrentDays": {"Ref": "NoncurrentVersionExpirationDays"}}
+    assert resources["StateBucket"]["DeletionPolicy"] == "Retain"
+    policy = resources["StateBucketPolicy"]["Properties"]["PolicyDocument"]
+    (tls,) = [s for s in policy["Statement"] if s["Sid"] == "DenyInsecureTransport"]
+    assert tls["Effect"] == "Deny" and tls["Principal"] == "*" and tls["Action"] == "s3:*"
+    assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert tls["Resource"] == [{"Fn::GetAtt": ["StateBucket", "Arn"]},
+                               {"Fn::Sub": "${StateBucket.Arn}/*"}]
+    assert template["Parameters"]["Encryption"]["AllowedValues"] == ["SSE-S3", "SSE-KMS"]
