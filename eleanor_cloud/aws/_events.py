@@ -14,9 +14,8 @@ __all__ = ["chain_event_handler"]
 def chain_event_handler(engine: Any, handler: Callable[[EngineEvent], None]) -> None:
     """Call ``handler`` after the engine's current ``on_event`` handler, if any.
 
-    The engine keeps its handler in ``_on_event`` and has no public setter yet (the CLI
-    attaches its printer the same way); a public ``on_event`` attribute wins if added.
-    The previous handler runs first; ``handler`` runs even if it raised.
+    Uses the engine's assignable ``on_event`` property (``_on_event`` on an engine
+    without it). The previous handler runs first; ``handler`` runs even if it raised.
     """
     attr = "on_event" if hasattr(engine, "on_event") else "_on_event"
     previous = getattr(engine, attr, None)
