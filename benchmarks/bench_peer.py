@@ -115,14 +115,17 @@ def run(rounds: int) -> dict[str, Any]:
             counts.setdefault("raw S3 replay of eleanor first", []).append(by_operation(trace))
 
         variants["raw S3 replay of eleanor first"] = raw_replay
-        times = interleaved(variants, rounds, warmup=1)
+        cpu: dict[str, list[float]] = {}
+        times = interleaved(variants, rounds, warmup=1, cpu=cpu)
     rows = []
     for name, t in times.items():
         last = counts[name][-1]
         rows.append({"variant": name, "requests": sum(last.values()),
                      "requests_by_operation": last,
                      "request_count_stable": all(c == last for c in counts[name]),
-                     **summary(t)})
+                     **summary(t),
+                     # In-process: moto's CPU is in here too, the same for both sides.
+                     "cpu_median_ms": round(median(cpu[name]) * 1000, 3)})
     return {
         "peer": "moto in-process (mock_aws): DynamoDB for Powertools, S3 for eleanor_cloud",
         "rounds": rounds, "rows": rows,
@@ -141,10 +144,12 @@ def run(rounds: int) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> str:
     rows = [[r["variant"], r["requests"],
              " ".join(f"{k}={v}" for k, v in r["requests_by_operation"].items()),
-             r["median_ms"], r["p25_ms"], r["p75_ms"]] for r in result["rows"]]
+             r["median_ms"], r["p25_ms"], r["p75_ms"], r["cpu_median_ms"]]
+            for r in result["rows"]]
     ratios = result["ratios"]
     return table(
         f"6. peer: Powertools idempotency vs one-stage eleanor_cloud task ({result['peer']}); "
         f"eleanor/powertools median: first {ratios['first']}, repeat {ratios['repeat']}; "
         f"eleanor first / its raw replay {ratios['eleanor_first_vs_raw_replay']}",
-        ["variant", "requests", "by operation", "median ms", "p25 ms", "p75 ms"], rows)
+        ["variant", "requests", "by operation", "median ms", "p25 ms", "p75 ms",
+         "CPU median ms"], rows)

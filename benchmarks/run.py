@@ -41,7 +41,7 @@ class Config:
     resume_rtt: tuple[int, int, float] = (100, 3, 20.0)
     history_sizes: tuple[int, ...] = (1, 10, 100, 1000)
     history_rounds: int = 50
-    peer_rounds: int = 30
+    peer_rounds: int = 100
 
 
 QUICK = Config(overhead_rounds=3, cold_rounds=2, importtime_runs=1, resume_ns=(10, 100),
