@@ -233,6 +233,7 @@ class FaultProxy:
         self._injections: list[_Injection] = []
         self._log: list[LogEntry] = []
         self._counter = 0
+        self._settled = 0  # requests read and then answered, dropped or abandoned
         self._sockets: set[socket.socket] = set()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -344,6 +345,14 @@ class FaultProxy:
                 raise TimeoutError(f"proxy log never satisfied the condition: {self._log}")
             return list(self._log)
 
+    def wait_settled(self, timeout: float = 30.0) -> None:
+        """Block until every request read so far is done with (answered, dropped, or
+        abandoned), so no delayed request can still reach the peer after this returns."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._settled >= self._counter, timeout):
+                raise TimeoutError(f"{self._counter - self._settled} request(s) still in "
+                                   "flight through the proxy")
+
     # -- the connection loop -----------------------------------------------------------
 
     def _serve(self, sock: socket.socket) -> None:
@@ -356,33 +365,38 @@ class FaultProxy:
                 request = self._read_request(rfile, sock)
                 if request is None:
                     return
-                action = self._decide(request)
-                while isinstance(action, Delay | Hold):
-                    if isinstance(action, Delay):
-                        threading.Event().wait(action.seconds)
-                    else:
-                        action.event.wait(action.timeout)
-                    action = action.then
-                if isinstance(action, Drop):
-                    self._record(request, action, False, None)
-                    return
-                if isinstance(action, Respond):
-                    headers, body = action.render()
-                    self._record(request, action, False, action.status)
-                    self._send(sock, request, action.status, "Fault", headers, body)
-                    continue
-                upstream, answer = self._forward(upstream, request)
-                if isinstance(action, ForwardThenDrop):
-                    self._record(request, action, True, None)
-                    return
-                status, reason, headers, body = answer
-                # Logged before sending: the client may have given up on this request.
-                self._record(request, action, True, status)
-                if isinstance(action, ForwardThenTruncate):
-                    self._send(sock, request, status, reason, headers, body,
-                               truncate=action.keep)
-                    return
-                self._send(sock, request, status, reason, headers, body)
+                try:
+                    action = self._decide(request)
+                    while isinstance(action, Delay | Hold):
+                        if isinstance(action, Delay):
+                            threading.Event().wait(action.seconds)
+                        else:
+                            action.event.wait(action.timeout)
+                        action = action.then
+                    if isinstance(action, Drop):
+                        self._record(request, action, False, None)
+                        return
+                    if isinstance(action, Respond):
+                        headers, body = action.render()
+                        self._record(request, action, False, action.status)
+                        self._send(sock, request, action.status, "Fault", headers, body)
+                        continue
+                    upstream, answer = self._forward(upstream, request)
+                    if isinstance(action, ForwardThenDrop):
+                        self._record(request, action, True, None)
+                        return
+                    status, reason, headers, body = answer
+                    # Logged before sending: the client may have given up on this request.
+                    self._record(request, action, True, status)
+                    if isinstance(action, ForwardThenTruncate):
+                        self._send(sock, request, status, reason, headers, body,
+                                   truncate=action.keep)
+                        return
+                    self._send(sock, request, status, reason, headers, body)
+                finally:
+                    with self._lock:
+                        self._settled += 1
+                        self._changed.notify_all()
         except (OSError, ValueError, http.client.HTTPException):
             return  # the client went away or sent garbage: just close
         finally:
