@@ -48,6 +48,16 @@ pytest: $(VENV)/.test-installed node_modules/.installed
 bench: $(VENV)/.test-installed
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
+# The full reliability campaign (tests/reliability/README.md): every scenario at full size,
+# one summary line each (also appended to .eleanor/reliability.log). `make test` runs the
+# same scenarios at a small size.
+reliability: $(VENV)/.test-installed
+	@mkdir -p .eleanor && rm -f .eleanor/reliability.log
+	ELEANOR_RELIABILITY=full ELEANOR_RELIABILITY_LOG=.eleanor/reliability.log \
+		$(BIN)/pytest tests/reliability -m reliability -s -p no:cacheprovider --timeout 1800 \
+		$(PYTEST_ARGS)
+	@cat .eleanor/reliability.log
+
 # infra/ templates: cfn-lint (no errors) and checkov (no failed checks; a skipped check
 # carries its reason in the template metadata). Both live in their own venv, created on
 # first use, because checkov pins many packages.
