@@ -303,9 +303,13 @@ class ContainerRunner:
         name = signal.Signals(signum).name if signum is not None else "stop"
         with self._lock:
             current = self._current
-        reason = (f"{name} received; the stage did not finish within the "
-                  f"{self.grace_seconds:g}s grace period (container stop or Spot "
-                  "interruption)")
+        if self._signals > 1:
+            reason = (f"{name} received; a second signal ended the {self.grace_seconds:g}s "
+                      "grace period before the stage finished")
+        else:
+            reason = (f"{name} received; the stage did not finish within the "
+                      f"{self.grace_seconds:g}s grace period (container stop or Spot "
+                      "interruption)")
         recorded = False
         try:
             recorded = self._record_and_release(current, reason)

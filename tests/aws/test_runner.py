@@ -242,7 +242,7 @@ def test_a_second_signal_ends_the_grace_period_at_once(
     assert proc.returncode == EXIT_INTERRUPTED
     b = store.load("twice", "b", TState)
     assert b.status is StageStatus.RETRY
-    assert b.history[-1].message.startswith("interrupted: SIGINT received")
+    assert b.history[-1].message.startswith("interrupted: SIGINT received; a second signal")
 
 
 def test_a_lease_left_by_a_killed_container_is_waited_for_then_taken_over(
