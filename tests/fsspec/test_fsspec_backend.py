@@ -306,3 +306,20 @@ def _imported_after(code: str) -> set[str]:
 def test_libraries_load_only_for_the_store_opened(code: str, allowed: set[str]) -> None:
     assert _imported_after(code) == allowed
 
+
+
+def test_unreachable_s3_endpoint_is_unavailable() -> None:
+    import s3fs
+
+    from eleanor_cloud.errors import Unavailable
+    from tests.support.servers import free_port
+
+    fs = s3fs.S3FileSystem(endpoint_url=f"http://127.0.0.1:{free_port()}",
+                           config_kwargs={"retries": {"max_attempts": 1}},
+                           skip_instance_cache=True, **helpers.S3_CREDENTIALS)
+    fs.retries = 1  # s3fs's own retry loop: one attempt keeps the test fast
+    backend = FsspecBackend(fs, "bucket")
+    with pytest.raises(Unavailable, match=r"bucket.*t/s\.json"):
+        backend.read("t/s.json")
+    with pytest.raises(Unavailable, match=r"t/s\.json"):
+        backend.write("t/s.json", b"x", CREATE)
