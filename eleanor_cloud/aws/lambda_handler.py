@@ -78,7 +78,8 @@ class LambdaContext(Protocol):
 
 
 class StageDoesNotFit(InvalidState):
-    """The next stage's ``expected_duration`` exceeds a whole invocation's budget.
+    """The next stage's ``expected_duration`` (plus its retry backoff) exceeds a whole
+    invocation's budget, so no invocation could ever start it.
 
     Looping would never make progress: raise the function timeout, shorten or split
     the stage, or run the task on ECS instead.
@@ -117,8 +118,8 @@ def lambda_handler(
     a :class:`~eleanor_cloud.engine.TaskEngine`; build the store once per process (see
     :func:`~eleanor_cloud.aws.store_from_env`), not per call. ``safety_margin`` seconds
     (default ``$ELEANOR_SAFETY_MARGIN_SECONDS``, else 10) are kept free at the end of
-    every invocation. ``idle_wait_seconds`` is the wait suggested when an invocation
-    could start no stage for a reason that time will fix (a retry backoff pending).
+    every invocation. ``idle_wait_seconds`` is the wait suggested after this holder was
+    fenced out by a takeover (``LeaseLost``).
 
     Build the engine with ``wait_for_lease=0`` (the default): a held lease is answered
     with ``wait_seconds`` so the state machine's Wait state waits, not a billed Lambda.
@@ -178,13 +179,15 @@ def lambda_handler(
             summary = engine.status()
 
         if not summary.done and not lease_held and not ran:
+            # The engine paused before starting anything: the next stage (plus its retry
+            # backoff) does not fit in a whole invocation, and the next invocation has
+            # no more time than this one. Looping would never make progress.
             needed = _expected_duration(engine, summary.next_stage)
-            if needed is not None and needed > budget:
-                raise StageDoesNotFit(
-                    f"task {task_id!r}: stage {summary.next_stage!r} expects {needed:.1f}s "
-                    f"but an invocation leaves {budget:.1f}s (remaining {remaining:.1f}s "
-                    f"- margin {margin:.1f}s): it can never start here")
-            wait = idle_wait_seconds
+            expects = f" expects {needed:.1f}s but" if needed is not None else ""
+            raise StageDoesNotFit(
+                f"task {task_id!r}: stage {summary.next_stage!r}{expects} cannot start in an "
+                f"invocation that leaves {budget:.1f}s (remaining {remaining:.1f}s - margin "
+                f"{margin:.1f}s): {summary.message or 'paused'}")
 
         response = summary.to_dict()
         response.update({

@@ -233,3 +233,29 @@ def test_the_safety_margin_comes_from_the_environment(monkeypatch: pytest.Monkey
     monkeypatch.setenv("ELEANOR_SAFETY_MARGIN_SECONDS", "soon")
     with pytest.raises(ec.ConfigurationError, match="ELEANOR_SAFETY_MARGIN_SECONDS"):
         lambda_handler(build)({"task_id": "env-margin"}, Context(10.0))
+
+
+class Flaky(BaseStage[TState]):
+    name = "flaky"
+    expected_duration = 0.1
+
+    def run(self, state: TState, ctx: StageContext[TState]) -> None:
+        if ctx.attempt == 1:
+            raise RuntimeError("first attempt fails")
+
+
+def test_a_retry_backoff_longer_than_any_invocation_is_an_error_too() -> None:
+    from eleanor_cloud.engine import Backoff
+
+    store = ec.open_store("memory://")
+
+    def build(event: Any) -> TaskEngine[TState]:
+        return TaskEngine(event["task_id"], [Flaky()], TState, store,
+                          backoff=Backoff(initial=100.0, max_delay=100.0, jitter=0.0))
+
+    handler = lambda_handler(build, safety_margin=1.0)
+    first = handler({"task_id": "backoff"}, Context(10.0))
+    assert first["done"] is False and first["stages_run"] == ["flaky"]
+    assert first["wait_seconds"] == 0           # it made progress: loop at once
+    with pytest.raises(StageDoesNotFit, match=r"backoff 100\.000s"):
+        handler({"task_id": "backoff"}, Context(10.0))
