@@ -125,7 +125,8 @@ def open_store(
 
     ``memory://`` (a fresh in-process store), ``file:///abs/dir`` or a plain path (the
     local-directory backend), ``s3://bucket/prefix`` (``eleanor-cloud[s3]``),
-    ``gs://``/``az://``/``abfs://``/``fsspec+<protocol>://`` (``eleanor-cloud[fsspec]``)
+    ``gs://`` (``eleanor-cloud[gcs]``), ``az://``/``abfs://`` (``eleanor-cloud[azure]``),
+    ``fsspec+<protocol>://`` (``eleanor-cloud[fsspec]``, ``[s3fs]`` for ``fsspec+s3``)
     and any scheme registered by a plug-in. ``options`` go to the backend (an injected
     boto3 ``client``, ``storage_options``...). ``prefix`` overrides the URL's path prefix.
     """
