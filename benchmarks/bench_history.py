@@ -34,9 +34,11 @@ def run(sizes: list[int], rounds: int) -> dict[str, Any]:
         def load(store: Any = store) -> None:
             store.load("history", "flaky", BenchState)
 
-        times = interleaved({"save": save, "load": load}, rounds)
+        cpu: dict[str, list[float]] = {}
+        times = interleaved({"save": save, "load": load}, rounds, cpu=cpu)
         rows.append({"attempts": attempts, "bytes": size,
-                     "save": summary(times["save"]), "load": summary(times["load"])})
+                     "save": summary(times["save"]), "load": summary(times["load"]),
+                     "save_cpu": summary(cpu["save"]), "load_cpu": summary(cpu["load"])})
     first, last = rows[0], rows[-1]
     per_entry = (last["bytes"] - first["bytes"]) / (last["attempts"] - first["attempts"])
     save_per = (median_ms(last, "save") - median_ms(first, "save")) / (
@@ -64,9 +66,11 @@ def median_ms(row: dict[str, Any], op: str) -> float:
 
 def render(result: dict[str, Any]) -> str:
     rows = [[r["attempts"], r["bytes"], round(r["bytes"] / 1024, 1), r["save"]["median_ms"],
-             r["load"]["median_ms"]] for r in result["rows"]]
+             r["save_cpu"]["median_ms"], r["load"]["median_ms"], r["load_cpu"]["median_ms"]]
+            for r in result["rows"]]
     out = table("5. history growth (one stage state; memory backend: our CPU only)",
-                ["history entries", "bytes", "KiB", "save median ms", "load median ms"], rows)
+                ["history entries", "bytes", "KiB", "save median ms", "save CPU ms",
+                 "load median ms", "load CPU ms"], rows)
     return out + (f"\ngrowth: {result['bytes_per_entry']} bytes, "
                   f"{result['save_us_per_entry']} us save, {result['load_us_per_entry']} us "
                   f"load per entry. {result['note']}\n")

@@ -32,7 +32,7 @@ class Config:
 
     request_ns: tuple[int, ...] = (1, 10, 100)
     overhead_stages: int = 10
-    overhead_rounds: int = 15
+    overhead_rounds: int = 31
     cold_rounds: int = 20
     importtime_runs: int = 5
     resume_ns: tuple[int, ...] = (10, 100, 1000)
