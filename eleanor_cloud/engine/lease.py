@@ -104,6 +104,10 @@ class LeaseManager:
         self._lost = threading.Event()
         self._lost_reason = ""
         self._stop = threading.Event()
+        # release() may be called twice, from two threads (TaskEngine.interrupt and the
+        # run's own finally): the first does the work, later calls return at once.
+        self._release_lock = threading.Lock()
+        self._released = False
         self._renewer: threading.Thread | None = None
         self._io = ThreadPoolExecutor(1, thread_name_prefix=f"eleanor-lease-{task_id}")
         self.epoch = 0
@@ -279,15 +283,20 @@ class LeaseManager:
         """Stop renewing and mark the lease released (unless it was lost or never held).
 
         Always call it, also after a failed ``acquire``: it stops the lease I/O thread.
+        Idempotent: a second call (from any thread) is a no-op.
         """
-        self._stop.set()
-        if self._renewer is not None:
-            self._renewer.join()
-        try:
-            if self._record is not None and not self.lost:
-                self._on_io(self._release_once)
-        finally:
-            self._io.shutdown(wait=True)
+        with self._release_lock:
+            if self._released:
+                return
+            self._released = True
+            self._stop.set()
+            if self._renewer is not None:
+                self._renewer.join()
+            try:
+                if self._record is not None and not self.lost:
+                    self._on_io(self._release_once)
+            finally:
+                self._io.shutdown(wait=True)
 
     def _release_once(self) -> None:
         record = self._record
