@@ -9,6 +9,7 @@ envelope. The S3 variants talk to the moto server via ``AWS_ENDPOINT_URL_S3``.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import statistics
@@ -148,7 +149,7 @@ def run(rounds: int, server_url: str, importtime_runs: int) -> dict[str, Any]:
                                     f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")],
             env=env, check=True, capture_output=True, text=True).stdout.split()
         cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
-        times = interleaved({name: (lambda c=code, n=name: _run(c, env, cpu[n]))
+        times = interleaved({name: functools.partial(_run, code, env, cpu[name])
                              for name, code in VARIANTS.items()}, rounds)
         for values in cpu.values():
             del values[0]  # the warm-up run

@@ -18,7 +18,7 @@ from benchmarks.workload import BenchState, history_entry
 def run(sizes: list[int], rounds: int) -> dict[str, Any]:
     from eleanor_cloud import SimpleRecordsResult, StageStatus, open_store
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for attempts in sizes:
         store = open_store("memory://")
         state = BenchState(

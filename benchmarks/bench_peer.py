@@ -67,10 +67,10 @@ def run(rounds: int) -> dict[str, Any]:
         s3_log = RequestLog().attach(s3)
 
         config = IdempotencyConfig()
-        config.register_lambda_context(_LambdaContext())
+        config.register_lambda_context(_LambdaContext())  # type: ignore[arg-type]
         layer = DynamoDBPersistenceLayer(table_name=TABLE, boto3_client=ddb)
 
-        @idempotent_function(data_keyword_argument="order", config=config,
+        @idempotent_function(data_keyword_argument="order", config=config,  # type: ignore[untyped-decorator]
                              persistence_store=layer)
         def powertools_charge(order: dict[str, Any]) -> dict[str, Any]:
             return charge(order)

@@ -38,7 +38,7 @@ def run(ns: list[int], server_url: str) -> dict[str, Any]:
         resume = log.take()
         stage_reqs = [r for r in resume if not is_task_object(r.key)]
         task_reqs = [r for r in resume if is_task_object(r.key)]
-        row = {
+        row: dict[str, Any] = {
             "stages": n,
             "run_total": len(fresh),
             "run_by_operation": by_operation(fresh),

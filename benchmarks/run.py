@@ -65,7 +65,7 @@ def machine() -> dict[str, Any]:
                                 cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = ""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in ("boto3", "botocore", "moto", "pydantic", "aws-lambda-powertools"):
         try:
             versions[dist] = metadata.version(dist)
