@@ -132,8 +132,12 @@ class RequestLog:
         url = urlsplit(request.url)
         if operation.endswith("Object"):
             path = unquote(url.path).lstrip("/")
-            # Path-style (moto endpoint URL): "<bucket>/<key>".
-            key = path.split("/", 1)[1] if "/" in path else ""
+            host = url.hostname or ""
+            if ".s3." in host or ".s3-" in host:
+                key = path  # virtual-hosted style (mock_aws): the bucket is in the host
+            else:
+                # Path style (an endpoint URL such as the moto server): "<bucket>/<key>".
+                key = path.split("/", 1)[1] if "/" in path else ""
         elif operation == "ListObjectsV2":
             key = parse_qs(url.query).get("prefix", [""])[0]  # the listed prefix
         self.requests.append(Request(operation, key, condition, size))

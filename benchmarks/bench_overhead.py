@@ -35,14 +35,21 @@ TARGET_RATIO = 1.15
 
 
 def replay(client: Any, bucket: str, trace: list[Request], old_task: str,
-           new_task: str) -> None:
-    """Send the requests of ``trace`` for another task id, with plain boto3 calls."""
+           new_task: str) -> int:
+    """Send the requests of ``trace`` for another task id, with plain boto3 calls.
+
+    Returns how many were refused: a fresh run's trace has none, so anything else means
+    the replay is not doing what the engine did (and the comparison would be void).
+    """
     from botocore.exceptions import ClientError
 
     etags: dict[str, str] = {}
     bodies: dict[int, bytes] = {}
+    refused = 0
     for req in trace:
         key = req.key.replace(f"/{old_task}/", f"/{new_task}/")
+        if key == req.key:
+            raise RuntimeError(f"replay: no task id {old_task!r} in key {req.key!r}")
         try:
             if req.operation == "PutObject":
                 body = bodies.get(req.body_bytes)
@@ -67,7 +74,8 @@ def replay(client: Any, bucket: str, trace: list[Request], old_task: str,
             else:
                 raise RuntimeError(f"replay does not know {req.operation}")
         except ClientError:
-            pass  # the engine met the same 404/412 at this point of its trace
+            refused += 1  # a 404/412, as the engine may meet at this point of a resume
+    return refused
 
 
 def _measure(peer: str, make_client: Callable[[], Any], n_stages: int,
@@ -82,6 +90,7 @@ def _measure(peer: str, make_client: Callable[[], Any], n_stages: int,
     run_task(open_store(f"s3://{bucket}/bench", client=engine_client), trace_task, names)
     trace = log.take()
     counts: list[int] = []
+    refused: list[int] = []
 
     def engine() -> None:
         run_task(open_store(f"s3://{bucket}/bench", client=engine_client),
@@ -89,7 +98,7 @@ def _measure(peer: str, make_client: Callable[[], Any], n_stages: int,
         counts.append(len(log.take()))
 
     def raw() -> None:
-        replay(raw_client, bucket, trace, trace_task, new_task_id("raw"))
+        refused.append(replay(raw_client, bucket, trace, trace_task, new_task_id("raw")))
 
     cpu: dict[str, list[float]] = {}
     times = interleaved({"engine": engine, "raw": raw}, rounds, cpu=cpu)
@@ -104,6 +113,7 @@ def _measure(peer: str, make_client: Callable[[], Any], n_stages: int,
         # What the raw loop PUTs per run: the same sizes as the engine's bodies.
         "put_body_bytes_per_run": sum(r.body_bytes for r in trace if r.operation == "PutObject"),
         "request_count_stable": all(c == len(trace) for c in counts),
+        "raw_refused": sum(refused),  # must be 0: the raw loop did what the engine did
         "engine": summary(times["engine"]),
         "raw": summary(times["raw"]),
         "ratio": ratio(eng, base),

@@ -110,8 +110,10 @@ def run(rounds: int) -> dict[str, Any]:
                                           lambda o: powertools_charge(order=o), ddb_log, False),
             "eleanor repeat": measured("eleanor repeat", eleanor_charge, s3_log, False),
         }
+        refused: list[int] = []
+
         def raw_replay() -> None:
-            replay(raw_s3, bucket, trace, "order--1", f"raw-{next(calls)}")
+            refused.append(replay(raw_s3, bucket, trace, "order--1", f"raw-{next(calls)}"))
             counts.setdefault("raw S3 replay of eleanor first", []).append(by_operation(trace))
 
         variants["raw S3 replay of eleanor first"] = raw_replay
@@ -127,6 +129,7 @@ def run(rounds: int) -> dict[str, Any]:
                      # In-process: moto's CPU is in here too, the same for both sides.
                      "cpu_median_ms": round(median(cpu[name]) * 1000, 3)})
     return {
+        "raw_refused": sum(refused),  # must be 0: the raw loop did what eleanor did
         "peer": "moto in-process (mock_aws): DynamoDB for Powertools, S3 for eleanor_cloud",
         "rounds": rounds, "rows": rows,
         "ratios": {

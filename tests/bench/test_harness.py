@@ -64,6 +64,7 @@ def test_request_count_targets_are_met(report: dict[str, Any]) -> None:
 def test_overhead_compares_the_same_requests(report: dict[str, Any]) -> None:
     for row in report["sections"]["overhead"]["rows"]:
         assert row["request_count_stable"], row
+        assert row["raw_refused"] == 0, row  # the raw loop repeated the engine's requests
         assert row["requests_per_run"] <= 2 * row["stages"] + 4, row
         # The raw loop must send bodies of the engine's sizes, not empty ones.
         assert row["put_body_bytes_per_run"] >= 300 * row["requests_per_run"], row
@@ -85,6 +86,7 @@ def test_history_growth_is_reported(report: dict[str, Any]) -> None:
 
 
 def test_peer_request_counts_are_stable(report: dict[str, Any]) -> None:
+    assert report["sections"]["peer"]["raw_refused"] == 0
     rows = {r["variant"]: r for r in report["sections"]["peer"]["rows"]}
     assert set(rows) == {"powertools first", "eleanor first", "powertools repeat",
                          "eleanor repeat", "raw S3 replay of eleanor first"}
