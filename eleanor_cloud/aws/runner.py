@@ -30,13 +30,14 @@ code   name                 meaning
 75 is ``EX_TEMPFAIL`` ("try again later"): both 75 and 76 mean *run the same task
 again*, e.g. from a Step Functions ``ecs:runTask.sync`` retry on the exit code.
 
-How the stop works without an engine change: the runner observes the engine through
-``on_event`` and, once a stop is requested, raises :class:`StopRun` (a
-``BaseException``, which the engine's event dispatch does not swallow) at the next
-stage boundary, after the engine checkpointed the stage; the engine's ``finally``
-releases the lease. The interrupted attempt is recorded with the engine's own helpers
-(``interrupted_entry``, ``may_attempt``) as compare-and-swap writes at the lease's
-epoch, and the lease is released only if this engine still holds it.
+How: the engine runs on a worker thread. On the first signal the main thread calls
+:meth:`TaskEngine.request_stop`: the engine starts no further attempt, releases the
+lease and returns a RUNNING summary (exit 75). When the grace period runs out (or a
+second signal arrives) it calls :meth:`TaskEngine.interrupt`, which writes the
+interrupted attempt as a compare-and-swap against the attempt's RUNNING record, emits
+``stage_interrupted`` and releases the lease (exit 76); the stage's own outcome is then
+never written. If the stage's outcome landed first, the interruption is refused and the
+engine stops at that boundary (exit 75, or 0 if that was the last stage).
 """
 
 from __future__ import annotations
@@ -55,9 +56,8 @@ from typing import TYPE_CHECKING, Any
 
 from eleanor_cloud.aws._events import chain_event_handler
 from eleanor_cloud.aws.env import env_float
-from eleanor_cloud.backends.base import Replace
-from eleanor_cloud.clock import Clock, format_ts, parse_ts, utc_now
-from eleanor_cloud.errors import Conflict, EleanorError, InvalidState, LeaseHeld
+from eleanor_cloud.clock import Clock, parse_ts, utc_now
+from eleanor_cloud.errors import EleanorError, InvalidState, LeaseHeld
 from eleanor_cloud.models import StageStatus
 from eleanor_cloud.store.state_store import StateStore
 
@@ -73,7 +73,6 @@ __all__ = [
     "EXIT_WORK_LEFT",
     "ContainerRunner",
     "RunOutcome",
-    "StopRun",
     "grace_from_env",
     "run_container",
 ]
@@ -96,8 +95,9 @@ GRACE_MARGIN_ENV = "ELEANOR_GRACE_MARGIN_SECONDS"
 # How often the main thread looks at the signal flag: the signal handler itself only
 # stores the signal number (taking locks in a handler can deadlock the main thread).
 _POLL = 0.05
-# Events after which the engine has checkpointed everything: safe places to stop.
-_BOUNDARIES = {"task_started", "stage_completed", "stage_retry", "stage_interrupted"}
+# After a refused interruption (the stage's outcome landed first) the engine only has
+# to reach the boundary and release the lease; half the default margin bounds the wait.
+_SETTLE = DEFAULT_GRACE_MARGIN / 2
 
 
 def grace_from_env() -> float:
@@ -109,14 +109,6 @@ def grace_from_env() -> float:
         margin = env_float(GRACE_MARGIN_ENV, DEFAULT_GRACE_MARGIN)
         return max(0.0, stop_timeout - margin)
     return DEFAULT_GRACE_SECONDS
-
-
-class StopRun(BaseException):
-    """Raised from the engine's event hook to end a run at a stage boundary.
-
-    A ``BaseException`` on purpose: the engine isolates ``Exception`` from event
-    handlers (a failing printer must not fail a task); this must get through.
-    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +141,10 @@ class RunOutcome:
 class ContainerRunner:
     """Run ``engine`` to the end, or until SIGTERM/SIGINT, as described in the module.
 
-    ``store`` is the store the engine was built with (the lease and the interrupted
-    attempt are written through a private view of it). ``grace_seconds`` defaults to
-    :func:`grace_from_env`. ``time_budget`` bounds the run like ``TaskEngine.run``.
+    ``store`` (optional, kept for compatibility) is the store the engine was built
+    with; the engine itself writes the interrupted attempt and releases the lease.
+    ``grace_seconds`` defaults to :func:`grace_from_env`. ``time_budget`` bounds the
+    run like ``TaskEngine.run``.
     ``lease_wait`` seconds (default: the engine's lease TTL plus its clock-skew
     tolerance) are spent waiting for a lease another holder still has (a container
     killed without releasing it) before giving up with :data:`EXIT_FAILED`.
@@ -161,7 +154,7 @@ class ContainerRunner:
     def __init__(
         self,
         engine: TaskEngine[Any],
-        store: StateStore,
+        store: StateStore | None = None,
         *,
         grace_seconds: float | None = None,
         time_budget: float | None = None,
@@ -189,21 +182,19 @@ class ContainerRunner:
         self._finished = threading.Event()
         self._summary: TaskSummary | None = None
         self._error: BaseException | None = None
-        self._current: tuple[str, int, str] | None = None  # stage, attempt, began
+        self._current: str | None = None          # the stage running, for the log only
         self._lock = threading.Lock()
         chain_event_handler(engine, self._on_event)
 
-    # -- engine observation (runs on the engine's thread) ------------------------------
+    # -- engine observation (only to say in the log which stage is running) ------------
 
     def _on_event(self, event: EngineEvent) -> None:
         with self._lock:
             if event.kind == "stage_started" and event.stage_name is not None:
-                self._current = (event.stage_name, event.attempt, format_ts(self._clock()))
+                self._current = event.stage_name
             elif event.kind in ("stage_completed", "stage_retry", "stage_failed",
-                                "stage_canceled"):
+                                "stage_canceled", "stage_interrupted"):
                 self._current = None
-        if self._stop.is_set() and event.kind in _BOUNDARIES:
-            raise StopRun(event.kind)
 
     def _work(self) -> None:
         deadline = (time.monotonic() + self.time_budget
@@ -224,7 +215,9 @@ class ContainerRunner:
                     _log.info("task %s: lease held by %s; retrying in %.1fs",
                               self.engine.task_id, held.holder, delay)
                     if self._stop.wait(delay):
-                        raise StopRun("stopped while waiting for the lease") from held
+                        # Stopped before anything ran: nothing to record or release.
+                        self._summary = self.engine.status()
+                        return
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self._error = exc
         finally:
@@ -265,11 +258,16 @@ class ContainerRunner:
             if self._signal is not None and stop_by is None:
                 stop_by = time.monotonic() + self.grace_seconds
                 self._stop.set()
-                current = self._current
+                name = signal.Signals(self._signal).name
+                self.engine.request_stop(
+                    f"{name} received: stopped at a stage boundary (container stop or "
+                    "Spot interruption)")
+                with self._lock:
+                    current = self._current
                 _log.warning(
                     "task %s: %s received: %s; exiting within %.1fs",
-                    self.engine.task_id, signal.Signals(self._signal).name,
-                    f"letting stage {current[0]!r} finish" if current else "stopping",
+                    self.engine.task_id, name,
+                    f"letting stage {current!r} finish" if current else "stopping",
                     self.grace_seconds)
             if stop_by is not None and (time.monotonic() >= stop_by or self._signals > 1):
                 return self._interrupt()
@@ -277,10 +275,8 @@ class ContainerRunner:
 
     def _finish(self) -> RunOutcome:
         error, summary, signum = self._error, self._summary, self._signal
-        if error is not None and not isinstance(error, StopRun):
+        if error is not None:
             raise error  # LeaseHeld after lease_wait, AccessDenied, a bug: the caller's
-        if isinstance(error, StopRun):
-            summary = self.engine.status()
         if summary is None:  # pragma: no cover - the worker sets one or the other
             raise RuntimeError("the engine run ended without a summary")
         if summary.status is StageStatus.COMPLETE:
@@ -301,8 +297,6 @@ class ContainerRunner:
     def _interrupt(self) -> RunOutcome:
         signum = self._signal
         name = signal.Signals(signum).name if signum is not None else "stop"
-        with self._lock:
-            current = self._current
         if self._signals > 1:
             reason = (f"{name} received; a second signal ended the {self.grace_seconds:g}s "
                       "grace period before the stage finished")
@@ -312,76 +306,19 @@ class ContainerRunner:
                       "interruption)")
         recorded = False
         try:
-            recorded = self._record_and_release(current, reason)
+            recorded = self.engine.interrupt(reason)
         except EleanorError as exc:
             # The lease then simply expires; the next holder records the attempt.
             _log.error("task %s: could not record the interruption: %s",
                        self.engine.task_id, exc)
+        if not recorded and self._finished.wait(_SETTLE):
+            # Nothing was running, or the stage's outcome landed first: the engine has
+            # stopped at that boundary (the stop was requested) and released the lease.
+            return self._finish()
         _log.warning("task %s: %s; %s", self.engine.task_id, reason,
                      "attempt recorded as interrupted" if recorded else "nothing recorded")
         return RunOutcome(EXIT_INTERRUPTED, None, signum, interrupted=True,
                           recorded_interruption=recorded, message=reason)
-
-    def _record_and_release(self, current: tuple[str, int, str] | None,
-                            reason: str) -> bool:
-        # Imported here: the engine's helpers are only needed on this rare path.
-        from eleanor_cloud.engine.operations import interrupted_entry
-        from eleanor_cloud.engine.retry import may_attempt
-
-        engine = self.engine
-        view = StateStore(self.store.backend, self.store.prefix,
-                          writer=lambda: self.store.writer, clock=self.store.clock)
-        lease = view.load_lease(engine.task_id)
-        if lease is None or lease.value.holder != engine.holder or lease.value.released:
-            return False  # not ours any more: the successor owns the task
-        epoch = lease.value.epoch
-        view.epoch = epoch
-        recorded = False
-        if current is not None:
-            stage_name, attempt, began = current
-            record = view.load_record(engine.task_id, stage_name, engine.state_class)
-            state = record.value
-            if (state.status is StageStatus.RUNNING and state.attempts == attempt
-                    and record.epoch == epoch):
-                now = format_ts(self._clock())
-                entry = interrupted_entry(state, began=began, now=now,
-                                          end_status=StageStatus.RETRY, detail=reason)
-                # The engine's own accounting: RETRY if the budget allows another try.
-                status = StageStatus.ERROR
-                if engine.retry_policy.value != "NONE":
-                    probe = state.model_copy(update={"status": StageStatus.RETRY,
-                                                     "history": [*state.history, entry]})
-                    others = [s for n, s in view.load_task(engine.task_id,
-                                                           engine.state_class).items()
-                              if n != stage_name]
-                    if may_attempt(engine.retry_policy, engine.max_attempts, probe,
-                                   [*others, probe]):
-                        status = StageStatus.RETRY
-                entry = entry.model_copy(update={"end_status": status})
-                try:
-                    view.save(state.model_copy(update={"status": status,
-                                                       "history": [*state.history, entry]}),
-                              mode=Replace(record.version))
-                    recorded = True
-                except Conflict:
-                    pass  # the stage finished first: its outcome stands
-        self._release(view, epoch)
-        return recorded
-
-    def _release(self, view: StateStore, epoch: int) -> None:
-        # The engine's renewer may replace the lease concurrently: retry a few times.
-        for _ in range(5):
-            lease = view.load_lease(self.engine.task_id)
-            if lease is None or lease.value.holder != self.engine.holder \
-                    or lease.value.epoch != epoch or lease.value.released:
-                return
-            released = lease.value.model_copy(update={
-                "released": True, "expires_at": format_ts(self._clock())})
-            try:
-                view.write_lease(released, Replace(lease.version))
-                return
-            except Conflict:
-                continue
 
 
 def run_container(

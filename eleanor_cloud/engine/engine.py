@@ -10,20 +10,28 @@ two writes per stage, release. Every state write is a compare-and-swap against t
 version this engine last saw; a refused write is explained by one read (the store's
 reconciliation): a newer epoch means a successor fenced us out (``LeaseLost``),
 CANCELED means the task was canceled (the run returns a CANCELED summary).
+
+Two hooks let another thread end a run early (the container runner's SIGTERM handling):
+``request_stop`` starts no further attempt (the run returns a RUNNING summary), and
+``interrupt`` records the attempt in flight as interrupted, by a compare-and-swap
+against the attempt's RUNNING record that races the stage's own outcome write: exactly
+one of the two lands. The engine's thread then writes nothing more for that attempt.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
+from eleanor_cloud.backends.base import Replace, Version
 from eleanor_cloud.clock import Clock, format_ts, utc_now
 from eleanor_cloud.engine.events import EngineEvent, EventHandler, EventKind
 from eleanor_cloud.engine.lease import LeaseManager, default_holder
@@ -70,6 +78,15 @@ class _Canceled(Exception):
         self.stage_name = stage_name
 
 
+class _Interrupted(Exception):
+    """Internal: ``interrupt()`` recorded the attempt; the engine's thread stops."""
+
+    def __init__(self, stage_name: str, message: str) -> None:
+        super().__init__(message)
+        self.stage_name = stage_name
+        self.message = message
+
+
 @dataclass
 class _Run:
     """What one call to run()/rollback() carries around."""
@@ -80,6 +97,35 @@ class _Run:
     end: datetime | None = None
     cancel_seen: bool = False
     last_probe: datetime | None = None
+
+
+@dataclass
+class _Attempt:
+    """The attempt in flight, shared by the engine's thread and ``interrupt()``.
+
+    Fields change under the engine's ``_control`` lock. ``version`` is the RUNNING
+    record's version once written: both outcome writes (the stage's and the
+    interruption's) are a compare-and-swap against it, so at most one lands.
+    """
+
+    run: _Run
+    name: str
+    number: int
+    before_status: StageStatus
+    begin: datetime
+    running: Any = None
+    version: Version | None = None
+    closed: bool = False          # the engine's thread is done with the attempt
+    claimed: bool = False         # interrupt() is writing the interrupted record
+    recorded: Any = None          # the interrupted state, once interrupt() wrote it
+    message: str = ""
+    settled: threading.Event = field(default_factory=threading.Event)
+
+
+def _check_reason(reason: object) -> str:
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidState(f"reason must be a non-empty string, got {reason!r}")
+    return reason
 
 
 def _dotted(cls: type) -> str:
@@ -113,6 +159,9 @@ class TaskEngine(Generic[StateT]):
 
     Every argument is checked here, before any I/O. The engine works on private views
     of ``store`` (same backend and prefix): its cached versions and epoch are its own.
+
+    From another thread, :meth:`request_stop` ends a run before its next attempt and
+    :meth:`interrupt` records the running attempt as interrupted and releases the lease.
     """
 
     def __init__(
@@ -229,6 +278,13 @@ class TaskEngine(Generic[StateT]):
                                                     "stage_name": None})
         self._manifest: TaskManifest | None = None
         self._fresh = False
+        # Stop/interrupt requests from other threads. A condition: interrupt() waits on
+        # it for the RUNNING write of an attempt that is just starting. Reentrant, so a
+        # request from a signal handler on the engine's own thread cannot deadlock.
+        self._control = threading.Condition(threading.RLock())
+        self._stop_reason: str | None = None
+        self._stop_event = threading.Event()
+        self._attempt_now: _Attempt | None = None
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -341,15 +397,16 @@ class TaskEngine(Generic[StateT]):
             raise
         return _Run(lease, states, began, end)
 
-    def _write(self, run: _Run, state: StateT) -> None:
+    def _write(self, run: _Run, state: StateT) -> Record[StateT]:
         """Compare-and-swap one stage state; explain a refusal."""
         run.lease.check()
         try:
-            self._store.save(state)
+            record = self._store.save(state)
         except Conflict as exc:
             current = exc.current if isinstance(exc.current, Record) else None
             raise self._explain(run, state.stage_name, current) from exc
         run.states[state.stage_name] = state
+        return record
 
     def _explain(self, run: _Run, name: str, current: Record[Any] | None) -> Exception:
         if current is None:
@@ -379,8 +436,12 @@ class TaskEngine(Generic[StateT]):
         ``deadline`` (aware datetime) and ``time_budget`` (seconds from now) bound the
         run: no stage is started that cannot finish in time by its
         ``expected_duration``; the run then releases the lease and returns a summary
-        with status RUNNING and ``done=False``. Raises ``LeaseHeld`` if another holder
-        is running it, ``LeaseLost`` if a successor fenced this one out.
+        with status RUNNING and ``done=False``. After :meth:`request_stop` it returns
+        such a summary before its next attempt, with the stop reason as ``message``;
+        after a successful :meth:`interrupt` it returns once the stage's code returns,
+        with the interrupted stage's status (RETRY: task RUNNING; ERROR: task ERROR,
+        no automatic rollback, the lease is already released). Raises ``LeaseHeld`` if
+        another holder is running it, ``LeaseLost`` if a successor fenced this one out.
         """
         if deadline is not None and (not isinstance(deadline, datetime)
                                      or deadline.tzinfo is None):
@@ -397,6 +458,8 @@ class TaskEngine(Generic[StateT]):
             return self._advance(run)
         except _Canceled:
             return self._canceled_summary()
+        except _Interrupted as exc:
+            return self._interrupted_summary(run, exc)
         except LeaseLost as exc:
             self._emit("lease_lost", message=str(exc))
             self._log.warning("task %s: %s", self.task_id, exc)
@@ -436,11 +499,15 @@ class TaskEngine(Generic[StateT]):
                 remaining = self._remaining(run)
                 if remaining is not None and remaining < delay + expected:
                     return self._pause(run, name, expected, delay, remaining)
+                if self._stop_reason is not None:
+                    return self._stopped(run, name)
                 if delay > 0:
                     self._slog(name).info("task %s stage %s: retrying in %.2fs", self.task_id, name,
                                    delay)
-                    self._sleep(delay)
+                    self._backoff(delay)
                 outcome = self._attempt(run, stage, name)
+                if outcome is None:  # a stop was requested after the check above
+                    return self._stopped(run, name)
                 if outcome is StageStatus.COMPLETE:
                     break
                 if outcome is StageStatus.ERROR:
@@ -458,6 +525,140 @@ class TaskEngine(Generic[StateT]):
         self._emit("task_paused", name, status=StageStatus.RUNNING, message=message)
         return summarize(self.task_id, self.stage_names, run.states,
                          force_status=StageStatus.RUNNING, message=message)
+
+    def _backoff(self, delay: float) -> None:
+        if self._sleep is time.sleep:
+            # The default sleep: wait on the stop event instead, so that request_stop()
+            # (a container being stopped) ends a long backoff at once.
+            self._stop_event.wait(delay)
+        else:
+            self._sleep(delay)
+
+    def _stopped(self, run: _Run, name: str) -> TaskSummary:
+        reason = self._stop_reason or "stop requested"
+        self._log.info("task %s: stopped before stage %s: %s", self.task_id, name, reason)
+        self._emit("task_paused", name, status=StageStatus.RUNNING, message=reason)
+        return summarize(self.task_id, self.stage_names, run.states,
+                         force_status=StageStatus.RUNNING, message=reason)
+
+    def _interrupted_summary(self, run: _Run, exc: _Interrupted) -> TaskSummary:
+        summary = summarize(self.task_id, self.stage_names, run.states, message=exc.message)
+        if summary.status is StageStatus.ERROR:
+            self._emit("task_failed", exc.stage_name, status=StageStatus.ERROR,
+                       message=exc.message)
+        else:
+            self._emit("task_paused", exc.stage_name, status=summary.status,
+                       message=exc.message)
+        return summary
+
+    # -- stop and interrupt (other threads) --------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the running (or next) ``run()`` to start no further attempt.
+
+        Thread-safe. The run checks it before each attempt (next to the deadline
+        check) and also ends a retry backoff early when the engine uses the default
+        ``sleep``; it then releases the lease and returns a RUNNING summary
+        (``done=False``, ``next_stage`` set) with ``reason`` as its ``message``. A stage
+        already running is left to finish and is checkpointed as usual. The request
+        stays in effect for later ``run()`` calls of this engine (the first reason is
+        kept): build a new engine to run the task again.
+        """
+        reason = _check_reason(reason)
+        with self._control:
+            if self._stop_reason is None:
+                self._stop_reason = reason
+            self._stop_event.set()
+
+    @property
+    def stop_requested(self) -> str | None:
+        """The reason given to :meth:`request_stop` (or :meth:`interrupt`), else None."""
+        return self._stop_reason
+
+    def interrupt(self, reason: str) -> bool:
+        """Record the attempt now running as interrupted and release the lease.
+
+        For another thread (e.g. a container's stop handler once its grace period ran
+        out) while ``run()`` executes a stage. Also requests a stop (see
+        :meth:`request_stop`). Writes the attempt's history entry ``interrupted:
+        <reason>`` with status RETRY, or ERROR when its attempt budget is spent (the
+        engine's usual failure accounting), as a compare-and-swap against the
+        attempt's RUNNING record; emits ``stage_interrupted``; releases the lease.
+
+        Returns True when the interrupted record was written. Returns False when no
+        attempt was running or the stage's outcome was written first (the write was
+        refused: exactly one of the two lands); ``run()`` then stops at its next
+        attempt. After True, the stage's own outcome is never written: when the
+        stage's code returns (or raises), ``run()`` returns the summary with the
+        interrupted status, and ``ctx.cancelled`` is true meanwhile. Waits for the
+        RUNNING write of an attempt that is just starting, so call it from another
+        thread than the one running ``run()`` (a signal handler should hand it to one,
+        as the container runner does). Store errors other than the refusal (e.g.
+        ``Unavailable``) are raised; the interruption was then not recorded by this call.
+        """
+        reason = _check_reason(reason)
+        with self._control:
+            if self._stop_reason is None:
+                self._stop_reason = reason
+            self._stop_event.set()
+            current = self._attempt_now
+            if current is None:
+                return False
+            self._control.wait_for(lambda: current.closed or current.version is not None)
+            if current.closed or current.claimed:
+                return False
+            current.claimed = True
+        try:
+            if not self._write_interrupted(current, reason):
+                return False
+            self._slog(current.name).warning("task %s stage %s: %s", self.task_id,
+                                             current.name, current.message)
+            self._emit("stage_interrupted", current.name, current.number,
+                       current.recorded.status, current.message)
+        finally:
+            # The engine's thread may be waiting for this outcome before its own write.
+            current.settled.set()
+        current.run.lease.release()
+        return True
+
+    def _write_interrupted(self, current: _Attempt, reason: str) -> bool:
+        run, running = current.run, current.running
+        if run.lease.lost or current.version is None:
+            return False  # a successor holds the task; it records the lost attempt
+        entry = self._entry(current.number, current.before_status, current.begin,
+                            StageStatus.RETRY, self._clock(), f"interrupted: {reason}")
+        status = self._failure_status(run, running, entry)
+        entry = entry.model_copy(update={"end_status": status})
+        state = running.model_copy(update={"status": status,
+                                           "history": [*running.history, entry]})
+        try:
+            # An explicit version: the store's version cache is per thread, and this
+            # must replace exactly the RUNNING record the stage's outcome would.
+            self._store.save(state, mode=Replace(current.version))
+        except Conflict:
+            self._slog(current.name).info(
+                "task %s stage %s: not interrupted: its outcome was written first",
+                self.task_id, current.name)
+            return False
+        with self._control:
+            run.states[current.name] = state
+            current.recorded, current.message = state, entry.message
+        return True
+
+    def _lost_to_interrupt(self, current: _Attempt) -> bool:
+        """Whether interrupt() recorded this attempt (waiting for it if it is writing)."""
+        with self._control:
+            claimed = current.claimed
+        if claimed:
+            current.settled.wait()
+        return current.recorded is not None
+
+    def _close(self, current: _Attempt) -> None:
+        with self._control:
+            current.closed = True
+            if self._attempt_now is current:
+                self._attempt_now = None
+            self._control.notify_all()
 
     # -- one attempt -----------------------------------------------------------------
 
@@ -526,13 +727,34 @@ class TaskEngine(Generic[StateT]):
                                f"{exc}") from exc
         return final
 
-    def _attempt(self, run: _Run, stage: BaseStage[StateT], name: str) -> StageStatus:
+    def _attempt(self, run: _Run, stage: BaseStage[StateT], name: str) -> StageStatus | None:
+        """One attempt; ``None`` if a stop was requested before it could start."""
         before: StateT = run.states[name]
         attempt = before.attempts + 1
         begin = self._clock()
         running = before.model_copy(deep=True, update={"status": StageStatus.RUNNING,
                                                        "attempts": attempt})
-        self._write(run, running)
+        current = _Attempt(run, name, attempt, before.status, begin)
+        with self._control:
+            # The stop check and the registration are one step under the lock that
+            # interrupt() takes: it either stops this attempt from starting or finds it.
+            if self._stop_reason is not None:
+                return None
+            self._attempt_now = current
+        try:
+            record = self._write(run, running)
+            with self._control:
+                current.running, current.version = running, record.version
+                self._control.notify_all()
+            return self._run_attempt(run, stage, current)
+        finally:
+            self._close(current)
+
+    def _run_attempt(self, run: _Run, stage: BaseStage[StateT],
+                     current: _Attempt) -> StageStatus:
+        name, attempt, begin = current.name, current.number, current.begin
+        running: StateT = current.running
+        before_status = current.before_status
         self._slog(name).info("task %s stage %s: attempt %d started", self.task_id, name, attempt)
         self._emit("stage_started", name, attempt, StageStatus.RUNNING)
         work = running.model_copy(deep=True)
@@ -540,13 +762,14 @@ class TaskEngine(Generic[StateT]):
             task_id=self.task_id, stage_name=name, attempt=attempt,
             logger=self._stage_log(name, attempt), stage_order=self.stage_names,
             states=run.states, remaining_time=lambda: self._remaining(run),
-            cancelled=lambda: self._is_cancelled(run, name))
+            cancelled=lambda: (current.recorded is not None
+                               or self._is_cancelled(run, name)))
         finished: StateT | None = None
         try:
             returned = stage.run(work, ctx)
             result = self._check_result(name, returned, work)
             end = self._clock()
-            entry = self._entry(attempt, before.status, begin, StageStatus.COMPLETE, end,
+            entry = self._entry(attempt, before_status, begin, StageStatus.COMPLETE, end,
                                 "completed")
             finished = self._finished_state(name, work, running, result, entry)
             error: Exception | None = None
@@ -555,15 +778,22 @@ class TaskEngine(Generic[StateT]):
         if error is not None or finished is None:
             end = self._clock()
             message = f"{type(error).__name__}: {error}"
-            entry = self._entry(attempt, before.status, begin, StageStatus.RETRY, end, message)
+            entry = self._entry(attempt, before_status, begin, StageStatus.RETRY, end, message)
             status = self._failure_status(run, running, entry)
             entry = entry.model_copy(update={"end_status": status})
             finished = running.model_copy(update={"status": status,
                                                   "history": [*running.history, entry]})
+        # interrupt() already recorded this attempt: its outcome must not be written.
+        if self._lost_to_interrupt(current):
+            raise _Interrupted(name, current.message)
         try:
             self._write(run, finished)
-        except _Canceled:
-            self._record_canceled(run, name, entry)
+        except Exception as exc:
+            # interrupt() won the compare-and-swap race on the RUNNING record.
+            if self._lost_to_interrupt(current):
+                raise _Interrupted(name, current.message) from None
+            if isinstance(exc, _Canceled):
+                self._record_canceled(run, name, entry)
             raise
         if finished.status is StageStatus.COMPLETE:
             self._slog(name).info("task %s stage %s: attempt %d completed in %.3fs", self.task_id,
