@@ -1,7 +1,8 @@
 """eleanor_cloud: checkpoint stage-based tasks into S3 or any object store, safely.
 
-``import eleanor_cloud`` loads only pydantic and the standard library; boto3, fsspec
-and the CLI are imported when a store or command that needs them is opened.
+``import eleanor_cloud`` loads only pydantic, the seed models and the error tree; the
+store and engine load on first use, and boto3, fsspec and the CLI only when a store or
+command that needs them is opened.
 """
 
 from __future__ import annotations
@@ -51,14 +52,6 @@ from eleanor_cloud.models import (
     StageStateHistoryEntry,
     StageStatus,
 )
-from eleanor_cloud.store import (
-    Lease,
-    Record,
-    StateStore,
-    TaskManifest,
-    open_store,
-    register_backend,
-)
 
 if TYPE_CHECKING:
     from eleanor_cloud.engine import (
@@ -71,11 +64,26 @@ if TYPE_CHECKING:
         TaskEngine,
         TaskSummary,
     )
+    from eleanor_cloud.store import (
+        Lease,
+        Record,
+        StateStore,
+        TaskManifest,
+        open_store,
+        register_backend,
+    )
 
 __version__ = "0.1.0"
 
-# The engine is loaded on first use: a Lambda that only reads states pays nothing for it.
+# The store and the engine load on first use, so `import eleanor_cloud` costs little
+# more than pydantic and the seed models: a Lambda cold start pays for what it uses.
 _LAZY = {
+    "Lease": "eleanor_cloud.store",
+    "Record": "eleanor_cloud.store",
+    "StateStore": "eleanor_cloud.store",
+    "TaskManifest": "eleanor_cloud.store",
+    "open_store": "eleanor_cloud.store",
+    "register_backend": "eleanor_cloud.store",
     "AnyStageState": "eleanor_cloud.engine",
     "Backoff": "eleanor_cloud.engine",
     "EngineEvent": "eleanor_cloud.engine",

@@ -38,7 +38,8 @@ __all__ = [
     "task_status",
 ]
 
-S = TypeVar("S", bound=BaseStageState[Any])
+# A string bound: subscripting a pydantic generic at import time builds a model class.
+S = TypeVar("S", bound="BaseStageState[Any]")
 _log = logging.getLogger("eleanor_cloud.engine")
 # Lost compare-and-swap races on one stage before giving up. Each loss means another
 # party wrote that stage; only a handful of writers exist per task.

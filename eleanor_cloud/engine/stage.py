@@ -14,7 +14,8 @@ from eleanor_cloud.models import BaseStageState
 
 __all__ = ["BaseStage", "StageContext", "StateT"]
 
-StateT = TypeVar("StateT", bound=BaseStageState[Any])
+# A string bound: subscripting a pydantic generic at import time builds a model class.
+StateT = TypeVar("StateT", bound="BaseStageState[Any]")
 
 
 class BaseStage(Generic[StateT]):

@@ -32,7 +32,8 @@ class Record(Generic[T]):
 class TaskManifest(BaseModel):
     """``<prefix>/<task_id>/_task.json``: what a task is made of, written once at bind."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: the schema is built on first use, not at `import eleanor_cloud`.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     task_id: str
     stages: tuple[str, ...] = Field(min_length=1)
@@ -48,7 +49,8 @@ class Lease(BaseModel):
     so a challenger can see a lease move without trusting anybody's clock.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: the schema is built on first use, not at `import eleanor_cloud`.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     task_id: str
     holder: str

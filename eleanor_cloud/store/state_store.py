@@ -13,7 +13,6 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -50,7 +49,8 @@ from eleanor_cloud.store.records import Lease, Record, TaskManifest
 
 __all__ = ["StateStore"]
 
-S = TypeVar("S", bound=BaseStageState[Any])
+# A string bound: subscripting a pydantic generic at import time builds a model class.
+S = TypeVar("S", bound="BaseStageState[Any]")
 M = TypeVar("M", bound=BaseModel)
 
 _CACHE_LIMIT = 10_000
@@ -370,6 +370,10 @@ class StateStore:
         if len(names) <= 1 or self.max_workers == 1:
             loaded = [load_one(n) for n in names]
         else:
+            # Imported here: the thread pool machinery is not free, and a cold Lambda
+            # that only saves one state should not pay for it.
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(min(self.max_workers, len(names))) as pool:
                 loaded = list(pool.map(load_one, names))
             # The pool threads cached those versions; the caller's thread is the one
