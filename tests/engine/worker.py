@@ -1,9 +1,10 @@
 """Subprocess worker for the multi-process engine tests.
 
-    python -m tests.engine.worker run|cancel STORE_DIR WORKDIR [--ttl S] [--skew S]
-        [--renew S] [--wait S] [--cancel-check S]
+    python -m tests.engine.worker run|cancel STORE WORKDIR [--ttl S] [--skew S]
+        [--renew S] [--wait S] [--cancel-check S] [--endpoint URL]
 
-Runs the 5-stage FileStage task ``job`` on a local-directory store (or cancels it),
+STORE is a local directory or ``s3://bucket/prefix`` (``--endpoint``: the S3 endpoint,
+e.g. the moto server). Runs the 5-stage FileStage task ``job`` (or cancels it),
 logs every backend write attempt and its outcome to ``WORKDIR/writes-<pid>.log``, and
 prints the summary as JSON. Exit codes: 0 done/stopped, 3 LeaseLost, 4 LeaseHeld.
 """
@@ -14,28 +15,46 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from eleanor_cloud.backends.base import Version, WriteMode
+from eleanor_cloud.backends.base import Capabilities, ObjectBackend, Version, WriteMode
 from eleanor_cloud.backends.local import LocalBackend
 from eleanor_cloud.engine import TaskEngine, cancel_task
 from eleanor_cloud.errors import LeaseHeld, LeaseLost
-from eleanor_cloud.store import StateStore
+from eleanor_cloud.store import StateStore, open_store
 from tests.engine.taskdefs import DemoState, FileStage
 
 STAGES = ["s1", "s2", "s3", "s4", "s5"]
 
 
-class LoggingBackend(LocalBackend):
-    """A local backend that appends ``<key> <mode> ok|<error>`` per write attempt."""
+class LoggingBackend:
+    """Wraps a backend; appends ``<key> <mode> ok|<error>`` per write attempt."""
 
-    def __init__(self, root: Path, log: Path) -> None:
-        super().__init__(root, fsync=False)
+    def __init__(self, inner: ObjectBackend, log: Path) -> None:
+        self.inner = inner
         self._log_path = log
+
+    @property
+    def description(self) -> str:
+        return self.inner.description
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.inner.capabilities
+
+    def read(self, key: str) -> tuple[bytes, Version]:
+        return self.inner.read(key)
+
+    def delete(self, key: str, if_version: Version | None = None) -> None:
+        self.inner.delete(key, if_version)
+
+    def list(self, prefix: str, delimiter: str | None = None) -> Iterator[str]:
+        return self.inner.list(prefix, delimiter)
 
     def write(self, key: str, data: bytes, mode: WriteMode) -> Version:
         try:
-            version = super().write(key, data, mode)
+            version = self.inner.write(key, data, mode)
         except Exception as exc:
             self._note(f"{key} {type(mode).__name__} {type(exc).__name__}")
             raise
@@ -57,10 +76,15 @@ def main() -> int:
     parser.add_argument("--renew", type=float, default=None)
     parser.add_argument("--wait", type=float, default=0.0)
     parser.add_argument("--cancel-check", type=float, default=5.0)
+    parser.add_argument("--endpoint", default=None)
     args = parser.parse_args()
     workdir = Path(args.workdir)
-    backend = LoggingBackend(Path(args.store), workdir / f"writes-{os.getpid()}.log")
-    store = StateStore(backend)
+    log = workdir / f"writes-{os.getpid()}.log"
+    if args.store.startswith("s3://"):
+        opened = open_store(args.store, endpoint_url=args.endpoint)
+        store = StateStore(LoggingBackend(opened.backend, log), opened.prefix)
+    else:
+        store = StateStore(LoggingBackend(LocalBackend(Path(args.store), fsync=False), log))
     if args.action == "cancel":
         print(json.dumps(cancel_task(store, "job").to_dict()))
         return 0
