@@ -87,7 +87,7 @@ def _one_run(run_no: int, seed: int, root: Path, tmp: Path) -> dict[str, Any]:
 def test_crash_storm(tmp_path: Path, summary: Callable[..., None]) -> None:
     seed = random.randrange(1 << 30)
     root = tmp_path / "store"
-    with ThreadPoolExecutor(3) as pool:
+    with ThreadPoolExecutor(4) as pool:
         runs = list(pool.map(lambda n: _one_run(n, seed, root, tmp_path), range(RUNS)))
     problems = [f"{r['task_id']} ({r['kind']} {r['at']}): {p}" for r in runs
                 for p in r["problems"]]
