@@ -279,8 +279,9 @@ class TaskEngine(Generic[StateT]):
         self._manifest: TaskManifest | None = None
         self._fresh = False
         # Stop/interrupt requests from other threads. A condition: interrupt() waits on
-        # it for the RUNNING write of an attempt that is just starting. Reentrant, so a
-        # request from a signal handler on the engine's own thread cannot deadlock.
+        # it for the RUNNING write of an attempt that is just starting. Reentrant, so
+        # request_stop() from a signal handler on the engine's own thread cannot
+        # deadlock on it.
         self._control = threading.Condition(threading.RLock())
         self._stop_reason: str | None = None
         self._stop_event = threading.Event()
