@@ -38,7 +38,6 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from eleanor_cloud.aws._events import chain_event_handler
 from eleanor_cloud.aws.env import env_float
 from eleanor_cloud.clock import Clock, parse_ts, utc_now
 from eleanor_cloud.errors import (
@@ -155,7 +154,10 @@ def lambda_handler(
             if ev.kind == "stage_started" and ev.stage_name is not None:
                 ran.append(ev.stage_name)
 
-        chain_event_handler(engine, on_event)
+        # Imported here: importing this module must not load the engine.
+        from eleanor_cloud.engine.events import chain_on_event
+
+        chain_on_event(engine, on_event)
         # The deadline is computed once, from the wall clock the engine also uses.
         deadline = clock() + timedelta(seconds=budget)
         lease_held = False

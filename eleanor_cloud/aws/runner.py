@@ -54,7 +54,6 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from eleanor_cloud.aws._events import chain_event_handler
 from eleanor_cloud.aws.env import env_float
 from eleanor_cloud.clock import Clock, parse_ts, utc_now
 from eleanor_cloud.errors import EleanorError, InvalidState, LeaseHeld
@@ -184,7 +183,10 @@ class ContainerRunner:
         self._error: BaseException | None = None
         self._current: str | None = None          # the stage running, for the log only
         self._lock = threading.Lock()
-        chain_event_handler(engine, self._on_event)
+        # Imported here: importing this module must not load the engine.
+        from eleanor_cloud.engine.events import chain_on_event
+
+        chain_on_event(engine, self._on_event)
 
     # -- engine observation (only to say in the log which stage is running) ------------
 

@@ -12,7 +12,7 @@ interrupted. Both released the lease: run again to resume.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -76,28 +76,6 @@ def event_printer(progress: Progress, *, default_total: int = 0) -> Callable[[En
     return on_event
 
 
-def _attach(engine: Any, handler: Callable[[EngineEvent], None]) -> None:
-    """Show the engine's events too, after the ``on_event`` the factory gave it.
-
-    The engine keeps its handler in ``_on_event`` (no public setter; a public
-    ``on_event`` wins if one is added), as ``eleanor_cloud.aws`` also relies on. The
-    factory's handler runs first; ours runs even if it raised.
-    """
-    attr = "on_event" if hasattr(engine, "on_event") else "_on_event"
-    previous = getattr(engine, attr, None)
-    if previous is None:
-        setattr(engine, attr, handler)
-        return
-
-    def both(event: EngineEvent) -> None:
-        try:
-            previous(event)
-        finally:
-            handler(event)
-
-    setattr(engine, attr, both)
-
-
 def _report(out: Output, state: CliContext, task_id: str, action: str,
             summary: TaskSummary | None = None) -> int:
     """Print the task after a run (table or JSON); return the exit code for it."""
@@ -137,6 +115,7 @@ def run_cmd(state: CliContext, factory: str, task_id: str, time_budget: float | 
     budget with work left.
     """
     from eleanor_cloud.cli.manage import import_factory
+    from eleanor_cloud.engine.events import chain_on_event
 
     build = import_factory(factory)
     engine = build(task_id, state.store)
@@ -145,7 +124,7 @@ def run_cmd(state: CliContext, factory: str, task_id: str, time_budget: float | 
              EXIT_USAGE)
     out = Output(json_mode=as_json)
     progress = out.progress()
-    _attach(engine, event_printer(progress))
+    chain_on_event(engine, event_printer(progress))
     # The container runner (eleanor_cloud.aws) handles SIGTERM/SIGINT: ECS stops and
     # Fargate Spot interruptions let the stage finish within $ELEANOR_GRACE_SECONDS, or
     # record it as interrupted and release the lease (exit 75 / 76).

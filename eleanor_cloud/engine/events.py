@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from eleanor_cloud.models import StageStatus
 
-__all__ = ["EngineEvent", "EventHandler", "EventKind"]
+__all__ = ["EngineEvent", "EventHandler", "EventKind", "chain_on_event"]
 
 EventKind = Literal[
     "task_started",
@@ -46,3 +46,27 @@ class EngineEvent:
 
 
 EventHandler = Callable[[EngineEvent], None]
+
+
+def chain_on_event(engine: Any, handler: EventHandler) -> None:
+    """Call ``handler`` after the engine's current ``on_event`` handler, if any.
+
+    For observers added after a factory built the engine (the CLI's printer, the AWS
+    runners), which must not replace the factory's own handler. Uses the engine's
+    assignable ``on_event`` property, or ``_on_event`` on an engine-like object without
+    it (factories may return any duck-typed engine). The previous handler runs first;
+    ``handler`` runs even if it raised.
+    """
+    attr = "on_event" if hasattr(engine, "on_event") else "_on_event"
+    previous = getattr(engine, attr, None)
+    if previous is None:
+        setattr(engine, attr, handler)
+        return
+
+    def both(event: EngineEvent) -> None:
+        try:
+            previous(event)
+        finally:
+            handler(event)
+
+    setattr(engine, attr, both)
