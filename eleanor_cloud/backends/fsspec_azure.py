@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from azure.core import MatchConditions
@@ -30,8 +29,8 @@ from azure.core.exceptions import (
 )
 from fsspec.asyn import sync
 
-from eleanor_cloud.backends.base import Capabilities, Version
-from eleanor_cloud.backends.fsspec import split_root
+from eleanor_cloud.backends.base import Version
+from eleanor_cloud.backends.fsspec_common import BucketStrategy
 from eleanor_cloud.errors import (
     AccessDenied,
     AlreadyExists,
@@ -90,31 +89,23 @@ async def _list_names(fs: Any, container: str, prefix: str) -> list[str]:
         return names
 
 
-class AzureStrategy:
+class AzureStrategy(BucketStrategy):
     """adlfs: Azure Blob ``If-None-Match``/``If-Match`` preconditions, ETags as versions."""
 
-    def __init__(self, fs: Any, root: str) -> None:
-        self._fs = fs
-        self._container, self._base = split_root(fs, root)
+    _scheme = "az"
+    _errors = _ERRORS
+    _lister = staticmethod(_list_names)
 
     @property
-    def description(self) -> str:
+    def _where(self) -> str:
         account = getattr(self._fs, "account_name", None)
-        where = f"{self._container}@{account}" if account else self._container
-        return f"fsspec+az://{where}/{self._base}".rstrip("/")
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return Capabilities()
-
-    def _name(self, key: str) -> str:
-        return self._base + key
+        return f"{self._bucket}@{account}" if account else self._bucket
 
     def _error(self, exc: BaseException, key: str, operation: str) -> EleanorError:
         where = f"{self.description}: {operation} of {key!r}"
         code, status = _error_code(exc), _status(exc)
         if code == "ContainerNotFound":
-            return BucketNotFound(f"{where}: container {self._container!r} does not exist",
+            return BucketNotFound(f"{where}: container {self._bucket!r} does not exist",
                                   key=key, operation=operation)
         if isinstance(exc, (ResourceNotFoundError, FileNotFoundError)):
             return NotFound(f"{self.description}: no object at {key!r}", key=key,
@@ -136,15 +127,11 @@ class AzureStrategy:
     # -- protocol ----------------------------------------------------------------------
 
     def read(self, key: str) -> tuple[bytes, Version]:
-        try:
-            data, etag = sync(self._fs.loop, _download, self._fs, self._container,
-                              self._name(key))
-        except _ERRORS as exc:
-            raise self._error(exc, key, "read") from exc
+        data, etag = self._run(key, "read", _download, self._name(key))
         return data, Version(etag)
 
     def _upload(self, key: str, data: bytes, operation: str, **options: Any) -> Version:
-        path = f"{self._container}/{self._name(key)}"
+        path = f"{self._bucket}/{self._name(key)}"
         try:
             result = self._fs.pipe_file(path, data, **options)
         except (FileExistsError, ResourceExistsError) as exc:
@@ -181,12 +168,12 @@ class AzureStrategy:
         name = self._name(key)
         etag = None if if_version is None else if_version.token
         try:
-            sync(self._fs.loop, _delete, self._fs, self._container, name, etag)
+            sync(self._fs.loop, _delete, self._fs, self._bucket, name, etag)
         except ResourceModifiedError as exc:
             # Azure answers 412 both for another version and for no blob at all; one
             # read says which (it decides the error only, never whether to delete).
             try:
-                exists = sync(self._fs.loop, _exists, self._fs, self._container, name)
+                exists = sync(self._fs.loop, _exists, self._fs, self._bucket, name)
             except _ERRORS as probe_exc:
                 raise self._error(probe_exc, key, "delete") from exc
             if not exists:
@@ -195,18 +182,6 @@ class AzureStrategy:
             raise Conflict(f"{self.description}: {key!r} is not at version {etag}", key=key,
                            operation="delete") from exc
         except _ERRORS as exc:
-            error = self._error(exc, key, "delete")
-            if isinstance(error, NotFound) and if_version is None:
-                return
-            raise error from exc
+            self._delete_failed(exc, key, if_version)
         finally:
-            self._fs.invalidate_cache(f"{self._container}/{name}")
-
-    def keys(self, prefix: str) -> Iterable[str]:
-        try:
-            names = sync(self._fs.loop, _list_names, self._fs, self._container,
-                         self._base + prefix)
-        except _ERRORS as exc:
-            raise self._error(exc, prefix, "list") from exc
-        cut = len(self._base)
-        return [name[cut:] for name in names]
+            self._invalidate(name)

@@ -20,7 +20,6 @@ gcsfs turns every 412 into ``FileExistsError`` and every 404 into
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -30,8 +29,8 @@ import requests
 from fsspec.asyn import sync
 from gcsfs.retry import HttpError
 
-from eleanor_cloud.backends.base import Capabilities, Version
-from eleanor_cloud.backends.fsspec import split_root
+from eleanor_cloud.backends.base import Version
+from eleanor_cloud.backends.fsspec_common import BucketStrategy
 from eleanor_cloud.errors import (
     AccessDenied,
     AlreadyExists,
@@ -95,23 +94,12 @@ async def _list_names(fs: Any, bucket: str, prefix: str) -> list[str]:
         params["pageToken"] = token
 
 
-class GCSStrategy:
+class GCSStrategy(BucketStrategy):
     """gcsfs: ``ifGenerationMatch`` preconditions, generations as versions."""
 
-    def __init__(self, fs: Any, root: str) -> None:
-        self._fs = fs
-        self._bucket, self._base = split_root(fs, root)
-
-    @property
-    def description(self) -> str:
-        return f"fsspec+gs://{self._bucket}/{self._base}".rstrip("/")
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return Capabilities()
-
-    def _name(self, key: str) -> str:
-        return self._base + key
+    _scheme = "gs"
+    _errors = _ERRORS
+    _lister = staticmethod(_list_names)
 
     def _error(self, exc: BaseException, key: str, operation: str) -> EleanorError:
         where = f"{self.description}: {operation} of {key!r}"
@@ -145,11 +133,7 @@ class GCSStrategy:
     # -- protocol ----------------------------------------------------------------------
 
     def read(self, key: str) -> tuple[bytes, Version]:
-        try:
-            data, generation = sync(self._fs.loop, _download, self._fs, self._bucket,
-                                    self._name(key))
-        except _ERRORS as exc:
-            raise self._error(exc, key, "read") from exc
+        data, generation = self._run(key, "read", _download, self._name(key))
         if generation is None:
             raise BackendError(f"{self.description}: read of {key!r} returned no "
                                "x-goog-generation header", key=key, operation="read")
@@ -168,7 +152,7 @@ class GCSStrategy:
         except _ERRORS as exc:
             raise self._error(exc, key, operation) from exc
         finally:
-            self._fs.invalidate_cache(f"{self._bucket}/{name}")
+            self._invalidate(name)
         return self._generation(out, key, operation)
 
     def create(self, key: str, data: bytes) -> Version:
@@ -195,20 +179,7 @@ class GCSStrategy:
             raise Conflict(f"{self.description}: {key!r} is not at generation "
                            f"{params.get('ifGenerationMatch')}", key=key,
                            operation="delete") from exc
-        except FileNotFoundError as exc:
-            if if_version is not None:
-                raise NotFound(f"{self.description}: no object at {key!r}", key=key,
-                               operation="delete") from exc
-        except _ERRORS as exc:
-            raise self._error(exc, key, "delete") from exc
+        except _ERRORS as exc:  # 404 -> NotFound: no error unless if_version was given
+            self._delete_failed(exc, key, if_version)
         finally:
-            self._fs.invalidate_cache(f"{self._bucket}/{name}")
-
-    def keys(self, prefix: str) -> Iterable[str]:
-        try:
-            names = sync(self._fs.loop, _list_names, self._fs, self._bucket,
-                         self._base + prefix)
-        except _ERRORS as exc:
-            raise self._error(exc, prefix, "list") from exc
-        cut = len(self._base)
-        return [name[cut:] for name in names]
+            self._invalidate(name)

@@ -24,16 +24,14 @@ from __future__ import annotations
 import functools
 import random
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
 import botocore
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from fsspec.asyn import sync
 
-from eleanor_cloud.backends.base import Capabilities, Version
-from eleanor_cloud.backends.fsspec import split_root
+from eleanor_cloud.backends.base import Version
+from eleanor_cloud.backends.fsspec_common import BucketStrategy
 from eleanor_cloud.errors import (
     AccessDenied,
     AlreadyExists,
@@ -110,12 +108,15 @@ async def _list_keys(fs: Any, bucket: str, prefix: str) -> list[str]:
         kwargs["ContinuationToken"] = response["NextContinuationToken"]
 
 
-class S3Strategy:
+class S3Strategy(BucketStrategy):
     """s3fs: S3's own ``If-None-Match``/``If-Match`` preconditions, ETags as versions."""
 
+    _scheme = "s3"
+    _errors = _ERRORS
+    _lister = staticmethod(_list_keys)
+
     def __init__(self, fs: Any, root: str) -> None:
-        self._fs = fs
-        self._bucket, self._base = split_root(fs, root)
+        super().__init__(fs, root)
         missing = _missing_condition_parameters()
         if missing:
             raise NotSupported(
@@ -123,17 +124,6 @@ class S3Strategy:
                 f"{botocore.__version__}",
                 detail=f"its S3 model lacks {', '.join(missing)} (s3fs would silently drop "
                 "them); install botocore >= 1.35.50")
-
-    @property
-    def description(self) -> str:
-        return f"fsspec+s3://{self._bucket}/{self._base}".rstrip("/")
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return Capabilities()
-
-    def _name(self, key: str) -> str:
-        return self._base + key
 
     def _error(self, exc: BaseException, key: str, operation: str) -> EleanorError:
         code, status = _error_info(exc)
@@ -158,11 +148,7 @@ class S3Strategy:
     # -- protocol ----------------------------------------------------------------------
 
     def read(self, key: str) -> tuple[bytes, Version]:
-        try:
-            data, etag = sync(self._fs.loop, _get_object, self._fs, self._bucket,
-                              self._name(key))
-        except _ERRORS as exc:
-            raise self._error(exc, key, "read") from exc
+        data, etag = self._run(key, "read", _get_object, self._name(key))
         return data, Version(etag)
 
     def _put(self, key: str, data: bytes, operation: str, **condition: str) -> Version:
@@ -182,7 +168,7 @@ class S3Strategy:
                                    f"colliding with concurrent writes", key=key,
                                    operation=operation) from exc
                 raise self._put_error(exc, key, operation) from exc
-            self._fs.invalidate_cache(f"{self._bucket}/{name}")
+            self._invalidate(name)
             return Version(str(response["ETag"]))
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -219,18 +205,6 @@ class S3Strategy:
             if if_version is not None and _precondition_failed(exc):
                 raise Conflict(f"{self.description}: {key!r} is not at version "
                                f"{if_version.token}", key=key, operation="delete") from exc
-            error = self._error(exc, key, "delete")
-            if isinstance(error, NotFound) and if_version is None:
-                return
-            raise error from exc
+            self._delete_failed(exc, key, if_version)
         finally:
-            self._fs.invalidate_cache(f"{self._bucket}/{name}")
-
-    def keys(self, prefix: str) -> Iterable[str]:
-        try:
-            names = sync(self._fs.loop, _list_keys, self._fs, self._bucket,
-                         self._base + prefix)
-        except _ERRORS as exc:
-            raise self._error(exc, prefix, "list") from exc
-        cut = len(self._base)
-        return [name[cut:] for name in names]
+            self._invalidate(name)
