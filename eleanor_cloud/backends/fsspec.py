@@ -267,6 +267,22 @@ class FsspecBackend:
 
 # -- local and memory: atomic by our own means, never fsspec's check-then-write ----------
 
+def _check_version(description: str, key: str, current: bytes | None,
+                   expected: Version | None, operation: str) -> None:
+    """Refuse a replace or conditional delete of ``current`` (``None``: absent) unless it
+    is at ``expected`` (``None``: unconditional), for the strategies that version by
+    content hash and check before they write. A missing object fails a replace with
+    ``Conflict`` but a delete with ``NotFound``, as on every backend.
+    """
+    if expected is None:
+        return
+    if current is None and operation == "delete":
+        raise NotFound(f"{description}: no object at {key!r}", key=key, operation=operation)
+    if current is None or content_version(current) != expected:
+        raise Conflict(f"{description}: {key!r} is not at version {expected.token}", key=key,
+                       operation=operation)
+
+
 class LocalStrategy:
     """fsspec's LocalFileSystem: delegate to :class:`LocalBackend` (link/flock/replace)."""
 
@@ -356,10 +372,7 @@ class MemoryStrategy:
     def replace(self, key: str, data: bytes, expected: Version) -> Version:
         path = self._path(key)
         with _MEMORY_LOCK:
-            current = self._current(path)
-            if current is None or content_version(current) != expected:
-                raise Conflict(f"{self.description}: {key!r} is not at version "
-                               f"{expected.token}", key=key, operation="replace")
+            _check_version(self.description, key, self._current(path), expected, "replace")
             return self._put(path, data)
 
     def overwrite(self, key: str, data: bytes) -> Version:
@@ -370,13 +383,7 @@ class MemoryStrategy:
         path = self._path(key)
         with _MEMORY_LOCK:
             current = self._current(path)
-            if if_version is not None:
-                if current is None:
-                    raise NotFound(f"{self.description}: no object at {key!r}", key=key,
-                                   operation="delete")
-                if content_version(current) != if_version:
-                    raise Conflict(f"{self.description}: {key!r} is not at version "
-                                   f"{if_version.token}", key=key, operation="delete")
+            _check_version(self.description, key, current, if_version, "delete")
             if current is not None:
                 self._fs.rm_file(path)
 
@@ -452,10 +459,7 @@ class UnsafeStrategy:
         return self._put(key, data, "create")
 
     def replace(self, key: str, data: bytes, expected: Version) -> Version:
-        current = self._current(key)
-        if current is None or content_version(current) != expected:
-            raise Conflict(f"{self.description}: {key!r} is not at version "
-                           f"{expected.token}", key=key, operation="replace")
+        _check_version(self.description, key, self._current(key), expected, "replace")
         return self._put(key, data, "replace")
 
     def overwrite(self, key: str, data: bytes) -> Version:
@@ -463,13 +467,7 @@ class UnsafeStrategy:
 
     def delete(self, key: str, if_version: Version | None) -> None:
         current = self._current(key)
-        if if_version is not None:
-            if current is None:
-                raise NotFound(f"{self.description}: no object at {key!r}", key=key,
-                               operation="delete")
-            if content_version(current) != if_version:
-                raise Conflict(f"{self.description}: {key!r} is not at version "
-                               f"{if_version.token}", key=key, operation="delete")
+        _check_version(self.description, key, current, if_version, "delete")
         if current is not None:
             try:
                 self._fs.rm_file(self._path(key))
