@@ -15,46 +15,32 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-from eleanor_cloud.backends.base import Capabilities, ObjectBackend, Version, WriteMode
+from eleanor_cloud.backends.base import ObjectBackend, Version, WriteMode
 from eleanor_cloud.backends.local import LocalBackend
 from eleanor_cloud.engine import TaskEngine, cancel_task
 from eleanor_cloud.errors import LeaseHeld, LeaseLost
 from eleanor_cloud.store import StateStore, open_store
+from eleanor_cloud.testing.conformance import CountingBackend
 from tests.engine.taskdefs import DemoState, FileStage
 
 STAGES = ["s1", "s2", "s3", "s4", "s5"]
 
 
-class LoggingBackend:
-    """Wraps a backend; appends ``<key> <mode> ok|<error>`` per write attempt."""
+class LoggingBackend(CountingBackend):
+    """Wraps a backend; appends ``<key> <mode> ok|<error>`` per write attempt.
+
+    The pass-through comes from the shipped ``CountingBackend`` (its counts go unused).
+    """
 
     def __init__(self, inner: ObjectBackend, log: Path) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self._log_path = log
-
-    @property
-    def description(self) -> str:
-        return self.inner.description
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self.inner.capabilities
-
-    def read(self, key: str) -> tuple[bytes, Version]:
-        return self.inner.read(key)
-
-    def delete(self, key: str, if_version: Version | None = None) -> None:
-        self.inner.delete(key, if_version)
-
-    def list(self, prefix: str, delimiter: str | None = None) -> Iterator[str]:
-        return self.inner.list(prefix, delimiter)
 
     def write(self, key: str, data: bytes, mode: WriteMode) -> Version:
         try:
-            version = self.inner.write(key, data, mode)
+            version = super().write(key, data, mode)
         except Exception as exc:
             self._note(f"{key} {type(mode).__name__} {type(exc).__name__}")
             raise
