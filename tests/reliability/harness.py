@@ -160,7 +160,8 @@ class RecordingBackend:
 
     def _record(self, **entry: Any) -> None:
         if self.log is not None:
-            entry.update(pid=os.getpid(), resumed=self.resumed)
+            entry.setdefault("resumed", self.resumed)
+            entry.update(pid=os.getpid())
             append_line(self.log, json.dumps(entry, sort_keys=True))
 
     def _fire(self, trig: Trigger) -> None:
@@ -215,13 +216,17 @@ class RecordingBackend:
         header = envelope_header(data)
         if trig and trig.phase == "before":
             self._fire(trig)
+        # Whether the write *began* after a thaw: another thread may be frozen between
+        # its write and this log line, and must not be mistaken for a zombie.
+        resumed = self.resumed
         try:
             version = self.inner.write(key, data, mode)
         except EleanorError as exc:
             self._record(op="write", key=key, mode=str(mode), ok=False,
-                         error=type(exc).__name__, **header)
+                         error=type(exc).__name__, resumed=resumed, **header)
             raise
-        self._record(op="write", key=key, mode=mode_name(mode), ok=True, **header)
+        self._record(op="write", key=key, mode=mode_name(mode), ok=True, resumed=resumed,
+                     **header)
         if trig and trig.phase == "after":
             self._fire(trig)
         return version

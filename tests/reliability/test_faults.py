@@ -82,12 +82,12 @@ class RandomFaults:
         return ForwardThenTruncate(keep=7)
 
 
-def faulty_backend(bucket: str, url: str) -> S3Backend:
+def faulty_backend(bucket: str, url: str, attempts: int = 3) -> S3Backend:
     from botocore.config import Config
 
     return S3Backend(bucket, endpoint_url=url, region_name="us-east-1", config=Config(
         connect_timeout=1.0, read_timeout=READ_TIMEOUT,
-        retries={"mode": "standard", "max_attempts": 3}))
+        retries={"mode": "standard", "max_attempts": attempts}))
 
 
 @pytest.fixture
@@ -204,7 +204,8 @@ def test_tasks_complete_through_faults(
         for _ in range(40):
             engine = TaskEngine(
                 task_id, make_stages(stages, effects), RelState,
-                StateStore(faulty_backend(s3_bucket, proxy.url), PREFIX),
+                # Two attempts per request: some faults get through botocore to the engine.
+                StateStore(faulty_backend(s3_bucket, proxy.url, attempts=2), PREFIX),
                 lease_ttl=2.0, wait_for_lease=10.0, clock_skew_tolerance=0.0,
                 max_attempts=10, backoff=Backoff(initial=0.01, max_delay=0.05))
             try:

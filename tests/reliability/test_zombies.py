@@ -69,7 +69,13 @@ def _one_run(rng: random.Random, root: Path, tmp: Path) -> dict[str, Any]:
                 and e.get("ok") and e.get("op") == "write"]
     b_epoch = max(b_epochs, default=0)
     zombie = [e for e in log if e["pid"] == a.pid and e.get("resumed") and e.get("op") == "write"]
-    landed = [e for e in zombie if e["ok"] and e["epoch"] < b_epoch]
+    # A zombie write landed if A's write sits after one of B's in that key's history at
+    # an older epoch (check_write_log below sees it too, as epochs going down).
+    b_writes = [e for e in log if e["pid"] == b.pid and e.get("ok") and e.get("op") == "write"]
+    landed = [e for e in log if e["pid"] == a.pid and e.get("ok") and e.get("op") == "write"
+              and e["epoch"] < b_epoch
+              and any(w["key"] == e["key"] and w["revision"] < e["revision"]
+                      for w in b_writes)]
     store = StateStore(LocalBackend(root, fsync=False), PREFIX)
     problems = check_task(store, task_id, STAGES, work / "effects").problems
     problems += check_write_log(log)
