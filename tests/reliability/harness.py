@@ -99,6 +99,23 @@ def make_stages(count: int, effects: Path, *, block_stage: int | None = None,
             for i, name in enumerate(stage_names(count))]
 
 
+def open_backend(spec: dict[str, Any]) -> ObjectBackend:
+    """The backend a store spec names: ``{"kind": "local", "root"}`` or
+    ``{"kind": "s3", "bucket", "endpoint", "timeout"?}``."""
+    if spec["kind"] == "local":
+        from eleanor_cloud.backends.local import LocalBackend
+
+        return LocalBackend(spec["root"], fsync=False)
+    from botocore.config import Config
+
+    from eleanor_cloud.backends.s3 import S3Backend
+
+    timeout = spec.get("timeout", 5)
+    return S3Backend(spec["bucket"], endpoint_url=spec["endpoint"], region_name="us-east-1",
+                     config=Config(connect_timeout=timeout, read_timeout=timeout,
+                                   retries={"mode": "standard", "max_attempts": 4}))
+
+
 # -- waiting without sleeping as synchronisation ----------------------------------------
 
 

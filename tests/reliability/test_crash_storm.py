@@ -21,13 +21,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from eleanor_cloud.backends.local import LocalBackend
+import pytest
+
 from eleanor_cloud.store import StateStore
 from tests.reliability.conftest import size
 from tests.reliability.harness import (
     PREFIX,
     check_task,
     finish,
+    open_backend,
     parse_effects,
     spawn_worker,
     wait_until,
@@ -35,6 +37,7 @@ from tests.reliability.harness import (
 )
 
 RUNS = size(15, 200)
+S3_RUNS = size(3, 20)
 STAGES = 10
 TTL = 0.5
 MAX_RESUMES = 6
@@ -42,13 +45,13 @@ MAX_RESUMES = 6
 CLEAN_WRITES = 2 * STAGES + 3
 
 
-def _one_run(run_no: int, seed: int, root: Path, tmp: Path) -> dict[str, Any]:
+def _one_run(run_no: int, seed: int, where: dict[str, Any], tmp: Path) -> dict[str, Any]:
     rng = random.Random(seed * 100_003 + run_no)
     task_id = f"storm-{run_no}-{uuid.uuid4().hex[:6]}"
     work = tmp / task_id
     work.mkdir()
     effects = work / "effects"
-    base = {"store": {"kind": "local", "root": str(root)}, "task_id": task_id,
+    base = {"store": where, "task_id": task_id,
             "stages": STAGES, "effects": str(effects), "lease_ttl": TTL,
             "renew_interval": TTL / 4, "max_attempts": 5}
     kind = rng.choice(["before-write", "after-write", "after-effect"])
@@ -76,7 +79,7 @@ def _one_run(run_no: int, seed: int, root: Path, tmp: Path) -> dict[str, Any]:
             break
         if rc != 0 or result["outcome"] not in ("lease_held",):
             outcomes.append(f"unexpected: {result}")
-    store = StateStore(LocalBackend(root, fsync=False), PREFIX)
+    store = StateStore(open_backend(where), PREFIX)
     check = check_task(store, task_id, STAGES, effects)
     return {"task_id": task_id, "kind": kind, "at": at, "killed": killed,
             "outcomes": outcomes, "problems": check.problems,
@@ -84,11 +87,22 @@ def _one_run(run_no: int, seed: int, root: Path, tmp: Path) -> dict[str, Any]:
             "complete": outcomes[-1] == "complete"}
 
 
-def test_crash_storm(tmp_path: Path, summary: Callable[..., None]) -> None:
+@pytest.fixture(params=["local", "s3"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, Any], int]:
+    """The store the processes share, and how many runs to make on it."""
+    if request.param == "local":
+        return {"kind": "local", "root": str(tmp_path / "store")}, RUNS
+    request.getfixturevalue("atomic_moto")
+    url, bucket = (request.getfixturevalue(n) for n in ("moto_server_url", "s3_bucket"))
+    return {"kind": "s3", "bucket": bucket, "endpoint": url}, S3_RUNS
+
+
+def test_crash_storm(tmp_path: Path, where: tuple[dict[str, Any], int],
+                     summary: Callable[..., None]) -> None:
+    spec, count = where
     seed = random.randrange(1 << 30)
-    root = tmp_path / "store"
     with ThreadPoolExecutor(4) as pool:
-        runs = list(pool.map(lambda n: _one_run(n, seed, root, tmp_path), range(RUNS)))
+        runs = list(pool.map(lambda n: _one_run(n, seed, spec, tmp_path), range(count)))
     problems = [f"{r['task_id']} ({r['kind']} {r['at']}): {p}" for r in runs
                 for p in r["problems"]]
     problems += [f"{r['task_id']}: never completed: {r['outcomes']}" for r in runs
@@ -96,13 +110,14 @@ def test_crash_storm(tmp_path: Path, summary: Callable[..., None]) -> None:
     problems += [f"{r['task_id']}: {o}" for r in runs for o in r["outcomes"]
                  if o.startswith("unexpected")]
     kinds = Counter(r["kind"] for r in runs)
-    summary(runs=RUNS, seed=seed, stages=STAGES, faults=dict(kinds),
+    summary(store=spec["kind"], runs=count, seed=seed, stages=STAGES, faults=dict(kinds),
             sigkilled=sum(r["killed"] for r in runs),
             resumes=sum(len(r["outcomes"]) - 1 for r in runs),
             interrupted_attempts=sum(r["interrupted"] for r in runs),
             rerun_side_effects=sum(r["duplicates"] for r in runs),
             failures=len(problems))
     # The storm must really have cut attempts short, or it tested nothing.
-    assert sum(r["killed"] for r in runs) >= RUNS // 2
-    assert sum(r["interrupted"] for r in runs) >= 1
+    assert sum(r["killed"] for r in runs) >= count // 2
+    if count >= 10:  # with fewer runs, cutting no attempt short is a fair outcome
+        assert sum(r["interrupted"] for r in runs) >= 1
     assert not problems, "\n".join(problems[:50])

@@ -29,23 +29,9 @@ from tests.reliability.harness import (
     RelState,
     Trigger,
     make_stages,
+    open_backend,
     wait_for,
 )
-
-
-def open_backend(spec: dict[str, Any]) -> Any:
-    if spec["kind"] == "local":
-        from eleanor_cloud.backends.local import LocalBackend
-
-        return LocalBackend(spec["root"], fsync=False)
-    from botocore.config import Config
-
-    from eleanor_cloud.backends.s3 import S3Backend
-
-    config = Config(connect_timeout=spec.get("timeout", 5), read_timeout=spec.get("timeout", 5),
-                    retries={"mode": "standard", "max_attempts": 4})
-    return S3Backend(spec["bucket"], endpoint_url=spec["endpoint"], region_name="us-east-1",
-                     config=config)
 
 
 def main(spec_path: Path) -> None:
