@@ -49,7 +49,7 @@ def test_uninterrupted_run_costs_at_most_2n_plus_4_requests(report: dict[str, An
 
 def test_resume_is_one_list_and_at_most_n_stage_gets(report: dict[str, Any]) -> None:
     for row in report["sections"]["requests"]["rows"]:
-        assert row["resume_list"] == 1, row
+        assert row["resume_list"] <= 1, row  # a finished task needs no LIST at all
         assert row["resume_stage_gets"] <= row["stages"], row
         assert row["resume_stage_writes"] == 0, row
     for row in report["sections"]["resume"]["rows"]:

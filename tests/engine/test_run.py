@@ -49,14 +49,14 @@ def test_resume_of_a_completed_task_reads_one_list_and_n_gets(
     summary = TaskEngine("t", again, DemoState, store, clock=clock).run()
     assert summary.status is StageStatus.COMPLETE
     assert all(s.calls == 0 for s in again)
-    assert backend.calls["list"] == 1
+    # A finished task is read, not leased: the manifest names the stages (no LIST).
+    assert backend.calls["list"] == 0
     stage_gets = [k for op, k in backend.log if op == "read" and k.rsplit("/", 1)[-1]
                   .startswith("s")]
     assert len(stage_gets) == n
-    # manifest create refused + its read, lease read + replace, release: no stage writes
-    stage_writes = [k for op, k in backend.log if op == "write" and "/s" in k]
-    assert stage_writes == []
-    assert backend.total == 1 + n + 5
+    # manifest create refused + its read, then one GET per stage: no writes at all
+    assert [k for op, k in backend.log if op == "write" and "_task" not in k] == []
+    assert backend.total == n + 2
 
 
 def test_history_and_states_after_a_clean_run(store: StateStore, clock: FakeClock) -> None:

@@ -50,7 +50,7 @@ def test_uninterrupted_10_stage_run_costs_at_most_2n_plus_4_requests(
     assert sent == {"PUT": 2 * n + 3}
 
 
-def test_resume_of_a_completed_10_stage_task_is_one_list_and_n_gets(
+def test_resume_of_a_completed_10_stage_task_is_n_gets_and_no_lease(
         s3_store: tuple[StateStore, Counter[str]]) -> None:
     store, sent = s3_store
     n = 10
@@ -60,7 +60,7 @@ def test_resume_of_a_completed_10_stage_task_is_one_list_and_n_gets(
     assert summary.status is StageStatus.COMPLETE
     total = sum(sent.values())
     print(f"\nN={n}: {total} S3 requests to resume a completed task ({dict(sent)})")
-    # manifest: refused create + read; lease: read + replace; 1 LIST + N GETs; release
-    assert sent["GET"] == 1 + 1 + 1 + n  # manifest, lease, LIST (a GET), stages
-    assert sent["PUT"] == 3
-    assert total == n + 6
+    # manifest: refused create + its read; then one GET per stage; no LIST, no lease
+    assert sent["GET"] == 1 + n
+    assert sent["PUT"] == 1
+    assert total == n + 2
