@@ -20,8 +20,10 @@ value is what ``infra/statemachine/task-loop.asl.json`` loops on::
 
 ``done`` is true once the task is COMPLETE, ERROR or CANCELED (the state machine then
 succeeds or fails on ``status``). ``wait_seconds`` tells the loop how long to wait
-before invoking again: 0 after progress, the time until the lease expires when another
-invocation (a Lambda retry of the same event, still running) holds it.
+before invoking again: 0 after progress (or after a run that spent its time waiting
+for or watching the lease and could start no stage in what was left), the time until the
+lease expires when another invocation (a Lambda retry of the same event, still running)
+holds it.
 
 Errors that retrying cannot fix propagate as Lambda errors, whose ``errorType`` is the
 exception class name: ``InvalidKey`` (bad event), ``StageDoesNotFit`` (a stage longer
@@ -68,6 +70,10 @@ DEFAULT_SAFETY_MARGIN = 10.0
 # Waiting for another invocation's lease is bounded so a long TTL never parks the
 # state machine for long without looking again.
 MAX_LEASE_WAIT = 300
+# Taking a free lease is a GET and a PUT; an invocation that needed longer than this to
+# hold the lease spent its time waiting for it (polling, or watching a silent lease
+# before a takeover), so a pause before the first stage says nothing about the stage.
+LEASE_WAIT_SLACK = 1.0
 
 
 class LambdaContext(Protocol):
@@ -149,10 +155,14 @@ def lambda_handler(
 
         engine = build_engine(event)
         ran: list[str] = []
+        # How this invocation came to hold the lease, and how many seconds that took.
+        got_lease: list[tuple[str, float]] = []
 
         def on_event(ev: EngineEvent) -> None:
             if ev.kind == "stage_started" and ev.stage_name is not None:
                 ran.append(ev.stage_name)
+            elif ev.kind in ("lease_acquired", "lease_takeover") and not got_lease:
+                got_lease.append((ev.kind, time.monotonic() - started))
 
         # Imported here: importing this module must not load the engine.
         from eleanor_cloud.engine.events import chain_on_event
@@ -180,7 +190,17 @@ def lambda_handler(
             wait = idle_wait_seconds
             summary = engine.status()
 
-        if not summary.done and not lease_held and not ran:
+        waited_for_lease = bool(got_lease) and (got_lease[0][0] == "lease_takeover"
+                                                or got_lease[0][1] > LEASE_WAIT_SLACK)
+        if not summary.done and not lease_held and not ran and waited_for_lease:
+            # Paused before the first stage, but after spending part of the budget on
+            # the lease (a takeover always watches the dead holder's lease for its TTL
+            # first). That is no evidence the stage cannot fit: loop at once. The lease
+            # is released, so the next invocation holds it at once and judges the
+            # stage against its whole budget (and raises below if it still cannot fit).
+            _log.info("task %s: %s after %.1fs spent on the lease; looping", task_id,
+                      summary.message or "paused", got_lease[0][1])
+        elif not summary.done and not lease_held and not ran:
             # The engine paused before starting anything: the next stage (plus its retry
             # backoff) does not fit in a whole invocation, and the next invocation has
             # no more time than this one. Looping would never make progress.

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from eleanor_cloud.clock import parse_ts, utc_now
 from eleanor_cloud.engine.anystate import AnyStageState
 from eleanor_cloud.models import StageStateHistoryEntry, StageStatus
-from eleanor_cloud.store.records import Lease, Record, TaskManifest
+from eleanor_cloud.store.records import BROKEN_EXPIRY, Lease, Record, TaskManifest
 from eleanor_cloud.store.state_store import StateStore
 
 __all__ = [
@@ -27,10 +27,6 @@ __all__ = [
     "load_task_view",
     "overall_status",
 ]
-
-
-# ``lease --break`` sets this expiry: before any clock-skew tolerance a taker could use.
-BROKEN_EXPIRY = "1970-01-01T00:00:00.000000Z"
 
 
 def overall_status(statuses: list[StageStatus]) -> StageStatus:

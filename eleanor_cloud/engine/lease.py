@@ -6,11 +6,19 @@
   is replaced with ``epoch + 1`` (its holder promised to stop); a *live* one raises
   ``LeaseHeld`` (or is polled for up to ``wait`` seconds); an *expired* one is taken
   over with ``epoch + 1`` and the caller must fence the task (``takeover`` is set).
-- Expiry is judged by this host's clock: expired when
-  ``now > expires_at + clock_skew_tolerance``. The assumption is that hosts' clocks
-  differ by less than the tolerance (NTP/chrony on EC2 and Lambda keeps them within
-  milliseconds). Safety does not rest on it: a wrong judgement can only cause a
-  takeover, and the fence makes every write of the old holder fail.
+- Expiry is judged without trusting any other host's clock: a challenger takes a
+  lease over only after it has itself watched the lease stay at one version (no
+  renewal, no release) for the lease's ``ttl_seconds`` plus ``clock_skew_tolerance``,
+  measured on its own clock (``time.monotonic``, or the injected clock). So hosts'
+  clocks may disagree on the time by any amount; what is assumed is that they agree on
+  the length of a second, within the tolerance over one TTL. ``expires_at`` only
+  decides how long to watch: a lease that looks expired by this host's clock is
+  watched for up to one TTL even when ``wait`` is 0 (the price of a takeover is one
+  TTL), one that looks live is watched for ``wait`` seconds. A lease that moves while
+  watched is alive. A lease broken by ``eleanor-cloud lease --break`` (``expires_at``
+  is ``BROKEN_EXPIRY``) is taken over at once. Safety does not rest on the lease: a
+  wrong judgement can only cause a takeover, and the fence makes every write of the
+  old holder fail.
 - Renew: a background thread replaces the lease every ``renew_interval`` seconds
   (default ttl/3) with a new ``expires_at`` and ``renewals + 1``. A refused renewal
   (Conflict: somebody took over) marks the lease lost; a transient failure is retried
@@ -27,6 +35,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +43,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from eleanor_cloud.backends.base import CREATE, Replace
-from eleanor_cloud.clock import Clock, format_ts, parse_ts
+from eleanor_cloud.clock import Clock, format_ts, parse_ts, utc_now
 from eleanor_cloud.engine.storeview import private_view
 from eleanor_cloud.errors import (
     AlreadyExists,
@@ -44,7 +53,7 @@ from eleanor_cloud.errors import (
     LeaseHeld,
     LeaseLost,
 )
-from eleanor_cloud.store.records import Lease, Record
+from eleanor_cloud.store.records import BROKEN_EXPIRY, Lease, Record
 from eleanor_cloud.store.state_store import StateStore
 
 __all__ = ["LeaseManager", "default_holder", "is_expired"]
@@ -80,6 +89,7 @@ class LeaseManager:
         wait: float = 0.0,
         renew_interval: float | None = None,
         on_lost: Callable[[str], None] | None = None,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         if ttl <= 0:
             raise InvalidState(f"lease_ttl must be > 0 seconds, got {ttl}")
@@ -114,6 +124,14 @@ class LeaseManager:
         self.takeover = False
         self.created = False
         self.previous: Lease | None = None
+        # How long a lease has sat unchanged is measured on this process's own clock:
+        # time.monotonic, or the injected clock (a test's whole notion of time).
+        if monotonic is None:
+            monotonic = time.monotonic if clock is utc_now else (lambda: clock().timestamp())
+        self._monotonic = monotonic
+        self._watch: tuple[str, float] | None = None  # (version, first seen)
+        self._watch_left = 0.0
+        self._confirm = 0.0
 
     # -- state ------------------------------------------------------------------------
 
@@ -154,14 +172,23 @@ class LeaseManager:
         ``probably_new``: the task was just bound, so try Create before reading (one
         request instead of two). Sets ``epoch``, ``takeover`` and ``created``.
         """
-        waited = 0.0
+        waited = confirm_until = 0.0
+        # Per call: 0 = not yet judged, > 0 = confirm for that long, < 0 = confirming.
+        # The watch itself (self._watch) stays valid across calls: a version seen
+        # earlier that still stands has stood all that time.
+        self._confirm = 0.0
+        self._watch_left = 0.0
         while True:
             try:
                 return self._on_io(self._acquire_once, probably_new)
             except LeaseHeld as held:
-                if waited >= self.wait:
+                if self._confirm > 0:
+                    # It looks expired by our clock: watch it for one TTL, whatever wait.
+                    confirm_until, self._confirm = waited + self._confirm, -1.0
+                budget = max(self.wait, confirm_until)
+                if waited >= budget:
                     raise
-                delay = min(self.wait - waited, self._poll_delay(held))
+                delay = min(budget - waited, self._poll_delay(held))
                 _log.info("task %s: lease held by %s; waiting %.2fs", self.task_id,
                           held.holder, delay,
                           extra={"task_id": self.task_id, "stage_name": None})
@@ -170,13 +197,21 @@ class LeaseManager:
                 probably_new = False
 
     def _poll_delay(self, held: LeaseHeld) -> float:
-        # Wake around the lease's expiry, but often enough to see an early release.
+        # Wake when the watch could be over, but often enough to see an early release.
         floor, cap = 0.05, max(0.05, self.ttl / 4)
-        if held.expires_at is None:
-            return cap
-        until = (parse_ts(held.expires_at) + timedelta(seconds=self.skew)
-                 - self._clock()).total_seconds()
-        return max(floor, min(cap, until))
+        return max(floor, min(cap, self._watch_left))
+
+    def _unchanged_for(self, current: Record[Lease], asked: float) -> float:
+        """Seconds this process has seen the lease stand at ``current``'s version.
+
+        Measured conservatively, from just after the read that first returned this
+        version to just before the read (sent at ``asked``) that returned it again: the
+        lease certainly did not move in between, whatever the request latencies.
+        """
+        if self._watch is None or self._watch[0] != current.version.token:
+            self._watch = (current.version.token, self._monotonic())
+            return 0.0
+        return max(0.0, asked - self._watch[1])
 
     def _new_lease(self, epoch: int, now: datetime) -> Lease:
         return Lease(task_id=self.task_id, holder=self.holder, epoch=epoch,
@@ -188,6 +223,7 @@ class LeaseManager:
         store = self._store
         for _ in range(_MAX_RACES):
             now = self._clock()
+            asked = self._monotonic()
             current = None if try_create else store.load_lease(self.task_id)
             if current is None:
                 store.epoch = 1
@@ -202,13 +238,28 @@ class LeaseManager:
             old = current.value
             if old.released:
                 takeover = False
-            elif is_expired(old, now, self.skew):
+            elif old.expires_at == BROKEN_EXPIRY:
+                # Broken by an operator (`lease --break`), who vouches that the holder is
+                # gone; the break moved the version, so a holder alive after all fails
+                # its next renewal. Take over (and fence) now: watching would make the
+                # break cost a whole TTL.
                 takeover = True
             else:
-                raise LeaseHeld(
-                    f"task {self.task_id!r} is leased by {old.holder!r} (epoch {old.epoch}) "
-                    f"until {old.expires_at}", key=current.key, holder=old.holder,
-                    expires_at=old.expires_at)
+                # Not expires_at against our clock: the holder's clock may be hours off.
+                needed = old.ttl_seconds + self.skew
+                watched = self._unchanged_for(current, asked)
+                if watched < needed:
+                    self._watch_left = needed - watched
+                    if self._confirm == 0.0 and is_expired(old, now, self.skew):
+                        # Looks abandoned by our clock: confirm by watching it (once).
+                        self._confirm = self._watch_left + max(0.05, self.ttl / 4)
+                    raise LeaseHeld(
+                        f"task {self.task_id!r} is leased by {old.holder!r} (epoch "
+                        f"{old.epoch}) until {old.expires_at} by its clock; unchanged for "
+                        f"{watched:.2f}s of the {needed:.2f}s after which it counts as "
+                        "abandoned", key=current.key, holder=old.holder,
+                        expires_at=old.expires_at)
+                takeover = True
             epoch = max(old.epoch, current.epoch) + 1
             store.epoch = epoch
             try:

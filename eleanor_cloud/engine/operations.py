@@ -9,6 +9,7 @@ default, which keeps the user's fields so writing a state back loses nothing.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -223,12 +224,14 @@ def reset_stages(
 def rollback_task(store: StateStore, task_id: str, to_stage: str,
                   state_class: type[BaseStageState[Any]] = AnyStageState, *,
                   holder: str | None = None, lease_ttl: float = 60.0,
-                  clock: Clock = utc_now) -> TaskSummary:
+                  clock: Clock = utc_now,
+                  sleep: Callable[[float], None] = time.sleep) -> TaskSummary:
     """Reset stages from the last down to ``to_stage`` to CREATED, running no stage code.
 
     For operators without the stage code (the CLI): the stages' own ``rollback`` is not
     called — use ``TaskEngine.rollback`` for that. Takes the lease (``LeaseHeld`` if a
-    holder is running) and fences the task if it takes an expired lease over.
+    holder is running) and fences the task if it takes an expired lease over; a lease
+    that looks expired is first watched for one TTL (see ``LeaseManager``), with ``sleep``.
     """
     view = private_view(store)
     manifest = view.load_manifest(task_id)
@@ -236,7 +239,7 @@ def rollback_task(store: StateStore, task_id: str, to_stage: str,
         raise InvalidState(
             f"task {task_id!r} has no stage {to_stage!r} (stages: {list(manifest.stages)})")
     lease = LeaseManager(view, task_id, holder=holder or default_holder(), ttl=lease_ttl,
-                         clock=clock, sleep=lambda _s: None)
+                         clock=clock, sleep=sleep)  # a real wait: the watch measures time
     try:
         lease.acquire()
         view.epoch = lease.epoch

@@ -10,7 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from eleanor_cloud.backends.base import Version
 
-__all__ = ["Lease", "Record", "TaskManifest"]
+__all__ = ["BROKEN_EXPIRY", "Lease", "Record", "TaskManifest"]
+
+# ``eleanor-cloud lease --break`` sets a lease's ``expires_at`` to this: an operator's
+# word that the holder is gone. A marker, not a time: takers recognise it without
+# comparing clocks and take the lease over at once.
+BROKEN_EXPIRY = "1970-01-01T00:00:00.000000Z"
 
 T = TypeVar("T")
 

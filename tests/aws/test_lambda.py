@@ -206,6 +206,40 @@ def test_a_stage_longer_than_any_invocation_is_an_error_not_an_endless_loop() ->
     assert lease is not None and lease.value.released
 
 
+def test_time_spent_taking_a_dead_lease_over_is_not_a_stage_that_cannot_fit() -> None:
+    from datetime import timedelta
+
+    from eleanor_cloud.backends.base import CREATE
+    from eleanor_cloud.clock import format_ts, utc_now
+    from eleanor_cloud.store import Lease
+
+    store = ec.open_store("memory://")
+
+    def build(event: Any) -> TaskEngine[TState]:
+        return TaskEngine(event["task_id"], [Quick("q", expected_duration=1.5)], TState,
+                          store, lease_ttl=1.0, clock_skew_tolerance=0.2)
+
+    # The previous invocation was killed holding the lease: nobody renews or releases it.
+    build({"task_id": "dead"}).bind()
+    now = utc_now()
+    store.epoch = 1
+    store.write_lease(Lease(task_id="dead", holder="killed-invocation", epoch=1,
+                            acquired_at=format_ts(now - timedelta(seconds=2.0)),
+                            expires_at=format_ts(now - timedelta(seconds=1.0)),
+                            ttl_seconds=1.0), CREATE)
+    store.epoch = 0
+    handler = lambda_handler(build, safety_margin=0.5)
+    # A budget of 2s: watching the dead lease for 1.2s before the takeover leaves too
+    # little for the 1.5s stage, which a whole invocation would fit: loop, don't fail.
+    first = handler({"task_id": "dead"}, Context(2.5))
+    assert first["done"] is False and first["stages_run"] == []
+    assert first["wait_seconds"] == 0 and first["lease_held"] is False
+    lease = store.load_lease("dead")
+    assert lease is not None and lease.value.released and lease.value.epoch == 2
+    second = handler({"task_id": "dead"}, Context(2.5))
+    assert second["done"] is True and second["stages_run"] == ["q"]
+
+
 def test_an_invocation_with_no_time_beyond_the_margin_is_a_configuration_error() -> None:
     handler = lambda_handler(lambda event: pytest.fail("must not build"), safety_margin=10.0)
     with pytest.raises(ec.ConfigurationError, match="safety margin"):

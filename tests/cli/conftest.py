@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from click.testing import CliRunner, Result
 
 import eleanor_cloud as ec
 from eleanor_cloud.backends.base import CREATE
+from eleanor_cloud.clock import format_ts, parse_ts, utc_now
 from eleanor_cloud.models import StageStateHistoryEntry, StageStatus
 from eleanor_cloud.store.records import Lease, TaskManifest
 
@@ -62,10 +64,15 @@ def seed_task(store: ec.StateStore, task_id: str, stages: Sequence[tuple[str, St
 
 def seed_lease(store: ec.StateStore, task_id: str, *, expires_at: str, epoch: int = 3,
                released: bool = False) -> None:
+    # A lease taken (or last renewed) just now whose TTL ends at expires_at: a
+    # challenger watches an unreleased lease for its ttl_seconds before taking it over,
+    # so a TTL longer than the time to expiry would make takeover tests wait for it.
+    now = utc_now()
+    ttl = max(1.0, (parse_ts(expires_at) - now).total_seconds())
     store.epoch = epoch
     store.write_lease(Lease(task_id=task_id, holder="otherhost/4242/deadbeef", epoch=epoch,
-                            acquired_at="2026-11-30T00:00:00.000000Z", expires_at=expires_at,
-                            ttl_seconds=60.0, released=released), CREATE)
+                            acquired_at=format_ts(parse_ts(expires_at) - timedelta(seconds=ttl)),
+                            expires_at=expires_at, ttl_seconds=ttl, released=released), CREATE)
     store.epoch = 0
 
 

@@ -248,3 +248,26 @@ def test_store_only_operations_on_a_missing_task_raise_not_found(store: StateSto
         task_status(store, "nope")
     with pytest.raises(NotFound):
         cancel_task(store, "nope")
+
+
+def test_rollback_takes_a_dead_holders_lease_over_after_watching_it(
+        store: StateStore, clock: FakeClock) -> None:
+    from eleanor_cloud.backends.base import Replace
+
+    TaskEngine("t", [FnStage(n, ok) for n in "abc"], DemoState, store, clock=clock).run()
+    ops = other_store(store)
+    # A holder that died holding the lease: never released, never renewed again.
+    released = ops.load_lease("t")
+    assert released is not None
+    ops.epoch = released.value.epoch
+    ops.write_lease(released.value.model_copy(update={"released": False, "holder": "dead/1"}),
+                    Replace(released.version))
+    clock.advance(120)  # long past its expiry by this host's clock
+    summary = rollback_task(ops, "t", "b", clock=clock, sleep=clock.sleep)
+    assert [s.status for s in summary.stages] == [
+        StageStatus.COMPLETE, StageStatus.CREATED, StageStatus.CREATED]
+    # Not taken on the word of the dead holder's expires_at: watched for its TTL + 5s.
+    assert sum(clock.sleeps) >= released.value.ttl_seconds + 5
+    lease = ops.load_lease("t")
+    assert lease is not None and lease.value.released
+    assert lease.value.epoch == released.value.epoch + 1

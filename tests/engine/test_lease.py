@@ -216,9 +216,12 @@ def test_a_paused_holder_is_fenced_out_and_stops_with_lease_lost(
     assert inside.wait(10)
     clock.advance(20)
     successor_stages = [FnStage(n, ok) for n in "abc"]
+    # The successor takes over only after watching the lease stand still for its TTL
+    # plus the skew tolerance, measured on the injected clock: so it sleeps on it too.
     summary = TaskEngine("t", successor_stages, DemoState, store_as(backend, "successor", clock),
-                         clock=clock).run()
+                         clock=clock, sleep=clock.sleep).run()
     assert summary.status is StageStatus.COMPLETE
+    assert sum(clock.sleeps) >= 10 + 5  # it watched: the zombie's TTL + the tolerance
     assert [s.calls for s in successor_stages] == [0, 1, 1]
     snapshot = {n: (r.revision, r.writer, r.epoch) for n, r in
                 StateStore(backend, "pfx").load_task_records("t", DemoState).items()}

@@ -42,12 +42,6 @@ TTL = 1.0
 ROUNDS = size(1, 3)
 
 
-# The engine judged expiry by comparing the holder's expires_at with the challenger's
-# wall clock (lease.is_expired): a clock ahead steals live leases, a clock behind never
-# takes a dead one over. Strict: these turn into failures the moment the fix lands.
-WALL_CLOCK_EXPIRY = pytest.mark.xfail(strict=True, reason="lease expiry trusts remote clocks")
-
-
 def skewed(offset: float) -> Callable[[], datetime]:
     return lambda: utc_now() + timedelta(seconds=offset)
 
@@ -64,7 +58,6 @@ def engine(task_id: str, store: StateStore, effects: Path, *, clock: Callable[[]
                       else None)
 
 
-@WALL_CLOCK_EXPIRY
 @pytest.mark.parametrize("offset", [3 * TTL, 3600.0])
 def test_a_clock_ahead_cannot_steal_a_live_lease(
         tmp_path: Path, offset: float, summary: Callable[..., None]) -> None:
@@ -117,7 +110,7 @@ def test_a_clock_ahead_cannot_steal_a_live_lease(
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("offset", [pytest.param(-10 * TTL, marks=WALL_CLOCK_EXPIRY), 10 * TTL])
+@pytest.mark.parametrize("offset", [-10 * TTL, 10 * TTL])
 def test_a_dead_lease_is_taken_over_whatever_the_clocks_say(
         tmp_path: Path, offset: float, summary: Callable[..., None]) -> None:
     """Liveness: a challenger whose clock is far behind the dead holder's still takes
