@@ -7,8 +7,8 @@ sets ``ELEANOR_RELIABILITY=full`` for the full sizes (and ``-s`` to show summari
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,18 +46,11 @@ def summary(request: pytest.FixtureRequest) -> Iterator[Callable[..., None]]:
                 fh.write(line + "\n")
 
 
-@pytest.fixture
-def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's object requests atomic, as each request is on real S3 (moto checks
-    If-Match / If-None-Match and stores the object in two steps: an emulator race, not
-    S3 behaviour). The moto HTTP server runs in this process, so one lock covers it."""
-    from moto.s3.responses import S3Response
-
-    lock = threading.Lock()
-    handle = S3Response._key_response
-
-    def atomic(self: S3Response, request: Any, full_url: str) -> Any:
-        with lock:
-            return handle(self, request, full_url)
-
-    monkeypatch.setattr(S3Response, "_key_response", atomic)
+@pytest.fixture(params=["local", "s3"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, Any], int]:
+    """The store the processes share, and how many runs to make on it: the test
+    module's ``RUNS`` on a local directory, its ``S3_RUNS`` on the moto HTTP server."""
+    if request.param == "local":
+        return {"kind": "local", "root": str(tmp_path / "store")}, request.module.RUNS
+    url, bucket = (request.getfixturevalue(n) for n in ("moto_server_url", "s3_bucket"))
+    return {"kind": "s3", "bucket": bucket, "endpoint": url}, request.module.S3_RUNS

@@ -21,8 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from eleanor_cloud.store import StateStore
 from tests.reliability.conftest import size
 from tests.reliability.harness import (
@@ -85,16 +83,6 @@ def _one_run(run_no: int, seed: int, where: dict[str, Any], tmp: Path) -> dict[s
             "outcomes": outcomes, "problems": check.problems,
             "interrupted": check.interrupted_attempts, "duplicates": check.duplicate_effects,
             "complete": outcomes[-1] == "complete"}
-
-
-@pytest.fixture(params=["local", "s3"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, Any], int]:
-    """The store the processes share, and how many runs to make on it."""
-    if request.param == "local":
-        return {"kind": "local", "root": str(tmp_path / "store")}, RUNS
-    request.getfixturevalue("atomic_moto")
-    url, bucket = (request.getfixturevalue(n) for n in ("moto_server_url", "s3_bucket"))
-    return {"kind": "s3", "bucket": bucket, "endpoint": url}, S3_RUNS
 
 
 def test_crash_storm(tmp_path: Path, where: tuple[dict[str, Any], int],

@@ -21,8 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from eleanor_cloud.store import StateStore
 from tests.reliability.conftest import size
 from tests.reliability.harness import (
@@ -92,16 +90,6 @@ def _one_run(rng: random.Random, where: dict[str, Any], tmp: Path) -> dict[str, 
             "a": a_result["outcome"], "zombie_attempts": len(zombie),
             "zombie_refused": sum(not e["ok"] for e in zombie), "landed": len(landed),
             "problems": problems}
-
-
-@pytest.fixture(params=["local", "s3"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, Any], int]:
-    """The store the processes share, and how many runs to make on it."""
-    if request.param == "local":
-        return {"kind": "local", "root": str(tmp_path / "store")}, RUNS
-    request.getfixturevalue("atomic_moto")
-    url, bucket = (request.getfixturevalue(n) for n in ("moto_server_url", "s3_bucket"))
-    return {"kind": "s3", "bucket": bucket, "endpoint": url}, S3_RUNS
 
 
 def test_zombie_writes_never_land(tmp_path: Path, where: tuple[dict[str, Any], int],
