@@ -6,7 +6,9 @@ state class's dotted path: every process running a task must name it the same wa
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -92,3 +94,17 @@ class FileStage(BaseStage[DemoState]):
                 time.sleep(0.01)
         state.counter += 1
         return Out(value=ctx.attempt, note=self.name)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, dict[str, Any]]:
+    """Wait for a worker process and parse the JSON summary on its last stdout line."""
+    out, err = proc.communicate(timeout=timeout)
+    try:
+        return proc.returncode, json.loads(out.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise AssertionError(f"worker failed (rc={proc.returncode}): {err}") from None
+
+
+def ran(workdir: Path, stage: str) -> set[int]:
+    """Which attempts of ``stage`` left their side-effect marker in ``workdir``."""
+    return {int(p.name.rsplit("-", 1)[1]) for p in workdir.glob(f"ran-{stage}-*")}

@@ -8,20 +8,18 @@ process polls the lease (``wait_for_lease``) until it has expired.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from eleanor_cloud.backends.local import LocalBackend
 from eleanor_cloud.models import StageStatus
 from eleanor_cloud.store import StateStore
-from tests.engine.taskdefs import DemoState, wait_for_file
+from tests.engine.taskdefs import DemoState, finish, ran, wait_for_file
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -34,18 +32,6 @@ def start(action: str, store: Path, workdir: Path, cwd: Path, *extra: str) -> su
         [sys.executable, "-m", "tests.engine.worker", action, str(store), str(workdir),
          *extra],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, dict[str, Any]]:
-    out, err = proc.communicate(timeout=timeout)
-    try:
-        return proc.returncode, json.loads(out.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        raise AssertionError(f"worker failed (rc={proc.returncode}): {err}") from None
-
-
-def ran(workdir: Path, stage: str) -> set[int]:
-    return {int(p.name.rsplit("-", 1)[1]) for p in workdir.glob(f"ran-{stage}-*")}
 
 
 def reader(store: Path) -> StateStore:

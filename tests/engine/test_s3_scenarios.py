@@ -11,7 +11,6 @@ small real TTL, and the resuming process polls the lease until it has expired.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -26,7 +25,7 @@ import pytest
 from eleanor_cloud.engine import StageContext, TaskEngine
 from eleanor_cloud.models import StageStatus
 from eleanor_cloud.store import StateStore, open_store
-from tests.engine.taskdefs import DemoState, FnStage, Out, wait_for_file
+from tests.engine.taskdefs import DemoState, FnStage, Out, finish, ran, wait_for_file
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -55,18 +54,6 @@ class Workers:
             if proc.poll() is None:
                 proc.kill()  # SIGKILL ends a SIGSTOPped process too
             proc.communicate(timeout=30)
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, dict[str, Any]]:
-    out, err = proc.communicate(timeout=timeout)
-    try:
-        return proc.returncode, json.loads(out.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        raise AssertionError(f"worker failed (rc={proc.returncode}): {err}") from None
-
-
-def ran(workdir: Path, stage: str) -> set[int]:
-    return {int(p.name.rsplit("-", 1)[1]) for p in workdir.glob(f"ran-{stage}-*")}
 
 
 @pytest.fixture
