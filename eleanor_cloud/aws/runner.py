@@ -140,8 +140,7 @@ class RunOutcome:
 class ContainerRunner:
     """Run ``engine`` to the end, or until SIGTERM/SIGINT, as described in the module.
 
-    ``store`` (optional, kept for compatibility) is the store the engine was built
-    with; the engine itself writes the interrupted attempt and releases the lease.
+    The engine itself writes the interrupted attempt and releases the lease.
     ``grace_seconds`` defaults to :func:`grace_from_env`. ``time_budget`` bounds the
     run like ``TaskEngine.run``.
     ``lease_wait`` seconds (default: the engine's lease TTL plus its clock-skew
@@ -153,7 +152,6 @@ class ContainerRunner:
     def __init__(
         self,
         engine: TaskEngine[Any],
-        store: StateStore | None = None,
         *,
         grace_seconds: float | None = None,
         time_budget: float | None = None,
@@ -167,7 +165,6 @@ class ContainerRunner:
         if time_budget is not None and time_budget <= 0:
             raise InvalidState(f"time_budget must be > 0 seconds, got {time_budget}")
         self.engine = engine
-        self.store = store
         self.grace_seconds = grace
         self.time_budget = time_budget
         ttl = float(getattr(engine, "lease_ttl", 60.0))
@@ -337,7 +334,7 @@ def run_container(
     (``exit=False`` returns the outcome instead; an interruption always exits).
     """
     engine = build(task_id, store)
-    outcome = ContainerRunner(engine, store, grace_seconds=grace_seconds,
+    outcome = ContainerRunner(engine, grace_seconds=grace_seconds,
                               time_budget=time_budget).run()
     if exit or outcome.interrupted:
         outcome.exit()

@@ -132,7 +132,7 @@ def run_cmd(state: CliContext, factory: str, task_id: str, time_budget: float | 
 
     progress.start()
     try:
-        outcome = ContainerRunner(engine, state.store, time_budget=time_budget).run()
+        outcome = ContainerRunner(engine, time_budget=time_budget).run()
     finally:
         progress.stop()
     if outcome.interrupted:

@@ -171,7 +171,7 @@ def test_sigterm_within_the_grace_period_lets_the_stage_finish_and_stops_before_
 def test_without_a_signal_the_runner_maps_the_outcome_to_exit_codes(
         store: ec.StateStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SIDE_ENV, str(tmp_path))
-    outcome = ContainerRunner(build_runner_engine("plain", store), store,
+    outcome = ContainerRunner(build_runner_engine("plain", store),
                               grace_seconds=1).run()
     assert outcome.exit_code == EXIT_OK and outcome.signal is None
     assert outcome.summary is not None and outcome.summary.done
@@ -179,7 +179,7 @@ def test_without_a_signal_the_runner_maps_the_outcome_to_exit_codes(
     # A time budget that cannot fit the (expected 5 s) next stage: work left, exit 3.
     engine = build_runner_engine("budget", store)
     engine.stages[0].expected_duration = 5.0
-    outcome = ContainerRunner(engine, store, grace_seconds=1, time_budget=1.0).run()
+    outcome = ContainerRunner(engine, grace_seconds=1, time_budget=1.0).run()
     assert outcome.exit_code == EXIT_WORK_LEFT
     assert outcome.summary is not None and outcome.summary.next_stage == "a"
 
@@ -261,7 +261,7 @@ def test_a_lease_left_by_a_killed_container_is_waited_for_then_taken_over(
                         sleep=time.sleep)
     dead.acquire()
     started = time.monotonic()
-    outcome = ContainerRunner(engine, store, grace_seconds=1).run()
+    outcome = ContainerRunner(engine, grace_seconds=1).run()
     waited = time.monotonic() - started
     assert outcome.exit_code == EXIT_OK
     assert 0.5 <= waited < 10          # it waited for the expiry, not for a fixed time
@@ -282,5 +282,5 @@ def test_a_live_lease_beyond_the_lease_wait_fails_the_run(
     LeaseManager(store, "busy", holder="other-container", ttl=600.0, clock=utc_now,
                  sleep=time.sleep).acquire()
     with pytest.raises(ec.LeaseHeld, match="other-container"):
-        ContainerRunner(engine, store, grace_seconds=1, lease_wait=0.0).run()
+        ContainerRunner(engine, grace_seconds=1, lease_wait=0.0).run()
     assert not (tmp_path / "a.runs").exists()

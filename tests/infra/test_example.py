@@ -62,7 +62,7 @@ def test_example_lambda_handler_completes_on_s3(
 def test_example_factory_runs_under_the_container_runner() -> None:
     example = _load_example()
     store = ec.open_store("memory://")
-    outcome = ContainerRunner(example.build_engine("example-ecs", store), store,
+    outcome = ContainerRunner(example.build_engine("example-ecs", store),
                               grace_seconds=5).run()
     assert outcome.exit_code == EXIT_OK
     assert outcome.summary is not None and outcome.summary.result.success_count == 1000
