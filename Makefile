@@ -30,6 +30,7 @@ demo: $(VENV)/.demo-installed
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check eleanor_cloud tests benchmarks
+	$(BIN)/ruff format --check eleanor_cloud tests benchmarks
 	$(BIN)/mypy eleanor_cloud
 
 # Azurite (the Azure Blob emulator that tests/fsspec starts) is a project-local npm package.

@@ -60,9 +60,12 @@ def moto_server() -> Iterator[str]:
     never does. Yields the endpoint URL.
     """
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", _SERVER_CODE, str(port)],
-                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVER_CODE, str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -98,9 +101,9 @@ def new_bucket(client: Any, label: str) -> str:
 class Request:
     """One request as it left botocore (retries are separate requests)."""
 
-    operation: str          # PutObject, GetObject, ListObjectsV2, DeleteObject, PutItem...
-    key: str                # object key; a LIST's prefix; "" for non-S3 calls
-    condition: str          # "if-none-match", "if-match" or ""
+    operation: str  # PutObject, GetObject, ListObjectsV2, DeleteObject, PutItem...
+    key: str  # object key; a LIST's prefix; "" for non-S3 calls
+    condition: str  # "if-none-match", "if-match" or ""
     body_bytes: int
 
 
@@ -122,8 +125,13 @@ class RequestLog:
     def _on_send(self, request: Any, event_name: str, **_: Any) -> None:
         operation = event_name.rsplit(".", 1)[-1]
         headers = {k.lower(): v for k, v in request.headers.items()}
-        condition = ("if-none-match" if "if-none-match" in headers
-                     else "if-match" if "if-match" in headers else "")
+        condition = (
+            "if-none-match"
+            if "if-none-match" in headers
+            else "if-match"
+            if "if-match" in headers
+            else ""
+        )
         # The body is a stream by now (checksums wrap it); over https (mock_aws) it is
         # aws-chunked with a trailing checksum, and only this header has the real size.
         length = headers.get("x-amz-decoded-content-length", headers.get("content-length", 0))
@@ -162,8 +170,12 @@ def is_task_object(key: str) -> bool:
 # -- timing ----------------------------------------------------------------------------
 
 
-def interleaved(variants: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1,
-                cpu: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
+def interleaved(
+    variants: dict[str, Callable[[], Any]],
+    rounds: int,
+    warmup: int = 1,
+    cpu: dict[str, list[float]] | None = None,
+) -> dict[str, list[float]]:
     """Wall time (seconds) of each variant per round, variants interleaved.
 
     The order rotates every round (A B C, B C A, ...) so a drift in machine load, or a
@@ -201,8 +213,12 @@ def summary(values: Sequence[float]) -> dict[str, float | int]:
     """Median with the interquartile range, all in milliseconds."""
     ms = sorted(v * 1000 for v in values)
     q = statistics.quantiles(ms, n=4) if len(ms) >= 2 else [ms[0], ms[0], ms[0]]
-    return {"median_ms": round(statistics.median(ms), 3), "p25_ms": round(q[0], 3),
-            "p75_ms": round(q[2], 3), "n": len(ms)}
+    return {
+        "median_ms": round(statistics.median(ms), 3),
+        "p25_ms": round(q[0], 3),
+        "p75_ms": round(q[2], 3),
+        "n": len(ms),
+    }
 
 
 def ratio(a: float, b: float) -> float:
@@ -222,18 +238,25 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> s
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
 
     def line(row: Sequence[str]) -> str:
-        return "| " + " | ".join(c.rjust(w) if i else c.ljust(w)
-                                 for i, (c, w) in enumerate(zip(row, widths, strict=True))) + " |"
+        return (
+            "| "
+            + " | ".join(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+            + " |"
+        )
 
-    out = [f"### {title}", "", line(cells[0]),
-           "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out = [f"### {title}", "", line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out += [line(r) for r in cells[1:]]
     return "\n".join(out) + "\n"
 
 
 def targets_table(targets: Sequence[dict[str, Any]]) -> str:
-    rows = [[t["name"], t["target"], t["value"], "met" if t["met"] else "NOT MET", t["note"]]
-            for t in targets]
+    rows = [
+        [t["name"], t["target"], t["value"], "met" if t["met"] else "NOT MET", t["note"]]
+        for t in targets
+    ]
     return table("targets", ["target", "limit", "measured", "verdict", "note"], rows)
 
 

@@ -84,8 +84,9 @@ def _run(code: str, env: dict[str, str], cpu: list[float]) -> None:
     CPU time is the steadier figure on a shared machine: waiting for a core while other
     processes run inflates wall time but not CPU time.
     """
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
@@ -98,16 +99,23 @@ def _importtime(code: str, env: dict[str, str], runs: int) -> tuple[dict[str, in
     self_us: dict[str, list[int]] = {}
     cumulative: dict[str, list[int]] = {}
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-X", "importtime", "-c", code],
-                             env=env, check=True, capture_output=True, text=True).stderr
+        out = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", code],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stderr
         for line in out.splitlines():
             if not line.startswith("import time:") or "self [us]" in line:
                 continue
-            own, cum, name = (p.strip() for p in line[len("import time:"):].split("|"))
+            own, cum, name = (p.strip() for p in line[len("import time:") :].split("|"))
             self_us.setdefault(name, []).append(int(own))
             cumulative.setdefault(name, []).append(int(cum))
-    return ({n: int(statistics.median(v)) for n, v in self_us.items()},
-            {n: int(statistics.median(v)) for n, v in cumulative.items()})
+    return (
+        {n: int(statistics.median(v)) for n, v in self_us.items()},
+        {n: int(statistics.median(v)) for n, v in cumulative.items()},
+    )
 
 
 def importtime(env: dict[str, str], runs: int, top: int = 15) -> dict[str, Any]:
@@ -119,8 +127,7 @@ def importtime(env: dict[str, str], runs: int, top: int = 15) -> dict[str, Any]:
     ours = {n: us for n, us in own.items() if n.startswith("eleanor_cloud")}
     # Modules the baseline never loads (eleanor_cloud.models is the baseline's
     # seed_models, so it is not extra).
-    extra = {n: us for n, us in own.items()
-             if n not in base_own and n != "eleanor_cloud.models"}
+    extra = {n: us for n, us in own.items() if n not in base_own and n != "eleanor_cloud.models"}
     return {
         "runs": runs,
         "eleanor_cloud_cumulative_us": cumulative.get("eleanor_cloud", 0),
@@ -128,8 +135,10 @@ def importtime(env: dict[str, str], runs: int, top: int = 15) -> dict[str, Any]:
         "top_cumulative_us": [{"module": n, "cumulative_us": us} for n, us in ranked],
         "eleanor_cloud_modules_self_us": dict(sorted(ours.items(), key=lambda kv: -kv[1])),
         "beyond_baseline_self_us": sum(extra.values()),
-        "beyond_baseline_top_self_us": [{"module": n, "self_us": us} for n, us in
-                                        sorted(extra.items(), key=lambda kv: -kv[1])[:top]],
+        "beyond_baseline_top_self_us": [
+            {"module": n, "self_us": us}
+            for n, us in sorted(extra.items(), key=lambda kv: -kv[1])[:top]
+        ],
     }
 
 
@@ -142,15 +151,35 @@ def run(rounds: int, server_url: str, importtime_runs: int) -> dict[str, Any]:
     try:
         models = Path(__file__).resolve().parent.parent / "eleanor_cloud" / "models.py"
         shutil.copy(models, tmp / "seed_models.py")
-        env = dict(os.environ, PYTHONPATH=str(tmp), AWS_ENDPOINT_URL_S3=server_url,
-                   BENCH_BUCKET=bucket, BENCH_SIZE=str(_envelope_size()))
+        env = dict(
+            os.environ,
+            PYTHONPATH=str(tmp),
+            AWS_ENDPOINT_URL_S3=server_url,
+            BENCH_BUCKET=bucket,
+            BENCH_SIZE=str(_envelope_size()),
+        )
         loaded = subprocess.run(
-            [sys.executable, "-c", ("import sys, eleanor_cloud; "
-                                    f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")],
-            env=env, check=True, capture_output=True, text=True).stdout.split()
+            [
+                sys.executable,
+                "-c",
+                (
+                    "import sys, eleanor_cloud; "
+                    f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+                ),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
         cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
-        times = interleaved({name: functools.partial(_run, code, env, cpu[name])
-                             for name, code in VARIANTS.items()}, rounds)
+        times = interleaved(
+            {
+                name: functools.partial(_run, code, env, cpu[name])
+                for name, code in VARIANTS.items()
+            },
+            rounds,
+        )
         for values in cpu.values():
             del values[0]  # the warm-up run
         imports = importtime(env, importtime_runs)
@@ -161,8 +190,9 @@ def run(rounds: int, server_url: str, importtime_runs: int) -> dict[str, Any]:
     imp, base_imp = "import eleanor_cloud", "import pydantic + models"
     save, base_save = "eleanor_cloud open_store + save", "boto3 client + put_object"
 
-    def verdict(label: str, name: str, base: str, limit: float,
-                figures: dict[str, float]) -> dict[str, Any]:
+    def verdict(
+        label: str, name: str, base: str, limit: float, figures: dict[str, float]
+    ) -> dict[str, Any]:
         value = ratio(figures[name], figures[base])
         note = f"{(figures[name] - figures[base]) * 1000:+.1f} ms"
         if label == "wall":
@@ -175,20 +205,29 @@ def run(rounds: int, server_url: str, importtime_runs: int) -> dict[str, Any]:
         verdict("wall", save, base_save, SAVE_TARGET, med),
         verdict("CPU", save, base_save, SAVE_TARGET, cpu_med),
         verdict("CPU", save, "pydantic + models + boto3 put_object", SAVE_TARGET, cpu_med),
-        target("heavy modules loaded by import eleanor_cloud", "none",
-               " ".join(loaded) or "none", not loaded),
+        target(
+            "heavy modules loaded by import eleanor_cloud",
+            "none",
+            " ".join(loaded) or "none",
+            not loaded,
+        ),
     ]
     return {
         "rounds": rounds,
         "body_bytes": int(env["BENCH_SIZE"]),
-        "variants": {name: {**summary(t), "cpu_median_ms": round(cpu_med[name] * 1000, 1)}
-                     for name, t in times.items()},
-        "ratios": {"import_wall": ratio(med[imp], med[base_imp]),
-                   "import_cpu": ratio(cpu_med[imp], cpu_med[base_imp]),
-                   "save_wall": ratio(med[save], med[base_save]),
-                   "save_cpu": ratio(cpu_med[save], cpu_med[base_save]),
-                   "save_cpu_vs_models_baseline": ratio(
-                       cpu_med[save], cpu_med["pydantic + models + boto3 put_object"])},
+        "variants": {
+            name: {**summary(t), "cpu_median_ms": round(cpu_med[name] * 1000, 1)}
+            for name, t in times.items()
+        },
+        "ratios": {
+            "import_wall": ratio(med[imp], med[base_imp]),
+            "import_cpu": ratio(cpu_med[imp], cpu_med[base_imp]),
+            "save_wall": ratio(med[save], med[base_save]),
+            "save_cpu": ratio(cpu_med[save], cpu_med[base_save]),
+            "save_cpu_vs_models_baseline": ratio(
+                cpu_med[save], cpu_med["pydantic + models + boto3 put_object"]
+            ),
+        },
         "heavy_modules_loaded": loaded,
         "importtime": imports,
         "targets": targets,
@@ -196,32 +235,61 @@ def run(rounds: int, server_url: str, importtime_runs: int) -> dict[str, Any]:
 
 
 def render(result: dict[str, Any]) -> str:
-    base = {"import pydantic": "import pydantic + models",
-            "import pydantic + models": "import pydantic + models",
-            "import eleanor_cloud": "import pydantic + models",
-            "import boto3, pydantic": "import pydantic + models",
-            "boto3 client + put_object": "boto3 client + put_object",
-            "pydantic + models + boto3 put_object": "boto3 client + put_object",
-            "eleanor_cloud open_store + save": "boto3 client + put_object"}
+    base = {
+        "import pydantic": "import pydantic + models",
+        "import pydantic + models": "import pydantic + models",
+        "import eleanor_cloud": "import pydantic + models",
+        "import boto3, pydantic": "import pydantic + models",
+        "boto3 client + put_object": "boto3 client + put_object",
+        "pydantic + models + boto3 put_object": "boto3 client + put_object",
+        "eleanor_cloud open_store + save": "boto3 client + put_object",
+    }
     variants = result["variants"]
-    rows = [[name, v["median_ms"], v["p25_ms"], v["p75_ms"],
-             ratio(v["median_ms"], variants[base[name]]["median_ms"]), v["cpu_median_ms"],
-             ratio(v["cpu_median_ms"], variants[base[name]]["cpu_median_ms"]), base[name]]
-            for name, v in variants.items()]
-    out = table(f"3. cold start, {result['rounds']} interleaved subprocess runs each",
-                ["variant", "wall median ms", "p25 ms", "p75 ms", "wall ratio",
-                 "CPU median ms", "CPU ratio", "vs"], rows)
+    rows = [
+        [
+            name,
+            v["median_ms"],
+            v["p25_ms"],
+            v["p75_ms"],
+            ratio(v["median_ms"], variants[base[name]]["median_ms"]),
+            v["cpu_median_ms"],
+            ratio(v["cpu_median_ms"], variants[base[name]]["cpu_median_ms"]),
+            base[name],
+        ]
+        for name, v in variants.items()
+    ]
+    out = table(
+        f"3. cold start, {result['rounds']} interleaved subprocess runs each",
+        [
+            "variant",
+            "wall median ms",
+            "p25 ms",
+            "p75 ms",
+            "wall ratio",
+            "CPU median ms",
+            "CPU ratio",
+            "vs",
+        ],
+        rows,
+    )
     imp = result["importtime"]
-    rows = [[e["module"], round(e["cumulative_us"] / 1000, 1)]
-            for e in imp["top_cumulative_us"][:10]]
+    rows = [
+        [e["module"], round(e["cumulative_us"] / 1000, 1)] for e in imp["top_cumulative_us"][:10]
+    ]
     out += "\n" + table(
         f"3b. python -X importtime -c 'import eleanor_cloud' (median of {imp['runs']}); "
         f"eleanor_cloud's own modules: {imp['eleanor_cloud_own_modules_self_us'] / 1000:.1f} ms",
-        ["module", "cumulative ms"], rows)
-    rows = [[e["module"], round(e["self_us"] / 1000, 2)]
-            for e in imp["beyond_baseline_top_self_us"][:10]]
+        ["module", "cumulative ms"],
+        rows,
+    )
+    rows = [
+        [e["module"], round(e["self_us"] / 1000, 2)]
+        for e in imp["beyond_baseline_top_self_us"][:10]
+    ]
     out += "\n" + table(
         f"3c. imported by eleanor_cloud beyond pydantic + models: "
         f"{imp['beyond_baseline_self_us'] / 1000:.1f} ms self time in all",
-        ["module", "self ms"], rows)
+        ["module", "self ms"],
+        rows,
+    )
     return out

@@ -34,8 +34,7 @@ from benchmarks.workload import engine_label, new_task_id, run_task, stage_names
 TARGET_RATIO = 1.15
 
 
-def replay(client: Any, bucket: str, trace: list[Request], old_task: str,
-           new_task: str) -> int:
+def replay(client: Any, bucket: str, trace: list[Request], old_task: str, new_task: str) -> int:
     """Send the requests of ``trace`` for another task id, with plain boto3 calls.
 
     Returns how many were refused: a fresh run's trace has none, so anything else means
@@ -55,8 +54,12 @@ def replay(client: Any, bucket: str, trace: list[Request], old_task: str,
                 body = bodies.get(req.body_bytes)
                 if body is None:
                     body = bodies[req.body_bytes] = b"x" * req.body_bytes
-                args: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body,
-                                        "ContentType": "application/json"}
+                args: dict[str, Any] = {
+                    "Bucket": bucket,
+                    "Key": key,
+                    "Body": body,
+                    "ContentType": "application/json",
+                }
                 if req.condition == "if-none-match":
                     args["IfNoneMatch"] = "*"
                 elif req.condition == "if-match":
@@ -78,8 +81,9 @@ def replay(client: Any, bucket: str, trace: list[Request], old_task: str,
     return refused
 
 
-def _measure(peer: str, make_client: Callable[[], Any], n_stages: int,
-             rounds: int) -> dict[str, Any]:
+def _measure(
+    peer: str, make_client: Callable[[], Any], n_stages: int, rounds: int
+) -> dict[str, Any]:
     from eleanor_cloud import open_store
 
     engine_client, raw_client = make_client(), make_client()
@@ -93,8 +97,9 @@ def _measure(peer: str, make_client: Callable[[], Any], n_stages: int,
     refused: list[int] = []
 
     def engine() -> None:
-        run_task(open_store(f"s3://{bucket}/bench", client=engine_client),
-                 new_task_id("eng"), names)
+        run_task(
+            open_store(f"s3://{bucket}/bench", client=engine_client), new_task_id("eng"), names
+        )
         counts.append(len(log.take()))
 
     def raw() -> None:
@@ -147,23 +152,58 @@ def run(n_stages: int, rounds: int, server_url: str) -> dict[str, Any]:
             rows.append(_measure(peer, make_client, n_stages, rounds))
     http = rows[0]
     targets = [
-        target("engine/raw wall, HTTP (ratio of medians)", f"<= {TARGET_RATIO}", http["ratio"],
-               http["ratio"] <= TARGET_RATIO,
-               f"{http['overhead_per_request_ms']} ms per request on top of raw; "
-               f"paired {http['paired_ratio']}"),
-        target("engine/raw client CPU, HTTP", f"<= {TARGET_RATIO}", http["cpu_ratio"],
-               http["cpu_ratio"] <= TARGET_RATIO,
-               f"{http['cpu_overhead_per_request_ms']} ms CPU per request on top of raw"),
+        target(
+            "engine/raw wall, HTTP (ratio of medians)",
+            f"<= {TARGET_RATIO}",
+            http["ratio"],
+            http["ratio"] <= TARGET_RATIO,
+            f"{http['overhead_per_request_ms']} ms per request on top of raw; "
+            f"paired {http['paired_ratio']}",
+        ),
+        target(
+            "engine/raw client CPU, HTTP",
+            f"<= {TARGET_RATIO}",
+            http["cpu_ratio"],
+            http["cpu_ratio"] <= TARGET_RATIO,
+            f"{http['cpu_overhead_per_request_ms']} ms CPU per request on top of raw",
+        ),
     ]
     return {"measured": engine_label(), "rows": rows, "targets": targets}
 
 
 def render(result: dict[str, Any]) -> str:
-    rows = [[r["peer"], r["stages"], r["requests_per_run"], r["rounds"],
-             r["engine"]["median_ms"], r["raw"]["median_ms"], r["ratio"], r["paired_ratio"],
-             r["overhead_per_request_ms"], r["engine_cpu_median_ms"], r["raw_cpu_median_ms"],
-             r["cpu_ratio"]] for r in result["rows"]]
+    rows = [
+        [
+            r["peer"],
+            r["stages"],
+            r["requests_per_run"],
+            r["rounds"],
+            r["engine"]["median_ms"],
+            r["raw"]["median_ms"],
+            r["ratio"],
+            r["paired_ratio"],
+            r["overhead_per_request_ms"],
+            r["engine_cpu_median_ms"],
+            r["raw_cpu_median_ms"],
+            r["cpu_ratio"],
+        ]
+        for r in result["rows"]
+    ]
     return table(
         f"2. overhead vs raw boto3 replay of the same requests ({result['measured']})",
-        ["peer", "stages", "requests", "rounds", "engine ms", "raw ms", "ratio",
-         "paired ratio", "extra ms/req", "engine CPU ms", "raw CPU ms", "CPU ratio"], rows)
+        [
+            "peer",
+            "stages",
+            "requests",
+            "rounds",
+            "engine ms",
+            "raw ms",
+            "ratio",
+            "paired ratio",
+            "extra ms/req",
+            "engine CPU ms",
+            "raw CPU ms",
+            "CPU ratio",
+        ],
+        rows,
+    )

@@ -58,9 +58,12 @@ def run(rounds: int) -> dict[str, Any]:
 
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name=REGION)
-        ddb.create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-                         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+        ddb.create_table(
+            TableName=TABLE,
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        )
         s3 = boto3.client("s3", region_name=REGION)
         bucket = new_bucket(s3, "peer")
         ddb_log = RequestLog().attach(ddb, "dynamodb")
@@ -70,8 +73,11 @@ def run(rounds: int) -> dict[str, Any]:
         config.register_lambda_context(_LambdaContext())  # type: ignore[arg-type]
         layer = DynamoDBPersistenceLayer(table_name=TABLE, boto3_client=ddb)
 
-        @idempotent_function(data_keyword_argument="order", config=config,  # type: ignore[untyped-decorator]
-                             persistence_store=layer)
+        @idempotent_function(
+            data_keyword_argument="order",
+            config=config,  # type: ignore[untyped-decorator]
+            persistence_store=layer,
+        )
         def powertools_charge(order: dict[str, Any]) -> dict[str, Any]:
             return charge(order)
 
@@ -79,8 +85,7 @@ def run(rounds: int) -> dict[str, Any]:
 
         def eleanor_charge(order: dict[str, Any]) -> Any:
             # One stage whose work is the protected call; the task id is the key.
-            return run_task(store, f"order-{order['id']}", ["charge"],
-                            work=lambda: charge(order))
+            return run_task(store, f"order-{order['id']}", ["charge"], work=lambda: charge(order))
 
         repeat_order = {"id": -1, "amount": 5}
         powertools_charge(order=repeat_order)
@@ -100,14 +105,17 @@ def run(rounds: int) -> dict[str, Any]:
                 if (len(executed) > before) != fresh:
                     raise RuntimeError(f"{name}: the protected call ran {fresh=}")
                 counts.setdefault(name, []).append(by_operation(log.take()))
+
             return variant
 
         variants = {
-            "powertools first": measured("powertools first",
-                                         lambda o: powertools_charge(order=o), ddb_log, True),
+            "powertools first": measured(
+                "powertools first", lambda o: powertools_charge(order=o), ddb_log, True
+            ),
             "eleanor first": measured("eleanor first", eleanor_charge, s3_log, True),
-            "powertools repeat": measured("powertools repeat",
-                                          lambda o: powertools_charge(order=o), ddb_log, False),
+            "powertools repeat": measured(
+                "powertools repeat", lambda o: powertools_charge(order=o), ddb_log, False
+            ),
             "eleanor repeat": measured("eleanor repeat", eleanor_charge, s3_log, False),
         }
         refused: list[int] = []
@@ -122,37 +130,51 @@ def run(rounds: int) -> dict[str, Any]:
     rows = []
     for name, t in times.items():
         last = counts[name][-1]
-        rows.append({"variant": name, "requests": sum(last.values()),
-                     "requests_by_operation": last,
-                     "request_count_stable": all(c == last for c in counts[name]),
-                     **summary(t),
-                     # In-process: moto's CPU is in here too, the same for both sides.
-                     "cpu_median_ms": round(median(cpu[name]) * 1000, 3)})
+        rows.append(
+            {
+                "variant": name,
+                "requests": sum(last.values()),
+                "requests_by_operation": last,
+                "request_count_stable": all(c == last for c in counts[name]),
+                **summary(t),
+                # In-process: moto's CPU is in here too, the same for both sides.
+                "cpu_median_ms": round(median(cpu[name]) * 1000, 3),
+            }
+        )
     return {
         "raw_refused": sum(refused),  # must be 0: the raw loop did what eleanor did
         "peer": "moto in-process (mock_aws): DynamoDB for Powertools, S3 for eleanor_cloud",
-        "rounds": rounds, "rows": rows,
+        "rounds": rounds,
+        "rows": rows,
         "ratios": {
             "first": ratio(median(times["eleanor first"]), median(times["powertools first"])),
-            "repeat": ratio(median(times["eleanor repeat"]),
-                            median(times["powertools repeat"])),
+            "repeat": ratio(median(times["eleanor repeat"]), median(times["powertools repeat"])),
             "eleanor_first_vs_raw_replay": ratio(
-                median(times["eleanor first"]),
-                median(times["raw S3 replay of eleanor first"])),
+                median(times["eleanor first"]), median(times["raw S3 replay of eleanor first"])
+            ),
         },
         "targets": [],
     }
 
 
 def render(result: dict[str, Any]) -> str:
-    rows = [[r["variant"], r["requests"],
-             " ".join(f"{k}={v}" for k, v in r["requests_by_operation"].items()),
-             r["median_ms"], r["p25_ms"], r["p75_ms"], r["cpu_median_ms"]]
-            for r in result["rows"]]
+    rows = [
+        [
+            r["variant"],
+            r["requests"],
+            " ".join(f"{k}={v}" for k, v in r["requests_by_operation"].items()),
+            r["median_ms"],
+            r["p25_ms"],
+            r["p75_ms"],
+            r["cpu_median_ms"],
+        ]
+        for r in result["rows"]
+    ]
     ratios = result["ratios"]
     return table(
         f"6. peer: Powertools idempotency vs one-stage eleanor_cloud task ({result['peer']}); "
         f"eleanor/powertools median: first {ratios['first']}, repeat {ratios['repeat']}; "
         f"eleanor first / its raw replay {ratios['eleanor_first_vs_raw_replay']}",
-        ["variant", "requests", "by operation", "median ms", "p25 ms", "p75 ms",
-         "CPU median ms"], rows)
+        ["variant", "requests", "by operation", "median ms", "p25 ms", "p75 ms", "CPU median ms"],
+        rows,
+    )

@@ -51,26 +51,64 @@ def run(ns: list[int], server_url: str) -> dict[str, Any]:
             "resume_manifest_lease_total": len(task_reqs),
         }
         rows.append(row)
-        targets.append(target(f"run N={n}", "<= 2N+4", f"{len(fresh)} (limit {2 * n + 4})",
-                              len(fresh) <= 2 * n + 4))
-        ok = (row["resume_list"] <= 1 and row["resume_stage_gets"] <= n
-              and row["resume_stage_writes"] == 0)
-        targets.append(target(
-            f"resume N={n}", "<= 1 LIST + <= N GETs, no stage writes",
-            f"{row['resume_list']} LIST + {row['resume_stage_gets']} GET, "
-            f"{row['resume_stage_writes']} stage PUT (+{len(task_reqs)} manifest/lease)", ok))
-    return {"measured": engine_label(), "peer": "moto ThreadedMotoServer over HTTP",
-            "rows": rows, "targets": targets}
+        targets.append(
+            target(
+                f"run N={n}",
+                "<= 2N+4",
+                f"{len(fresh)} (limit {2 * n + 4})",
+                len(fresh) <= 2 * n + 4,
+            )
+        )
+        ok = (
+            row["resume_list"] <= 1
+            and row["resume_stage_gets"] <= n
+            and row["resume_stage_writes"] == 0
+        )
+        targets.append(
+            target(
+                f"resume N={n}",
+                "<= 1 LIST + <= N GETs, no stage writes",
+                f"{row['resume_list']} LIST + {row['resume_stage_gets']} GET, "
+                f"{row['resume_stage_writes']} stage PUT (+{len(task_reqs)} manifest/lease)",
+                ok,
+            )
+        )
+    return {
+        "measured": engine_label(),
+        "peer": "moto ThreadedMotoServer over HTTP",
+        "rows": rows,
+        "targets": targets,
+    }
 
 
 def render(result: dict[str, Any]) -> str:
     def ops(counts: dict[str, int]) -> str:
         return " ".join(f"{k}={v}" for k, v in counts.items()) or "-"
 
-    rows = [[r["stages"], r["run_total"], r["run_limit"], ops(r["run_by_operation"]),
-             r["resume_list"], r["resume_stage_gets"], r["resume_stage_writes"],
-             ops(r["resume_manifest_lease"])] for r in result["rows"]]
+    rows = [
+        [
+            r["stages"],
+            r["run_total"],
+            r["run_limit"],
+            ops(r["run_by_operation"]),
+            r["resume_list"],
+            r["resume_stage_gets"],
+            r["resume_stage_writes"],
+            ops(r["resume_manifest_lease"]),
+        ]
+        for r in result["rows"]
+    ]
     return table(
         f"1. requests per run ({result['measured']}; {result['peer']})",
-        ["N stages", "run total", "limit 2N+4", "run by operation", "resume LIST",
-         "resume stage GET", "resume stage PUT", "resume manifest+lease"], rows)
+        [
+            "N stages",
+            "run total",
+            "limit 2N+4",
+            "run by operation",
+            "resume LIST",
+            "resume stage GET",
+            "resume stage PUT",
+            "resume manifest+lease",
+        ],
+        rows,
+    )

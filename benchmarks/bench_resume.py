@@ -27,22 +27,34 @@ def _seed(url: str, client: Any, task_id: str, n: int) -> None:
 
     store = open_store(url, client=client)
     names = stage_names(n)
-    store.create_manifest(TaskManifest(task_id=task_id, stages=tuple(names),
-                                       state_class="benchmarks.workload.BenchState",
-                                       created_at=format_ts(utc_now())))
+    store.create_manifest(
+        TaskManifest(
+            task_id=task_id,
+            stages=tuple(names),
+            state_class="benchmarks.workload.BenchState",
+            created_at=format_ts(utc_now()),
+        )
+    )
 
     def one(name: str) -> None:
-        store.create(BenchState(
-            task_id=task_id, stage_name=name, status=StageStatus.COMPLETE, attempts=1,
-            history=[history_entry(1, StageStatus.COMPLETE)],
-            result=SimpleRecordsResult(total_count=1, success_count=1)))
+        store.create(
+            BenchState(
+                task_id=task_id,
+                stage_name=name,
+                status=StageStatus.COMPLETE,
+                attempts=1,
+                history=[history_entry(1, StageStatus.COMPLETE)],
+                result=SimpleRecordsResult(total_count=1, success_count=1),
+            )
+        )
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(one, names))
 
 
-def _measure(client: Any, url: str, task_id: str, n: int, rounds: int,
-             rtt_ms: float) -> dict[str, Any]:
+def _measure(
+    client: Any, url: str, task_id: str, n: int, rounds: int, rtt_ms: float
+) -> dict[str, Any]:
     from eleanor_cloud import open_store
 
     def sequential() -> None:
@@ -54,7 +66,9 @@ def _measure(client: Any, url: str, task_id: str, n: int, rounds: int,
     times = interleaved({"sequential": sequential, "concurrent": concurrent}, rounds)
     seq, con = median(times["sequential"]), median(times["concurrent"])
     return {
-        "stages": n, "added_rtt_ms": round(rtt_ms), "rounds": rounds,
+        "stages": n,
+        "added_rtt_ms": round(rtt_ms),
+        "rounds": rounds,
         "sequential": summary(times["sequential"]),
         "concurrent": summary(times["concurrent"]),
         "sequential_ms_per_stage": round(seq * 1000 / n, 3),
@@ -80,8 +94,9 @@ def _with_rtt(server_url: str, rtt_ms: float) -> Any:
     return client
 
 
-def run(ns: list[int], rounds_for: dict[int, int], server_url: str,
-        rtt: tuple[int, int, float]) -> dict[str, Any]:
+def run(
+    ns: list[int], rounds_for: dict[int, int], server_url: str, rtt: tuple[int, int, float]
+) -> dict[str, Any]:
     """``rtt``: (N, rounds, milliseconds) of the extra row with a simulated round trip."""
     import boto3
 
@@ -104,25 +119,52 @@ def run(ns: list[int], rounds_for: dict[int, int], server_url: str,
         assert len(loaded) == n, (len(loaded), n)
         requests = by_operation(log.take())
         log.detach(client)
-        rows.append({**_measure(client, url, task_id, n, rounds_for[n], 0.0),
-                     "requests": requests})
+        rows.append({**_measure(client, url, task_id, n, rounds_for[n], 0.0), "requests": requests})
     n, rounds, rtt_ms = rtt
     url, task_id = tasks[n]
     slow = _measure(_with_rtt(server_url, rtt_ms), url, task_id, n, rounds, rtt_ms)
-    rows.append({**slow, "requests": rows[[r["stages"] for r in rows].index(n)]["requests"]
-                 if n in ns else {}})
-    return {"peer": "moto ThreadedMotoServer over HTTP", "default_max_workers": default_workers,
-            "rows": rows, "targets": []}
+    rows.append(
+        {
+            **slow,
+            "requests": rows[[r["stages"] for r in rows].index(n)]["requests"] if n in ns else {},
+        }
+    )
+    return {
+        "peer": "moto ThreadedMotoServer over HTTP",
+        "default_max_workers": default_workers,
+        "rows": rows,
+        "targets": [],
+    }
 
 
 def render(result: dict[str, Any]) -> str:
-    rows = [[r["stages"], r["added_rtt_ms"],
-             " ".join(f"{k}={v}" for k, v in r["requests"].items()), r["rounds"],
-             r["sequential"]["median_ms"], r["concurrent"]["median_ms"],
-             r["sequential_ms_per_stage"], r["concurrent_ms_per_stage"], r["speedup"]]
-            for r in result["rows"]]
+    rows = [
+        [
+            r["stages"],
+            r["added_rtt_ms"],
+            " ".join(f"{k}={v}" for k, v in r["requests"].items()),
+            r["rounds"],
+            r["sequential"]["median_ms"],
+            r["concurrent"]["median_ms"],
+            r["sequential_ms_per_stage"],
+            r["concurrent_ms_per_stage"],
+            r["speedup"],
+        ]
+        for r in result["rows"]
+    ]
     return table(
         f"4. resume scaling: load_task, max_workers=1 vs default "
         f"({result['default_max_workers']}), {result['peer']}",
-        ["N stages", "added RTT ms", "requests", "rounds", "sequential ms", "concurrent ms",
-         "seq ms/stage", "conc ms/stage", "speed-up"], rows)
+        [
+            "N stages",
+            "added RTT ms",
+            "requests",
+            "rounds",
+            "sequential ms",
+            "concurrent ms",
+            "seq ms/stage",
+            "conc ms/stage",
+            "speed-up",
+        ],
+        rows,
+    )

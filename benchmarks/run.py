@@ -1,8 +1,8 @@
 """Run the benchmarks, print one table per section and write the same figures as JSON.
 
-    python -m benchmarks                 # the full run (several minutes)
-    python -m benchmarks --quick         # proves the harness works (< 1 minute)
-    python -m benchmarks --only requests overhead --json /tmp/out.json
+python -m benchmarks                 # the full run (several minutes)
+python -m benchmarks --quick         # proves the harness works (< 1 minute)
+python -m benchmarks --only requests overhead --json /tmp/out.json
 """
 
 from __future__ import annotations
@@ -44,10 +44,17 @@ class Config:
     peer_rounds: int = 100
 
 
-QUICK = Config(overhead_rounds=3, cold_rounds=2, importtime_runs=1, resume_ns=(10, 100),
-               resume_rounds=((10, 3), (100, 2)), resume_rtt=(10, 2, 20.0),
-               history_sizes=(1, 10, 100),
-               history_rounds=5, peer_rounds=3)
+QUICK = Config(
+    overhead_rounds=3,
+    cold_rounds=2,
+    importtime_runs=1,
+    resume_ns=(10, 100),
+    resume_rounds=((10, 3), (100, 2)),
+    resume_rtt=(10, 2, 20.0),
+    history_sizes=(1, 10, 100),
+    history_rounds=5,
+    peer_rounds=3,
+)
 
 
 def machine() -> dict[str, Any]:
@@ -60,9 +67,13 @@ def machine() -> dict[str, Any]:
     except OSError:
         cpu = platform.processor()
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=True,
-                                cwd=Path(__file__).parent).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = ""
     versions: dict[str, str | None] = {}
@@ -83,14 +94,29 @@ def machine() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="few rounds, small sizes: proves the harness, measures little")
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
-                        help=f"run only these sections ({', '.join(SECTIONS)})")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON,
-                        help=f"where to write the figures (default {DEFAULT_JSON})")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="few rounds, small sizes: proves the harness, measures little",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SECTIONS,
+        metavar="SECTION",
+        help=f"run only these sections ({', '.join(SECTIONS)})",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=DEFAULT_JSON,
+        help=f"where to write the figures (default {DEFAULT_JSON})",
+    )
     args = parser.parse_args(argv)
     fake_aws_env()
     cfg = QUICK if args.quick else Config()
@@ -106,26 +132,41 @@ def main(argv: list[str] | None = None) -> int:
     )
     from benchmarks.workload import engine_label
 
-    report: dict[str, Any] = {"meta": {**machine(), "quick": args.quick,
-                                       "measured": engine_label()},
-                              "sections": {}}
-    print(f"eleanor_cloud benchmarks{' (--quick)' if args.quick else ''}: "
-          f"{report['meta']['date']}, {report['meta']['nproc']} CPU "
-          f"({report['meta']['cpu']}), Python {report['meta']['python']}, "
-          f"measuring the {report['meta']['measured']}\n", flush=True)
+    report: dict[str, Any] = {
+        "meta": {**machine(), "quick": args.quick, "measured": engine_label()},
+        "sections": {},
+    }
+    print(
+        f"eleanor_cloud benchmarks{' (--quick)' if args.quick else ''}: "
+        f"{report['meta']['date']}, {report['meta']['nproc']} CPU "
+        f"({report['meta']['cpu']}), Python {report['meta']['python']}, "
+        f"measuring the {report['meta']['measured']}\n",
+        flush=True,
+    )
     with moto_server() as url:
         jobs: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[dict[str, Any]], str]]] = {
-            "requests": (lambda: bench_requests.run(list(cfg.request_ns), url),
-                         bench_requests.render),
-            "overhead": (lambda: bench_overhead.run(cfg.overhead_stages, cfg.overhead_rounds,
-                                                    url), bench_overhead.render),
-            "cold_start": (lambda: bench_cold_start.run(cfg.cold_rounds, url,
-                                                        cfg.importtime_runs),
-                           bench_cold_start.render),
-            "resume": (lambda: bench_resume.run(list(cfg.resume_ns), dict(cfg.resume_rounds),
-                                                url, cfg.resume_rtt), bench_resume.render),
-            "history": (lambda: bench_history.run(list(cfg.history_sizes), cfg.history_rounds),
-                        bench_history.render),
+            "requests": (
+                lambda: bench_requests.run(list(cfg.request_ns), url),
+                bench_requests.render,
+            ),
+            "overhead": (
+                lambda: bench_overhead.run(cfg.overhead_stages, cfg.overhead_rounds, url),
+                bench_overhead.render,
+            ),
+            "cold_start": (
+                lambda: bench_cold_start.run(cfg.cold_rounds, url, cfg.importtime_runs),
+                bench_cold_start.render,
+            ),
+            "resume": (
+                lambda: bench_resume.run(
+                    list(cfg.resume_ns), dict(cfg.resume_rounds), url, cfg.resume_rtt
+                ),
+                bench_resume.render,
+            ),
+            "history": (
+                lambda: bench_history.run(list(cfg.history_sizes), cfg.history_rounds),
+                bench_history.render,
+            ),
             "peer": (lambda: bench_peer.run(cfg.peer_rounds), bench_peer.render),
         }
         for name in SECTIONS:
@@ -145,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     report["targets_total"] = len(all_targets)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{report['targets_met']}/{report['targets_total']} targets met; "
-          f"figures written to {args.json}")
+    print(
+        f"{report['targets_met']}/{report['targets_total']} targets met; "
+        f"figures written to {args.json}"
+    )
     return 0

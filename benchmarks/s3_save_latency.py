@@ -22,8 +22,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-for _name, _value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                      "AWS_DEFAULT_REGION": "us-east-1"}.items():
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}.items():
     os.environ.setdefault(_name, _value)
 for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
     os.environ.pop(_name, None)
@@ -34,9 +37,11 @@ def moto_process() -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                             "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -61,8 +66,7 @@ def request_costs(url: str) -> dict[str, dict[str, int]]:
     client = store.backend.client  # type: ignore[attr-defined]
     client.create_bucket(Bucket=store.backend.bucket)  # type: ignore[attr-defined]
     sent: Counter[str] = Counter()
-    client.meta.events.register(
-        "before-call.s3", lambda model, **_: sent.update([model.name]))
+    client.meta.events.register("before-call.s3", lambda model, **_: sent.update([model.name]))
     costs: dict[str, dict[str, int]] = {}
 
     def measure(name: str, operation: Callable[[], Any]) -> None:
@@ -103,13 +107,13 @@ def latencies(url: str, iterations: int, warmup: int = 20) -> dict[str, list[flo
         store.save(state)
 
     # Distinct bodies made up front: the raw side pays for no serialization at all.
-    bodies = iter([uuid.uuid4().hex.encode().ljust(body_size, b"0")
-                   for _ in range(warmup + iterations)])
+    bodies = iter(
+        [uuid.uuid4().hex.encode().ljust(body_size, b"0") for _ in range(warmup + iterations)]
+    )
 
     def put() -> None:
         nonlocal etag
-        etag = raw.put_object(Bucket=bucket, Key=raw_key, Body=next(bodies),
-                              IfMatch=etag)["ETag"]
+        etag = raw.put_object(Bucket=bucket, Key=raw_key, Body=next(bodies), IfMatch=etag)["ETag"]
 
     # The store's own CPU per save (validation, envelope, JSON) with no I/O at all.
     mem = open_store("memory://bench")
@@ -120,10 +124,16 @@ def latencies(url: str, iterations: int, warmup: int = 20) -> dict[str, list[flo
         mem_state.count += 1
         mem.save(mem_state)
 
-    timings: dict[str, list[float]] = {"store.save": [], "raw put_object(IfMatch)": [],
-                                       "store.save on memory://": []}
-    pairs = [("store.save", save), ("raw put_object(IfMatch)", put),
-             ("store.save on memory://", save_in_memory)]
+    timings: dict[str, list[float]] = {
+        "store.save": [],
+        "raw put_object(IfMatch)": [],
+        "store.save on memory://": [],
+    }
+    pairs = [
+        ("store.save", save),
+        ("raw put_object(IfMatch)", put),
+        ("store.save on memory://", save_in_memory),
+    ]
     for i in range(warmup + iterations):
         # Alternate which goes first so drift and caching favour neither.
         for name, operation in pairs if i % 2 == 0 else pairs[::-1]:
@@ -150,8 +160,7 @@ def main() -> None:
         values.sort()
         medians[name] = statistics.median(values)
         p90 = values[int(len(values) * 0.9) - 1]
-        print(f"  {name:<26} median {medians[name]:6.2f}  p90 {p90:6.2f}  "
-              f"min {values[0]:6.2f}")
+        print(f"  {name:<26} median {medians[name]:6.2f}  p90 {p90:6.2f}  min {values[0]:6.2f}")
     save, put = medians["store.save"], medians["raw put_object(IfMatch)"]
     print(f"  store overhead: {save - put:+.2f} ms per save ({(save / put - 1) * 100:+.1f}%)")
 

@@ -73,8 +73,9 @@ def _noop_stage_class() -> type[Any]:
     return Noop
 
 
-def _engine_run(store: StateStore, task_id: str, names: list[str],
-                work: Callable[[], Any] | None) -> Any:
+def _engine_run(
+    store: StateStore, task_id: str, names: list[str], work: Callable[[], Any] | None
+) -> Any:
     from eleanor_cloud.engine import TaskEngine
 
     noop = _noop_stage_class()
@@ -87,16 +88,18 @@ def _engine_run(store: StateStore, task_id: str, names: list[str],
     return engine.run()
 
 
-def run_task(store: StateStore, task_id: str, names: list[str],
-             work: Callable[[], Any] | None = None) -> Any:
+def run_task(
+    store: StateStore, task_id: str, names: list[str], work: Callable[[], Any] | None = None
+) -> Any:
     """Run (or resume) a task of no-op stages; ``work`` is called inside each stage."""
     if engine_available():
         return _engine_run(store, task_id, names, work)
     return standin_run(store, task_id, names, work)
 
 
-def standin_run(store: StateStore, task_id: str, names: list[str],
-                work: Callable[[], Any] | None = None) -> dict[str, BenchState]:
+def standin_run(
+    store: StateStore, task_id: str, names: list[str], work: Callable[[], Any] | None = None
+) -> dict[str, BenchState]:
     """The requests the design prescribes, without the engine's policy.
 
     Fresh task: manifest Create, lease Create, per stage RUNNING (Create) and COMPLETE
@@ -104,9 +107,12 @@ def standin_run(store: StateStore, task_id: str, names: list[str],
     Replace, 1 LIST + N GETs, release.
     """
     now = format_ts(utc_now())
-    manifest = TaskManifest(task_id=task_id, stages=tuple(names),
-                            state_class=f"{BenchState.__module__}.BenchState",
-                            created_at=now)
+    manifest = TaskManifest(
+        task_id=task_id,
+        stages=tuple(names),
+        state_class=f"{BenchState.__module__}.BenchState",
+        created_at=now,
+    )
     states: dict[str, BenchState] = {}
     try:
         store.create_manifest(manifest)
@@ -114,22 +120,24 @@ def standin_run(store: StateStore, task_id: str, names: list[str],
     except AlreadyExists:
         store.load_manifest(task_id)
         fresh = False
-    lease = Lease(task_id=task_id, holder="bench", epoch=1, acquired_at=now,
-                  expires_at=now, ttl_seconds=60.0)
+    lease = Lease(
+        task_id=task_id, holder="bench", epoch=1, acquired_at=now, expires_at=now, ttl_seconds=60.0
+    )
     if fresh:
         store.write_lease(lease, CREATE)
     else:
         current = store.load_lease(task_id)
         assert current is not None
-        store.write_lease(lease.model_copy(update={"epoch": current.value.epoch + 1}),
-                          current.version.to_replace())
+        store.write_lease(
+            lease.model_copy(update={"epoch": current.value.epoch + 1}),
+            current.version.to_replace(),
+        )
         states = store.load_task(task_id, BenchState)
     for name in names:
         state = states.get(name)
         if state is not None and state.status is StageStatus.COMPLETE:
             continue
-        state = state or BenchState(task_id=task_id, stage_name=name,
-                                    status=StageStatus.CREATED)
+        state = state or BenchState(task_id=task_id, stage_name=name, status=StageStatus.CREATED)
         begin_status, begin = state.status, utc_now()
         state.status, state.attempts = StageStatus.RUNNING, state.attempts + 1
         store.save(state)
@@ -138,10 +146,17 @@ def standin_run(store: StateStore, task_id: str, names: list[str],
         end = utc_now()
         state.result = SimpleRecordsResult(total_count=1, success_count=1)
         state.status = StageStatus.COMPLETE
-        state.history.append(StageStateHistoryEntry(
-            attempt=state.attempts, begin_status=begin_status, begin_ts=format_ts(begin),
-            end_status=StageStatus.COMPLETE, end_ts=format_ts(end), message="completed",
-            run_time_seconds=(end - begin).total_seconds()))
+        state.history.append(
+            StageStateHistoryEntry(
+                attempt=state.attempts,
+                begin_status=begin_status,
+                begin_ts=format_ts(begin),
+                end_status=StageStatus.COMPLETE,
+                end_ts=format_ts(end),
+                message="completed",
+                run_time_seconds=(end - begin).total_seconds(),
+            )
+        )
         store.save(state)
         states[name] = state
     store.write_lease(lease.model_copy(update={"released": True}), _lease_replace(store, task_id))
@@ -157,8 +172,11 @@ def _lease_replace(store: StateStore, task_id: str) -> Any:
 def history_entry(attempt: int, status: StageStatus = StageStatus.RETRY) -> StageStateHistoryEntry:
     """A realistic entry: what the engine writes for one failed attempt."""
     return StageStateHistoryEntry(
-        attempt=attempt, begin_status=StageStatus.RUNNING,
-        begin_ts="2026-11-30T04:45:00.123456Z", end_status=status,
+        attempt=attempt,
+        begin_status=StageStatus.RUNNING,
+        begin_ts="2026-11-30T04:45:00.123456Z",
+        end_status=status,
         end_ts="2026-11-30T04:45:01.654321Z",
         message="ConnectionError: upstream API timed out after 30s",
-        run_time_seconds=1.530865)
+        run_time_seconds=1.530865,
+    )

@@ -19,9 +19,7 @@ def format_ts(moment: datetime) -> str:
     """ISO-8601 in UTC with a ``Z`` suffix; naive datetimes are refused."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: eleanor_cloud timestamps are always UTC-aware")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace(
-        "+00:00", "Z"
-    )
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_ts(text: str) -> datetime:

@@ -54,9 +54,7 @@ def _validate_segment(value: object, field: str, max_length: int) -> str:
             value, f"must be at most {max_length} characters (got {len(value)})", field=field
         )
     if not _SAFE.fullmatch(value):
-        raise InvalidKey(
-            value, "may contain only letters, digits, '.', '_' and '-'", field=field
-        )
+        raise InvalidKey(value, "may contain only letters, digits, '.', '_' and '-'", field=field)
     if ".." in value:
         raise InvalidKey(value, "must not contain '..'", field=field)
     if value[0] in "._":

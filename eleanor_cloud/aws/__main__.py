@@ -40,18 +40,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m eleanor_cloud.aws",
         description="Run or resume one task; on SIGTERM finish the stage within the "
-                    "grace period or record it as interrupted (exit 75/76).")
+        "grace period or record it as interrupted (exit 75/76).",
+    )
     parser.add_argument("factory", metavar="MODULE:FACTORY")
     parser.add_argument("--task-id", required=True)
-    parser.add_argument("--store", default=os.environ.get(STORE_ENV),
-                        help=f"store URL (default ${STORE_ENV})")
+    parser.add_argument(
+        "--store", default=os.environ.get(STORE_ENV), help=f"store URL (default ${STORE_ENV})"
+    )
     parser.add_argument("--grace-seconds", type=float, default=None)
     parser.add_argument("--time-budget", type=float, default=None)
     args = parser.parse_args(argv)
     if not args.store:
         parser.error(f"no store: pass --store or set ${STORE_ENV}")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
     from eleanor_cloud.errors import EleanorError
     from eleanor_cloud.keys import validate_task_id
@@ -65,8 +70,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"eleanor_cloud.aws: error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     try:
-        run_container(factory, task_id, store, grace_seconds=args.grace_seconds,
-                      time_budget=args.time_budget)
+        run_container(
+            factory, task_id, store, grace_seconds=args.grace_seconds, time_budget=args.time_budget
+        )
     except EleanorError as exc:
         print(f"eleanor_cloud.aws: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_FAILED) from None

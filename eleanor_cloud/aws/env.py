@@ -41,7 +41,9 @@ def store_from_env(variable: str = STORE_ENV) -> StateStore:
     if not url:
         raise ConfigurationError(
             f"${variable} is not set: give the store URL, e.g. s3://my-bucket/eleanor "
-            "(the StoreUrl output of infra/state-bucket.yaml)", operation="open_store")
+            "(the StoreUrl output of infra/state-bucket.yaml)",
+            operation="open_store",
+        )
     with _lock:
         store = _stores.get(url)
         if store is None:

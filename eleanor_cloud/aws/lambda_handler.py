@@ -139,11 +139,15 @@ def lambda_handler(
     def handler(event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         started = time.monotonic()
         remaining = context.get_remaining_time_in_millis() / 1000.0
-        margin = (safety_margin if safety_margin is not None
-                  else env_float(SAFETY_MARGIN_ENV, DEFAULT_SAFETY_MARGIN))
+        margin = (
+            safety_margin
+            if safety_margin is not None
+            else env_float(SAFETY_MARGIN_ENV, DEFAULT_SAFETY_MARGIN)
+        )
         if not isinstance(event, Mapping) or not isinstance(event.get("task_id"), str):
             raise InvalidState(
-                f"the event must be an object with a string task_id, got {event!r:.200}")
+                f"the event must be an object with a string task_id, got {event!r:.200}"
+            )
         task_id = validate_task_id(event["task_id"])
         budget = remaining - margin
         if budget <= 0:
@@ -151,7 +155,8 @@ def lambda_handler(
             raise ConfigurationError(
                 f"task {task_id!r}: the invocation has {remaining:.1f}s left, not more than "
                 f"the safety margin of {margin:.1f}s; raise the function timeout or lower "
-                f"${SAFETY_MARGIN_ENV}")
+                f"${SAFETY_MARGIN_ENV}"
+            )
 
         engine = build_engine(event)
         ran: list[str] = []
@@ -177,8 +182,7 @@ def lambda_handler(
         except LeaseHeld as held:
             # Another invocation (typically a Lambda retry of this very event, or an
             # earlier one still finishing) holds the task: not an error, wait and loop.
-            _log.info("task %s: lease held by %s until %s", task_id, held.holder,
-                      held.expires_at)
+            _log.info("task %s: lease held by %s until %s", task_id, held.holder, held.expires_at)
             lease_held = True
             skew = float(getattr(engine, "clock_skew_tolerance", 0.0) or 0.0)
             wait = _lease_wait(held.expires_at, clock, skew)
@@ -190,16 +194,21 @@ def lambda_handler(
             wait = idle_wait_seconds
             summary = engine.status()
 
-        waited_for_lease = bool(got_lease) and (got_lease[0][0] == "lease_takeover"
-                                                or got_lease[0][1] > LEASE_WAIT_SLACK)
+        waited_for_lease = bool(got_lease) and (
+            got_lease[0][0] == "lease_takeover" or got_lease[0][1] > LEASE_WAIT_SLACK
+        )
         if not summary.done and not lease_held and not ran and waited_for_lease:
             # Paused before the first stage, but after spending part of the budget on
             # the lease (a takeover always watches the dead holder's lease for its TTL
             # first). That is no evidence the stage cannot fit: loop at once. The lease
             # is released, so the next invocation holds it at once and judges the
             # stage against its whole budget (and raises below if it still cannot fit).
-            _log.info("task %s: %s after %.1fs spent on the lease; looping", task_id,
-                      summary.message or "paused", got_lease[0][1])
+            _log.info(
+                "task %s: %s after %.1fs spent on the lease; looping",
+                task_id,
+                summary.message or "paused",
+                got_lease[0][1],
+            )
         elif not summary.done and not lease_held and not ran:
             # The engine paused before starting anything: the next stage (plus its retry
             # backoff) does not fit in a whole invocation, and the next invocation has
@@ -209,20 +218,23 @@ def lambda_handler(
             raise StageDoesNotFit(
                 f"task {task_id!r}: stage {summary.next_stage!r}{expects} cannot start in an "
                 f"invocation that leaves {budget:.1f}s (remaining {remaining:.1f}s - margin "
-                f"{margin:.1f}s): {summary.message or 'paused'}")
+                f"{margin:.1f}s): {summary.message or 'paused'}"
+            )
 
         response = summary.to_dict()
-        response.update({
-            "wait_seconds": wait,
-            "lease_held": lease_held,
-            "stages_run": ran,
-            "invocation": {
-                "request_id": getattr(context, "aws_request_id", None),
-                "remaining_at_start_seconds": round(remaining, 3),
-                "budget_seconds": round(budget, 3),
-                "elapsed_seconds": round(time.monotonic() - started, 3),
-            },
-        })
+        response.update(
+            {
+                "wait_seconds": wait,
+                "lease_held": lease_held,
+                "stages_run": ran,
+                "invocation": {
+                    "request_id": getattr(context, "aws_request_id", None),
+                    "remaining_at_start_seconds": round(remaining, 3),
+                    "budget_seconds": round(budget, 3),
+                    "elapsed_seconds": round(time.monotonic() - started, 3),
+                },
+            }
+        )
         return response
 
     return handler

@@ -172,13 +172,13 @@ class ContainerRunner:
         self.lease_wait = ttl + skew if lease_wait is None else float(lease_wait)
         self.signals = signals
         self._clock = clock
-        self._signal: int | None = None          # written by the signal handler only
+        self._signal: int | None = None  # written by the signal handler only
         self._signals = 0
-        self._stop = threading.Event()            # set by the main thread on a signal
+        self._stop = threading.Event()  # set by the main thread on a signal
         self._finished = threading.Event()
         self._summary: TaskSummary | None = None
         self._error: BaseException | None = None
-        self._current: str | None = None          # the stage running, for the log only
+        self._current: str | None = None  # the stage running, for the log only
         self._lock = threading.Lock()
         # Imported here: importing this module must not load the engine.
         from eleanor_cloud.engine.events import chain_on_event
@@ -191,13 +191,17 @@ class ContainerRunner:
         with self._lock:
             if event.kind == "stage_started" and event.stage_name is not None:
                 self._current = event.stage_name
-            elif event.kind in ("stage_completed", "stage_retry", "stage_failed",
-                                "stage_canceled", "stage_interrupted"):
+            elif event.kind in (
+                "stage_completed",
+                "stage_retry",
+                "stage_failed",
+                "stage_canceled",
+                "stage_interrupted",
+            ):
                 self._current = None
 
     def _work(self) -> None:
-        deadline = (time.monotonic() + self.time_budget
-                    if self.time_budget is not None else None)
+        deadline = time.monotonic() + self.time_budget if self.time_budget is not None else None
         lease_deadline = time.monotonic() + self.lease_wait
         try:
             while True:
@@ -211,8 +215,12 @@ class ContainerRunner:
                     delay = self._lease_delay(held)
                     if time.monotonic() + delay > lease_deadline or self._stop.is_set():
                         raise
-                    _log.info("task %s: lease held by %s; retrying in %.1fs",
-                              self.engine.task_id, held.holder, delay)
+                    _log.info(
+                        "task %s: lease held by %s; retrying in %.1fs",
+                        self.engine.task_id,
+                        held.holder,
+                        delay,
+                    )
                     if self._stop.wait(delay):
                         # Stopped before anything ran: nothing to record or release.
                         self._summary = self.engine.status()
@@ -249,8 +257,9 @@ class ContainerRunner:
                 signal.signal(signum, previous)
 
     def _supervise(self) -> RunOutcome:
-        worker = threading.Thread(target=self._work, daemon=True,
-                                  name=f"eleanor-run-{self.engine.task_id}")
+        worker = threading.Thread(
+            target=self._work, daemon=True, name=f"eleanor-run-{self.engine.task_id}"
+        )
         worker.start()
         stop_by: float | None = None
         while not self._finished.wait(_POLL):
@@ -260,14 +269,17 @@ class ContainerRunner:
                 name = signal.Signals(self._signal).name
                 self.engine.request_stop(
                     f"{name} received: stopped at a stage boundary (container stop or "
-                    "Spot interruption)")
+                    "Spot interruption)"
+                )
                 with self._lock:
                     current = self._current
                 _log.warning(
                     "task %s: %s received: %s; exiting within %.1fs",
-                    self.engine.task_id, name,
+                    self.engine.task_id,
+                    name,
                     f"letting stage {current!r} finish" if current else "stopping",
-                    self.grace_seconds)
+                    self.grace_seconds,
+                )
             if stop_by is not None and (time.monotonic() >= stop_by or self._signals > 1):
                 return self._interrupt()
         return self._finish()
@@ -286,8 +298,10 @@ class ContainerRunner:
             code = EXIT_STOPPED if signum is not None else EXIT_WORK_LEFT
         message = summary.message
         if signum is not None and code == EXIT_STOPPED:
-            message = (f"stopped on {signal.Signals(signum).name} at a stage boundary; "
-                       f"resume at stage {summary.next_stage!r}")
+            message = (
+                f"stopped on {signal.Signals(signum).name} at a stage boundary; "
+                f"resume at stage {summary.next_stage!r}"
+            )
             _log.warning("task %s: %s", self.engine.task_id, message)
         return RunOutcome(code, summary, signum, message=message)
 
@@ -297,27 +311,40 @@ class ContainerRunner:
         signum = self._signal
         name = signal.Signals(signum).name if signum is not None else "stop"
         if self._signals > 1:
-            reason = (f"{name} received; a second signal ended the {self.grace_seconds:g}s "
-                      "grace period before the stage finished")
+            reason = (
+                f"{name} received; a second signal ended the {self.grace_seconds:g}s "
+                "grace period before the stage finished"
+            )
         else:
-            reason = (f"{name} received; the stage did not finish within the "
-                      f"{self.grace_seconds:g}s grace period (container stop or Spot "
-                      "interruption)")
+            reason = (
+                f"{name} received; the stage did not finish within the "
+                f"{self.grace_seconds:g}s grace period (container stop or Spot "
+                "interruption)"
+            )
         recorded = False
         try:
             recorded = self.engine.interrupt(reason)
         except EleanorError as exc:
             # The lease then simply expires; the next holder records the attempt.
-            _log.error("task %s: could not record the interruption: %s",
-                       self.engine.task_id, exc)
+            _log.error("task %s: could not record the interruption: %s", self.engine.task_id, exc)
         if not recorded and self._finished.wait(_SETTLE):
             # Nothing was running, or the stage's outcome landed first: the engine has
             # stopped at that boundary (the stop was requested) and released the lease.
             return self._finish()
-        _log.warning("task %s: %s; %s", self.engine.task_id, reason,
-                     "attempt recorded as interrupted" if recorded else "nothing recorded")
-        return RunOutcome(EXIT_INTERRUPTED, None, signum, interrupted=True,
-                          recorded_interruption=recorded, message=reason)
+        _log.warning(
+            "task %s: %s; %s",
+            self.engine.task_id,
+            reason,
+            "attempt recorded as interrupted" if recorded else "nothing recorded",
+        )
+        return RunOutcome(
+            EXIT_INTERRUPTED,
+            None,
+            signum,
+            interrupted=True,
+            recorded_interruption=recorded,
+            message=reason,
+        )
 
 
 def run_container(
@@ -334,8 +361,7 @@ def run_container(
     (``exit=False`` returns the outcome instead; an interruption always exits).
     """
     engine = build(task_id, store)
-    outcome = ContainerRunner(engine, grace_seconds=grace_seconds,
-                              time_budget=time_budget).run()
+    outcome = ContainerRunner(engine, grace_seconds=grace_seconds, time_budget=time_budget).run()
     if exit or outcome.interrupted:
         outcome.exit()
     return outcome

@@ -72,20 +72,29 @@ __all__ = [
 _STRATEGIES: dict[str, tuple[str, bool]] = {
     "s3fs.core.S3FileSystem": ("eleanor_cloud.backends.fsspec_s3:S3Strategy", True),
     "gcsfs.core.GCSFileSystem": ("eleanor_cloud.backends.fsspec_gcs:GCSStrategy", True),
-    "adlfs.spec.AzureBlobFileSystem":
-        ("eleanor_cloud.backends.fsspec_azure:AzureStrategy", True),
-    "fsspec.implementations.local.LocalFileSystem":
-        ("eleanor_cloud.backends.fsspec:LocalStrategy", False),
-    "fsspec.implementations.memory.MemoryFileSystem":
-        ("eleanor_cloud.backends.fsspec:MemoryStrategy", False),
+    "adlfs.spec.AzureBlobFileSystem": ("eleanor_cloud.backends.fsspec_azure:AzureStrategy", True),
+    "fsspec.implementations.local.LocalFileSystem": (
+        "eleanor_cloud.backends.fsspec:LocalStrategy",
+        False,
+    ),
+    "fsspec.implementations.memory.MemoryFileSystem": (
+        "eleanor_cloud.backends.fsspec:MemoryStrategy",
+        False,
+    ),
 }
 # Plain URL schemes the registry routes here, and the fsspec protocol each one means.
 _SCHEME_PROTOCOL = {"gs": "gs", "gcs": "gcs", "az": "az", "abfs": "abfs", "abfss": "abfss"}
 # What to install when fsspec cannot import a protocol's implementation.
-_INSTALL = {"s3": "eleanor-cloud[s3fs]", "s3a": "eleanor-cloud[s3fs]",
-            "gs": "eleanor-cloud[gcs]", "gcs": "eleanor-cloud[gcs]",
-            "az": "eleanor-cloud[azure]", "abfs": "eleanor-cloud[azure]",
-            "abfss": "eleanor-cloud[azure]", "adl": "eleanor-cloud[azure]"}
+_INSTALL = {
+    "s3": "eleanor-cloud[s3fs]",
+    "s3a": "eleanor-cloud[s3fs]",
+    "gs": "eleanor-cloud[gcs]",
+    "gcs": "eleanor-cloud[gcs]",
+    "az": "eleanor-cloud[azure]",
+    "abfs": "eleanor-cloud[azure]",
+    "abfss": "eleanor-cloud[azure]",
+    "adl": "eleanor-cloud[azure]",
+}
 
 
 class UnsafeBackendWarning(UserWarning):
@@ -155,7 +164,8 @@ def strategy_for(fs: Any, root: str, *, unsafe_unconditional: bool = False) -> S
                 detail="eleanor_cloud performs conditional writes only on s3fs, gcsfs, "
                 "adlfs, LocalFileSystem and MemoryFileSystem (fsspec itself has no "
                 "compare-and-swap). Use one of those, or pass unsafe_unconditional=True "
-                "to write without preconditions (UNSAFE with two writers)")
+                "to write without preconditions (UNSAFE with two writers)",
+            )
         return UnsafeStrategy(fs, root)
     module_name, _, class_name = known[0].partition(":")
     module = importlib.import_module(module_name)
@@ -172,11 +182,14 @@ def split_root(fs: Any, root: str) -> tuple[str, str]:
     if getattr(fs, "asynchronous", False):
         raise ConfigurationError(
             f"{_fs_label(fs)} was created with asynchronous=True; pass a synchronous "
-            "instance (the default)", operation="open_store")
+            "instance (the default)",
+            operation="open_store",
+        )
     bucket, _, base = fs._strip_protocol(root).strip("/").partition("/")
     if not bucket:
-        raise ConfigurationError(f"fsspec backend root {root!r} names no bucket or "
-                                 "container", operation="open_store")
+        raise ConfigurationError(
+            f"fsspec backend root {root!r} names no bucket or container", operation="open_store"
+        )
     return bucket, f"{base.strip('/')}/" if base.strip("/") else ""
 
 
@@ -213,8 +226,9 @@ class FsspecBackend:
 
     def __init__(self, fs: Any, root: str, *, unsafe_unconditional: bool = False) -> None:
         if not isinstance(root, str):
-            raise ConfigurationError(f"fsspec backend root must be a str, got {root!r}",
-                                     operation="open_store")
+            raise ConfigurationError(
+                f"fsspec backend root must be a str, got {root!r}", operation="open_store"
+            )
         self.fs = fs
         self._strategy = strategy_for(fs, root, unsafe_unconditional=unsafe_unconditional)
         self.unsafe = isinstance(self._strategy, UnsafeStrategy)
@@ -222,7 +236,10 @@ class FsspecBackend:
             warnings.warn(
                 f"{self._strategy.description}: opened with unsafe_unconditional=True; "
                 "writes are not atomic, so two concurrent writers can both win a create "
-                "or lose an update", UnsafeBackendWarning, stacklevel=2)
+                "or lose an update",
+                UnsafeBackendWarning,
+                stacklevel=2,
+            )
 
     def __repr__(self) -> str:
         return f"FsspecBackend({self.description})"
@@ -260,15 +277,18 @@ class FsspecBackend:
 
     def list(self, prefix: str, delimiter: str | None = None) -> Iterator[str]:
         _check_prefix(prefix)
-        keys = sorted(k for k in self._strategy.keys(prefix)
-                      if k.startswith(prefix) and not k.endswith("/"))
+        keys = sorted(
+            k for k in self._strategy.keys(prefix) if k.startswith(prefix) and not k.endswith("/")
+        )
         return roll_up(keys, prefix, delimiter)
 
 
 # -- local and memory: atomic by our own means, never fsspec's check-then-write ----------
 
-def _check_version(description: str, key: str, current: bytes | None,
-                   expected: Version | None, operation: str) -> None:
+
+def _check_version(
+    description: str, key: str, current: bytes | None, expected: Version | None, operation: str
+) -> None:
     """Refuse a replace or conditional delete of ``current`` (``None``: absent) unless it
     is at ``expected`` (``None``: unconditional), for the strategies that version by
     content hash and check before they write. A missing object fails a replace with
@@ -279,8 +299,11 @@ def _check_version(description: str, key: str, current: bytes | None,
     if current is None and operation == "delete":
         raise NotFound(f"{description}: no object at {key!r}", key=key, operation=operation)
     if current is None or content_version(current) != expected:
-        raise Conflict(f"{description}: {key!r} is not at version {expected.token}", key=key,
-                       operation=operation)
+        raise Conflict(
+            f"{description}: {key!r} is not at version {expected.token}",
+            key=key,
+            operation=operation,
+        )
 
 
 class LocalStrategy:
@@ -353,8 +376,7 @@ class MemoryStrategy:
         with _MEMORY_LOCK:
             data = self._current(self._path(key))
         if data is None:
-            raise NotFound(f"{self.description}: no object at {key!r}", key=key,
-                           operation="read")
+            raise NotFound(f"{self.description}: no object at {key!r}", key=key, operation="read")
         return data, content_version(data)
 
     def _put(self, path: str, data: bytes) -> Version:
@@ -365,8 +387,9 @@ class MemoryStrategy:
         path = self._path(key)
         with _MEMORY_LOCK:
             if path in self._fs.store:
-                raise AlreadyExists(f"{self.description}: {key!r} already exists", key=key,
-                                    operation="create")
+                raise AlreadyExists(
+                    f"{self.description}: {key!r} already exists", key=key, operation="create"
+                )
             return self._put(path, data)
 
     def replace(self, key: str, data: bytes, expected: Version) -> Version:
@@ -396,6 +419,7 @@ class MemoryStrategy:
 
 # -- anything else: only on explicit, labelled request ---------------------------------
 
+
 class UnsafeStrategy:
     """Best-effort checks then unconditional writes, for one writer at a time ONLY.
 
@@ -411,8 +435,10 @@ class UnsafeStrategy:
 
     @property
     def description(self) -> str:
-        return (f"fsspec+{_primary_protocol(self._fs)}://{self._root.lstrip('/')} "
-                "(UNSAFE: unconditional writes)")
+        return (
+            f"fsspec+{_primary_protocol(self._fs)}://{self._root.lstrip('/')} "
+            "(UNSAFE: unconditional writes)"
+        )
 
     @property
     def capabilities(self) -> Capabilities:
@@ -423,10 +449,16 @@ class UnsafeStrategy:
 
     def _fail(self, exc: OSError, key: str, operation: str) -> Exception:
         if isinstance(exc, PermissionError):
-            return AccessDenied(f"{self.description}: permission denied for {key!r}: {exc}",
-                                key=key, operation=operation)
-        return BackendError(f"{self.description}: {operation} of {key!r} failed: {exc}",
-                            key=key, operation=operation)
+            return AccessDenied(
+                f"{self.description}: permission denied for {key!r}: {exc}",
+                key=key,
+                operation=operation,
+            )
+        return BackendError(
+            f"{self.description}: {operation} of {key!r} failed: {exc}",
+            key=key,
+            operation=operation,
+        )
 
     def _current(self, key: str) -> bytes | None:
         try:
@@ -439,8 +471,7 @@ class UnsafeStrategy:
     def read(self, key: str) -> tuple[bytes, Version]:
         data = self._current(key)
         if data is None:
-            raise NotFound(f"{self.description}: no object at {key!r}", key=key,
-                           operation="read")
+            raise NotFound(f"{self.description}: no object at {key!r}", key=key, operation="read")
         return data, content_version(data)
 
     def _put(self, key: str, data: bytes, operation: str) -> Version:
@@ -454,8 +485,9 @@ class UnsafeStrategy:
 
     def create(self, key: str, data: bytes) -> Version:
         if self._current(key) is not None:
-            raise AlreadyExists(f"{self.description}: {key!r} already exists", key=key,
-                                operation="create")
+            raise AlreadyExists(
+                f"{self.description}: {key!r} already exists", key=key, operation="create"
+            )
         return self._put(key, data, "create")
 
     def replace(self, key: str, data: bytes, expected: Version) -> Version:
@@ -491,37 +523,44 @@ class UnsafeStrategy:
 
 # -- opening from a URL ----------------------------------------------------------------
 
+
 def _protocol_of(url: str) -> tuple[str, str]:
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ConfigurationError(f"store URL {url!r} has no scheme", operation="open_store")
     scheme = scheme.lower()
     if scheme.startswith("fsspec+"):
-        protocol = scheme[len("fsspec+"):]
+        protocol = scheme[len("fsspec+") :]
         if not protocol:
-            raise ConfigurationError(f"store URL {url!r} names no fsspec protocol after "
-                                     "'fsspec+'", operation="open_store")
+            raise ConfigurationError(
+                f"store URL {url!r} names no fsspec protocol after 'fsspec+'",
+                operation="open_store",
+            )
         return protocol, rest
     if scheme in _SCHEME_PROTOCOL:
         return _SCHEME_PROTOCOL[scheme], rest
     raise ConfigurationError(f"store URL {url!r} is not an fsspec URL", operation="open_store")
 
 
-def _open_filesystem(protocol: str, inner: str, url: str,
-                     storage_options: Mapping[str, Any]) -> tuple[Any, str]:
+def _open_filesystem(
+    protocol: str, inner: str, url: str, storage_options: Mapping[str, Any]
+) -> tuple[Any, str]:
     import fsspec.core
 
     try:
         fs, path = fsspec.core.url_to_fs(inner, **storage_options)
     except ImportError as exc:
         hint = _INSTALL.get(protocol, f"the fsspec implementation of {protocol!r}")
-        raise MissingDependency(f"store URL {url!r} needs the {protocol!r} filesystem: "
-                                f"pip install '{hint}' ({exc})", install=hint) from exc
+        raise MissingDependency(
+            f"store URL {url!r} needs the {protocol!r} filesystem: pip install '{hint}' ({exc})",
+            install=hint,
+        ) from exc
     except ValueError as exc:
         raise ConfigurationError(f"store URL {url!r}: {exc}", operation="open_store") from exc
     except TypeError as exc:
-        raise ConfigurationError(f"bad storage_options for {url!r}: {exc}",
-                                 operation="open_store") from exc
+        raise ConfigurationError(
+            f"bad storage_options for {url!r}: {exc}", operation="open_store"
+        ) from exc
     return fs, str(path)
 
 
@@ -545,21 +584,27 @@ def from_url(
     inner = f"{protocol}://{rest}"
     if filesystem is not None:
         if storage_options:
-            raise ConfigurationError("pass either storage_options or filesystem, not both",
-                                     operation="open_store")
-        protocols = filesystem.protocol if isinstance(filesystem.protocol, (tuple, list)) \
+            raise ConfigurationError(
+                "pass either storage_options or filesystem, not both", operation="open_store"
+            )
+        protocols = (
+            filesystem.protocol
+            if isinstance(filesystem.protocol, (tuple, list))
             else (filesystem.protocol,)
+        )
         if protocol not in protocols:
             raise ConfigurationError(
                 f"store URL {url!r} names protocol {protocol!r} but the filesystem given is "
                 f"{type(filesystem).__name__} ({', '.join(map(str, protocols))})",
-                operation="open_store")
+                operation="open_store",
+            )
         fs, path = filesystem, filesystem._strip_protocol(inner)
     else:
         if storage_options is not None and not isinstance(storage_options, Mapping):
             raise ConfigurationError(
                 f"storage_options must be a mapping, got {type(storage_options).__name__}",
-                operation="open_store")
+                operation="open_store",
+            )
         fs, path = _open_filesystem(protocol, inner, url, storage_options or {})
     known = _known(fs)
     bucketed = known[1] if known is not None else False
@@ -567,8 +612,9 @@ def from_url(
     if bucketed:
         bucket, _, prefix = path.strip("/").partition("/")
         if not bucket:
-            raise ConfigurationError(f"store URL {url!r} names no bucket or container",
-                                     operation="open_store")
+            raise ConfigurationError(
+                f"store URL {url!r} names no bucket or container", operation="open_store"
+            )
         root = bucket
     else:
         root, prefix = path, ""

@@ -80,8 +80,9 @@ async def _list_names(fs: Any, container: str, prefix: str) -> list[str]:
     async with fs.service_client.get_container_client(container) as client:
         names: list[str] = []
         # 1000 per page, like S3 and GCS (Azure's default is 5000).
-        async for blob in client.list_blobs(name_starts_with=prefix or None,
-                                            include=["metadata"], results_per_page=1000):
+        async for blob in client.list_blobs(
+            name_starts_with=prefix or None, include=["metadata"], results_per_page=1000
+        ):
             # adlfs marks the directories it creates with a metadata flag: not objects.
             if (blob.metadata or {}).get("is_directory") == "true":
                 continue
@@ -105,23 +106,29 @@ class AzureStrategy(BucketStrategy):
         where = f"{self.description}: {operation} of {key!r}"
         code, status = _error_code(exc), _status(exc)
         if code == "ContainerNotFound":
-            return BucketNotFound(f"{where}: container {self._bucket!r} does not exist",
-                                  key=key, operation=operation)
+            return BucketNotFound(
+                f"{where}: container {self._bucket!r} does not exist", key=key, operation=operation
+            )
         if isinstance(exc, (ResourceNotFoundError, FileNotFoundError)):
-            return NotFound(f"{self.description}: no object at {key!r}", key=key,
-                            operation=operation)
-        if isinstance(exc, (ClientAuthenticationError, PermissionError)) or status in (401,
-                                                                                       403):
-            return AccessDenied(f"{where}: access denied: {exc}", key=key,
-                                operation=operation)
-        if (isinstance(exc, (ServiceRequestError, ServiceResponseError, TimeoutError,
-                             ConnectionError))
-                or status >= 500 or status == 429):
-            return Unavailable(f"{where}: Azure Blob unavailable: {exc}", key=key,
-                               operation=operation)
+            return NotFound(
+                f"{self.description}: no object at {key!r}", key=key, operation=operation
+            )
+        if isinstance(exc, (ClientAuthenticationError, PermissionError)) or status in (401, 403):
+            return AccessDenied(f"{where}: access denied: {exc}", key=key, operation=operation)
+        if (
+            isinstance(
+                exc, (ServiceRequestError, ServiceResponseError, TimeoutError, ConnectionError)
+            )
+            or status >= 500
+            or status == 429
+        ):
+            return Unavailable(
+                f"{where}: Azure Blob unavailable: {exc}", key=key, operation=operation
+            )
         if isinstance(exc, HttpResponseError):
-            return BackendError(f"{where} failed ({status} {code}): {exc.message}",
-                                key=key, operation=operation)
+            return BackendError(
+                f"{where} failed ({status} {code}): {exc.message}", key=key, operation=operation
+            )
         return BackendError(f"{where} failed: {exc}", key=key, operation=operation)
 
     # -- protocol ----------------------------------------------------------------------
@@ -137,18 +144,24 @@ class AzureStrategy(BucketStrategy):
         except (FileExistsError, ResourceExistsError) as exc:
             if operation != "create":  # pragma: no cover - only create sends If-None-Match
                 raise self._error(exc, key, operation) from exc
-            raise AlreadyExists(f"{self.description}: {key!r} already exists", key=key,
-                                operation=operation) from exc
+            raise AlreadyExists(
+                f"{self.description}: {key!r} already exists", key=key, operation=operation
+            ) from exc
         except ResourceModifiedError as exc:
             if operation == "create":
-                raise AlreadyExists(f"{self.description}: {key!r} already exists", key=key,
-                                    operation=operation) from exc
-            raise Conflict(f"{self.description}: {key!r} is not at the expected version",
-                           key=key, operation=operation) from exc
+                raise AlreadyExists(
+                    f"{self.description}: {key!r} already exists", key=key, operation=operation
+                ) from exc
+            raise Conflict(
+                f"{self.description}: {key!r} is not at the expected version",
+                key=key,
+                operation=operation,
+            ) from exc
         except ResourceNotFoundError as exc:
             if operation == "replace" and _error_code(exc) != "ContainerNotFound":
-                raise Conflict(f"{self.description}: {key!r} does not exist", key=key,
-                               operation=operation) from exc
+                raise Conflict(
+                    f"{self.description}: {key!r} does not exist", key=key, operation=operation
+                ) from exc
             raise self._error(exc, key, operation) from exc
         except _ERRORS as exc:
             raise self._error(exc, key, operation) from exc
@@ -158,8 +171,9 @@ class AzureStrategy(BucketStrategy):
         return self._upload(key, data, "create", mode="create")
 
     def replace(self, key: str, data: bytes, expected: Version) -> Version:
-        return self._upload(key, data, "replace", etag=expected.token,
-                            match_condition=MatchConditions.IfNotModified)
+        return self._upload(
+            key, data, "replace", etag=expected.token, match_condition=MatchConditions.IfNotModified
+        )
 
     def overwrite(self, key: str, data: bytes) -> Version:
         return self._upload(key, data, "overwrite")
@@ -177,10 +191,12 @@ class AzureStrategy(BucketStrategy):
             except _ERRORS as probe_exc:
                 raise self._error(probe_exc, key, "delete") from exc
             if not exists:
-                raise NotFound(f"{self.description}: no object at {key!r}", key=key,
-                               operation="delete") from exc
-            raise Conflict(f"{self.description}: {key!r} is not at version {etag}", key=key,
-                           operation="delete") from exc
+                raise NotFound(
+                    f"{self.description}: no object at {key!r}", key=key, operation="delete"
+                ) from exc
+            raise Conflict(
+                f"{self.description}: {key!r} is not at version {etag}", key=key, operation="delete"
+            ) from exc
         except _ERRORS as exc:
             self._delete_failed(exc, key, if_version)
         finally:

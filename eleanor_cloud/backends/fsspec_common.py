@@ -59,8 +59,9 @@ class BucketStrategy(ABC):
     def _error(self, exc: BaseException, key: str, operation: str) -> EleanorError:
         """The eleanor_cloud error for ``exc``, raised by ``operation`` on ``key``."""
 
-    def _run(self, key: str, operation: str, request: Callable[..., Awaitable[_T]],
-             *args: Any) -> _T:
+    def _run(
+        self, key: str, operation: str, request: Callable[..., Awaitable[_T]], *args: Any
+    ) -> _T:
         """``request(fs, bucket, *args)`` on the filesystem's loop, failures translated."""
         try:
             result: _T = sync(self._fs.loop, request, self._fs, self._bucket, *args)

@@ -47,8 +47,15 @@ __all__ = ["GCSStrategy"]
 _BOUNDARY = "==eleanor-0=="
 # What gcsfs raises: its renderings of HTTP statuses (OSError subclasses, ValueError for
 # 400, HttpError, RuntimeError) and its transports' own failures.
-_ERRORS = (OSError, ValueError, RuntimeError, HttpError, aiohttp.ClientError,
-           requests.exceptions.RequestException, google.auth.exceptions.GoogleAuthError)
+_ERRORS = (
+    OSError,
+    ValueError,
+    RuntimeError,
+    HttpError,
+    aiohttp.ClientError,
+    requests.exceptions.RequestException,
+    google.auth.exceptions.GoogleAuthError,
+)
 
 
 def _http_code(exc: BaseException) -> int:
@@ -61,18 +68,28 @@ def _is_generation(version: Version) -> bool:
     return version.token.isdigit() and version.token.lstrip("0") != ""
 
 
-async def _upload(fs: Any, bucket: str, name: str, data: bytes,
-                  if_generation_match: str | None) -> dict[str, Any]:
+async def _upload(
+    fs: Any, bucket: str, name: str, data: bytes, if_generation_match: str | None
+) -> dict[str, Any]:
     metadata = json.dumps({"name": name})
-    body = (f"--{_BOUNDARY}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
+    body = (
+        (
+            f"--{_BOUNDARY}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
             f"{metadata}\r\n--{_BOUNDARY}\r\nContent-Type: application/octet-stream\r\n\r\n"
-            ).encode() + data + f"\r\n--{_BOUNDARY}--".encode()
+        ).encode()
+        + data
+        + f"\r\n--{_BOUNDARY}--".encode()
+    )
     params = {} if if_generation_match is None else {"ifGenerationMatch": if_generation_match}
     out: dict[str, Any] = await fs._call(
-        "POST", f"{fs._location}/upload/storage/v1/b/{quote(bucket, safe='')}/o",
+        "POST",
+        f"{fs._location}/upload/storage/v1/b/{quote(bucket, safe='')}/o",
         uploadType="multipart",
         headers={"Content-Type": f'multipart/related; boundary="{_BOUNDARY}"'},
-        data=body, json_out=True, **params)
+        data=body,
+        json_out=True,
+        **params,
+    )
     return out
 
 
@@ -107,27 +124,42 @@ class GCSStrategy(BucketStrategy):
         if isinstance(exc, FileNotFoundError):
             if operation in ("create", "replace", "overwrite", "list"):
                 # An upload or listing gets 404 only when the bucket is missing.
-                return BucketNotFound(f"{where}: bucket {self._bucket!r} does not exist",
-                                      key=key, operation=operation)
-            return NotFound(f"{self.description}: no object at {key!r}", key=key,
-                            operation=operation)
-        if isinstance(exc, (PermissionError, google.auth.exceptions.GoogleAuthError)) or \
-                code in (401, 403) or (
-                isinstance(exc, OSError) and str(exc).startswith("Forbidden")):
-            return AccessDenied(f"{where}: access denied: {exc}", key=key,
-                                operation=operation)
-        if code == 429 or code >= 500 or isinstance(exc, (
-                requests.exceptions.RequestException, aiohttp.ClientError, TimeoutError,
-                ConnectionError)):
-            return Unavailable(f"{where}: GCS unavailable: {exc}", key=key,
-                               operation=operation)
+                return BucketNotFound(
+                    f"{where}: bucket {self._bucket!r} does not exist", key=key, operation=operation
+                )
+            return NotFound(
+                f"{self.description}: no object at {key!r}", key=key, operation=operation
+            )
+        if (
+            isinstance(exc, (PermissionError, google.auth.exceptions.GoogleAuthError))
+            or code in (401, 403)
+            or (isinstance(exc, OSError) and str(exc).startswith("Forbidden"))
+        ):
+            return AccessDenied(f"{where}: access denied: {exc}", key=key, operation=operation)
+        if (
+            code == 429
+            or code >= 500
+            or isinstance(
+                exc,
+                (
+                    requests.exceptions.RequestException,
+                    aiohttp.ClientError,
+                    TimeoutError,
+                    ConnectionError,
+                ),
+            )
+        ):
+            return Unavailable(f"{where}: GCS unavailable: {exc}", key=key, operation=operation)
         return BackendError(f"{where} failed: {exc}", key=key, operation=operation)
 
     def _generation(self, out: dict[str, Any], key: str, operation: str) -> Version:
         generation = out.get("generation")
         if generation in (None, ""):
-            raise BackendError(f"{self.description}: {operation} of {key!r} returned no "
-                               "generation", key=key, operation=operation)
+            raise BackendError(
+                f"{self.description}: {operation} of {key!r} returned no generation",
+                key=key,
+                operation=operation,
+            )
         return Version(str(generation))
 
     # -- protocol ----------------------------------------------------------------------
@@ -135,8 +167,11 @@ class GCSStrategy(BucketStrategy):
     def read(self, key: str) -> tuple[bytes, Version]:
         data, generation = self._run(key, "read", _download, self._name(key))
         if generation is None:
-            raise BackendError(f"{self.description}: read of {key!r} returned no "
-                               "x-goog-generation header", key=key, operation="read")
+            raise BackendError(
+                f"{self.description}: read of {key!r} returned no x-goog-generation header",
+                key=key,
+                operation="read",
+            )
         return data, Version(generation)
 
     def _put(self, key: str, data: bytes, operation: str, match: str | None) -> Version:
@@ -145,10 +180,14 @@ class GCSStrategy(BucketStrategy):
             out = sync(self._fs.loop, _upload, self._fs, self._bucket, name, data, match)
         except FileExistsError as exc:  # gcsfs's rendering of 412 Precondition Failed
             if operation == "create":
-                raise AlreadyExists(f"{self.description}: {key!r} already exists", key=key,
-                                    operation=operation) from exc
-            raise Conflict(f"{self.description}: {key!r} is not at generation {match}",
-                           key=key, operation=operation) from exc
+                raise AlreadyExists(
+                    f"{self.description}: {key!r} already exists", key=key, operation=operation
+                ) from exc
+            raise Conflict(
+                f"{self.description}: {key!r} is not at generation {match}",
+                key=key,
+                operation=operation,
+            ) from exc
         except _ERRORS as exc:
             raise self._error(exc, key, operation) from exc
         finally:
@@ -160,8 +199,11 @@ class GCSStrategy(BucketStrategy):
 
     def replace(self, key: str, data: bytes, expected: Version) -> Version:
         if not _is_generation(expected):
-            raise Conflict(f"{self.description}: {key!r}: {expected.token!r} is not a GCS "
-                           "generation", key=key, operation="replace")
+            raise Conflict(
+                f"{self.description}: {key!r}: {expected.token!r} is not a GCS generation",
+                key=key,
+                operation="replace",
+            )
         return self._put(key, data, "replace", expected.token)
 
     def overwrite(self, key: str, data: bytes) -> Version:
@@ -171,14 +213,20 @@ class GCSStrategy(BucketStrategy):
         name = self._name(key)
         params = {} if if_version is None else {"ifGenerationMatch": if_version.token}
         if if_version is not None and not _is_generation(if_version):
-            raise Conflict(f"{self.description}: {key!r}: {if_version.token!r} is not a GCS "
-                           "generation", key=key, operation="delete")
+            raise Conflict(
+                f"{self.description}: {key!r}: {if_version.token!r} is not a GCS generation",
+                key=key,
+                operation="delete",
+            )
         try:
             self._fs.call("DELETE", "b/{}/o/{}", self._bucket, name, **params)
         except FileExistsError as exc:  # 412
-            raise Conflict(f"{self.description}: {key!r} is not at generation "
-                           f"{params.get('ifGenerationMatch')}", key=key,
-                           operation="delete") from exc
+            raise Conflict(
+                f"{self.description}: {key!r} is not at generation "
+                f"{params.get('ifGenerationMatch')}",
+                key=key,
+                operation="delete",
+            ) from exc
         except _ERRORS as exc:  # 404 -> NotFound: no error unless if_version was given
             self._delete_failed(exc, key, if_version)
         finally:

@@ -48,8 +48,15 @@ __all__ = ["S3Strategy"]
 
 _ERRORS = (OSError, BotoCoreError, ClientError, aiohttp.ClientError)
 _CONFLICT_RETRIES = 4
-_UNAVAILABLE_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout",
-                      "RequestTimeTooSkewed", "Throttling", "ThrottlingException"}
+_UNAVAILABLE_CODES = {
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "Throttling",
+    "ThrottlingException",
+}
 
 
 @functools.cache
@@ -57,8 +64,7 @@ def _missing_condition_parameters() -> tuple[str, ...]:
     import botocore.session
 
     model = botocore.session.get_session().get_service_model("s3")
-    wanted = (("PutObject", "IfNoneMatch"), ("PutObject", "IfMatch"),
-              ("DeleteObject", "IfMatch"))
+    wanted = (("PutObject", "IfNoneMatch"), ("PutObject", "IfMatch"), ("DeleteObject", "IfMatch"))
     missing = []
     for operation, param in wanted:
         shape = model.operation_model(operation).input_shape
@@ -120,29 +126,36 @@ class S3Strategy(BucketStrategy):
         missing = _missing_condition_parameters()
         if missing:
             raise NotSupported(
-                "create-if-absent and compare-and-swap", f"s3fs with botocore "
-                f"{botocore.__version__}",
+                "create-if-absent and compare-and-swap",
+                f"s3fs with botocore {botocore.__version__}",
                 detail=f"its S3 model lacks {', '.join(missing)} (s3fs would silently drop "
-                "them); install botocore >= 1.35.50")
+                "them); install botocore >= 1.35.50",
+            )
 
     def _error(self, exc: BaseException, key: str, operation: str) -> EleanorError:
         code, status = _error_info(exc)
         where = f"{self.description}: {operation} of {key!r}"
         if code == "NoSuchBucket":
-            return BucketNotFound(f"{where}: bucket {self._bucket!r} does not exist",
-                                  key=key, operation=operation)
+            return BucketNotFound(
+                f"{where}: bucket {self._bucket!r} does not exist", key=key, operation=operation
+            )
         if code == "NoSuchKey" or isinstance(exc, FileNotFoundError):
-            return NotFound(f"{self.description}: no object at {key!r}", key=key,
-                            operation=operation)
-        if (isinstance(exc, (PermissionError, NoCredentialsError))
-                or status in (401, 403) or code == "AccessDenied"):
-            return AccessDenied(f"{where}: access denied: {exc}", key=key,
-                                operation=operation)
-        if (code in _UNAVAILABLE_CODES or status >= 500 or status == 429
-                or isinstance(exc, (BotoCoreError, aiohttp.ClientError, TimeoutError,
-                                    ConnectionError))):
-            return Unavailable(f"{where}: S3 unavailable: {exc}", key=key,
-                               operation=operation)
+            return NotFound(
+                f"{self.description}: no object at {key!r}", key=key, operation=operation
+            )
+        if (
+            isinstance(exc, (PermissionError, NoCredentialsError))
+            or status in (401, 403)
+            or code == "AccessDenied"
+        ):
+            return AccessDenied(f"{where}: access denied: {exc}", key=key, operation=operation)
+        if (
+            code in _UNAVAILABLE_CODES
+            or status >= 500
+            or status == 429
+            or isinstance(exc, (BotoCoreError, aiohttp.ClientError, TimeoutError, ConnectionError))
+        ):
+            return Unavailable(f"{where}: S3 unavailable: {exc}", key=key, operation=operation)
         return BackendError(f"{where} failed: {exc}", key=key, operation=operation)
 
     # -- protocol ----------------------------------------------------------------------
@@ -155,36 +168,46 @@ class S3Strategy(BucketStrategy):
         name = self._name(key)
         for attempt in range(_CONFLICT_RETRIES):
             try:
-                response = self._fs.call_s3("put_object", Bucket=self._bucket, Key=name,
-                                            Body=data, **condition)
+                response = self._fs.call_s3(
+                    "put_object", Bucket=self._bucket, Key=name, Body=data, **condition
+                )
             except _ERRORS as exc:
                 code, status = _error_info(exc)
                 if code == "ConditionalRequestConflict" or (status == 409 and condition):
                     if attempt + 1 < _CONFLICT_RETRIES:
                         # Back off with jitter: a concurrent conditional write is in flight.
-                        time.sleep(random.uniform(0, 0.05 * 2 ** attempt))
+                        time.sleep(random.uniform(0, 0.05 * 2**attempt))
                         continue
-                    raise Conflict(f"{self.description}: {operation} of {key!r} kept "
-                                   f"colliding with concurrent writes", key=key,
-                                   operation=operation) from exc
+                    raise Conflict(
+                        f"{self.description}: {operation} of {key!r} kept "
+                        f"colliding with concurrent writes",
+                        key=key,
+                        operation=operation,
+                    ) from exc
                 raise self._put_error(exc, key, operation) from exc
             self._invalidate(name)
             return Version(str(response["ETag"]))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _put_error(self, exc: BaseException, key: str, operation: str) -> EleanorError:
-        if operation == "create" and (isinstance(exc, FileExistsError)
-                                      or _precondition_failed(exc)):
-            return AlreadyExists(f"{self.description}: {key!r} already exists", key=key,
-                                 operation=operation)
+        if operation == "create" and (
+            isinstance(exc, FileExistsError) or _precondition_failed(exc)
+        ):
+            return AlreadyExists(
+                f"{self.description}: {key!r} already exists", key=key, operation=operation
+            )
         if operation == "replace":
             code, _ = _error_info(exc)
             if _precondition_failed(exc) or isinstance(exc, FileExistsError):
-                return Conflict(f"{self.description}: {key!r} is not at the expected "
-                                "version", key=key, operation=operation)
+                return Conflict(
+                    f"{self.description}: {key!r} is not at the expected version",
+                    key=key,
+                    operation=operation,
+                )
             if code == "NoSuchKey":
-                return Conflict(f"{self.description}: {key!r} does not exist", key=key,
-                                operation=operation)
+                return Conflict(
+                    f"{self.description}: {key!r} does not exist", key=key, operation=operation
+                )
         return self._error(exc, key, operation)
 
     def create(self, key: str, data: bytes) -> Version:
@@ -203,8 +226,11 @@ class S3Strategy(BucketStrategy):
             self._fs.call_s3("delete_object", Bucket=self._bucket, Key=name, **condition)
         except _ERRORS as exc:
             if if_version is not None and _precondition_failed(exc):
-                raise Conflict(f"{self.description}: {key!r} is not at version "
-                               f"{if_version.token}", key=key, operation="delete") from exc
+                raise Conflict(
+                    f"{self.description}: {key!r} is not at version {if_version.token}",
+                    key=key,
+                    operation="delete",
+                ) from exc
             self._delete_failed(exc, key, if_version)
         finally:
             self._invalidate(name)

@@ -103,7 +103,7 @@ class LocalBackend:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             if self._fsync:
                 os.fsync(fd)
         except BaseException:
@@ -144,10 +144,16 @@ class LocalBackend:
 
     def _translate(self, exc: OSError, key: str, operation: str) -> Exception:
         if isinstance(exc, PermissionError):
-            return AccessDenied(f"{self.description}: permission denied for {key!r}: {exc}",
-                                key=key, operation=operation)
-        return BackendError(f"{self.description}: {operation} of {key!r} failed: {exc}",
-                            key=key, operation=operation)
+            return AccessDenied(
+                f"{self.description}: permission denied for {key!r}: {exc}",
+                key=key,
+                operation=operation,
+            )
+        return BackendError(
+            f"{self.description}: {operation} of {key!r} failed: {exc}",
+            key=key,
+            operation=operation,
+        )
 
     # -- protocol ----------------------------------------------------------------------
 
@@ -156,8 +162,9 @@ class LocalBackend:
         try:
             data = path.read_bytes()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise NotFound(f"{self.description}: no object at {key!r}", key=key,
-                           operation="read") from None
+            raise NotFound(
+                f"{self.description}: no object at {key!r}", key=key, operation="read"
+            ) from None
         except OSError as exc:
             raise self._translate(exc, key, "read") from exc
         return data, content_version(data)
@@ -193,12 +200,14 @@ class LocalBackend:
             try:
                 os.link(temp, path)
             except FileExistsError:
-                raise AlreadyExists(f"{self.description}: {key!r} already exists", key=key,
-                                    operation="create") from None
+                raise AlreadyExists(
+                    f"{self.description}: {key!r} already exists", key=key, operation="create"
+                ) from None
             except OSError as exc:
                 if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
-                    raise NotSupported("create", self.description,
-                                       detail=f"hard links unavailable ({exc})") from exc
+                    raise NotSupported(
+                        "create", self.description, detail=f"hard links unavailable ({exc})"
+                    ) from exc
                 raise
             finally:
                 with contextlib.suppress(FileNotFoundError):
@@ -213,12 +222,18 @@ class LocalBackend:
                 try:
                     current = path.read_bytes()
                 except FileNotFoundError:
-                    raise Conflict(f"{self.description}: {key!r} does not exist (expected "
-                                   f"version {expected.token})", key=key,
-                                   operation="replace") from None
+                    raise Conflict(
+                        f"{self.description}: {key!r} does not exist (expected "
+                        f"version {expected.token})",
+                        key=key,
+                        operation="replace",
+                    ) from None
                 if content_version(current) != expected:
-                    raise Conflict(f"{self.description}: {key!r} is not at version "
-                                   f"{expected.token}", key=key, operation="replace")
+                    raise Conflict(
+                        f"{self.description}: {key!r} is not at version {expected.token}",
+                        key=key,
+                        operation="replace",
+                    )
             temp = self._write_temp(path, data)
             try:
                 os.replace(temp, path)
@@ -232,8 +247,9 @@ class LocalBackend:
         path = self._path(key)
         if not path.parent.is_dir():
             if if_version is not None:
-                raise NotFound(f"{self.description}: no object at {key!r}", key=key,
-                               operation="delete")
+                raise NotFound(
+                    f"{self.description}: no object at {key!r}", key=key, operation="delete"
+                )
             return
         try:
             with self._locked(path):
@@ -241,11 +257,15 @@ class LocalBackend:
                     try:
                         current = path.read_bytes()
                     except FileNotFoundError:
-                        raise NotFound(f"{self.description}: no object at {key!r}", key=key,
-                                       operation="delete") from None
+                        raise NotFound(
+                            f"{self.description}: no object at {key!r}", key=key, operation="delete"
+                        ) from None
                     if content_version(current) != if_version:
-                        raise Conflict(f"{self.description}: {key!r} is not at version "
-                                       f"{if_version.token}", key=key, operation="delete")
+                        raise Conflict(
+                            f"{self.description}: {key!r} is not at version {if_version.token}",
+                            key=key,
+                            operation="delete",
+                        )
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                 # Unlinked while held: waiters notice the inode change and relock.
@@ -272,12 +292,12 @@ class LocalBackend:
         start = self._root.joinpath(*base.split("/")) if base else self._root
         return roll_up(self._walk(start, base, prefix, delimiter), prefix, delimiter)
 
-    def _walk(self, directory: Path, rel: str, prefix: str,
-              delimiter: str | None) -> Iterator[str]:
+    def _walk(self, directory: Path, rel: str, prefix: str, delimiter: str | None) -> Iterator[str]:
         try:
             # Sort as the keys will read ("a/" after "a.json") so output is lexicographic.
-            entries = sorted(os.scandir(directory),
-                             key=lambda e: e.name + "/" if e.is_dir() else e.name)
+            entries = sorted(
+                os.scandir(directory), key=lambda e: e.name + "/" if e.is_dir() else e.name
+            )
         except (FileNotFoundError, NotADirectoryError):
             return
         for entry in entries:
@@ -313,7 +333,8 @@ def from_url(url: str, *, fsync: bool = True) -> tuple[LocalBackend, str]:
             from eleanor_cloud.errors import ConfigurationError
 
             raise ConfigurationError(
-                f"file URL {url!r} names host {parts.netloc!r}; use file:///absolute/path")
+                f"file URL {url!r} names host {parts.netloc!r}; use file:///absolute/path"
+            )
         path = unquote(parts.path)
     else:
         path = url

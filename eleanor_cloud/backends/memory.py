@@ -43,8 +43,9 @@ class MemoryBackend:
             try:
                 return self._objects[key]
             except KeyError:
-                raise NotFound(f"{self.description}: no object at {key!r}", key=key,
-                               operation="read") from None
+                raise NotFound(
+                    f"{self.description}: no object at {key!r}", key=key, operation="read"
+                ) from None
 
     def write(self, key: str, data: bytes, mode: WriteMode) -> Version:
         data = bytes(data)
@@ -54,13 +55,17 @@ class MemoryBackend:
                 case Create():
                     if current is not None:
                         raise AlreadyExists(
-                            f"{self.description}: {key!r} already exists", key=key,
-                            operation="create")
+                            f"{self.description}: {key!r} already exists",
+                            key=key,
+                            operation="create",
+                        )
                 case Replace(version=expected):
                     if current is None or current[1] != expected:
                         raise Conflict(
                             f"{self.description}: {key!r} is not at version {expected.token}",
-                            key=key, operation="replace")
+                            key=key,
+                            operation="replace",
+                        )
                 case Overwrite():
                     pass
             version = Version(str(next(self._counter)))
@@ -72,12 +77,15 @@ class MemoryBackend:
             current = self._objects.get(key)
             if if_version is not None:
                 if current is None:
-                    raise NotFound(f"{self.description}: no object at {key!r}", key=key,
-                                   operation="delete")
+                    raise NotFound(
+                        f"{self.description}: no object at {key!r}", key=key, operation="delete"
+                    )
                 if current[1] != if_version:
                     raise Conflict(
                         f"{self.description}: {key!r} is not at version {if_version.token}",
-                        key=key, operation="delete")
+                        key=key,
+                        operation="delete",
+                    )
             self._objects.pop(key, None)
 
     def list(self, prefix: str, delimiter: str | None = None) -> Iterator[str]:

@@ -69,7 +69,8 @@ try:
 except ModuleNotFoundError as _exc:  # pragma: no cover - exercised without the extra
     raise MissingDependency(
         f"the S3 backend needs {_exc.name!r}: pip install 'eleanor-cloud[s3]'",
-        install="eleanor-cloud[s3]") from _exc
+        install="eleanor-cloud[s3]",
+    ) from _exc
 
 from eleanor_cloud.backends.s3_errors import (
     CONDITIONAL_CONFLICT,
@@ -104,13 +105,15 @@ _BODY_RETRIES = 2
 def validate_bucket(bucket: object) -> str:
     """Return ``bucket`` if it can be an S3 bucket name, else raise ``ConfigurationError``."""
     if not isinstance(bucket, str) or not bucket:
-        raise ConfigurationError(f"S3 bucket name must be a non-empty string, got {bucket!r}",
-                                 operation="open_store")
+        raise ConfigurationError(
+            f"S3 bucket name must be a non-empty string, got {bucket!r}", operation="open_store"
+        )
     if not _BUCKET.fullmatch(bucket) or ".." in bucket:
         raise ConfigurationError(
             f"invalid S3 bucket name {bucket!r}: use 3-63 lower-case letters, digits, "
             "'.' and '-', starting and ending with a letter or digit",
-            operation="open_store")
+            operation="open_store",
+        )
     return bucket
 
 
@@ -119,28 +122,37 @@ def _validate_extra_args(extra_args: Mapping[str, Any] | None) -> dict[str, str]
         return {}
     if not isinstance(extra_args, Mapping):
         raise ConfigurationError(
-            f"extra_args must be a mapping, got {type(extra_args).__name__}",
-            operation="open_store")
+            f"extra_args must be a mapping, got {type(extra_args).__name__}", operation="open_store"
+        )
     unknown = sorted(set(extra_args) - ALLOWED_EXTRA_ARGS)
     if unknown:
         raise ConfigurationError(
             f"unsupported S3 extra_args {unknown}; allowed: {sorted(ALLOWED_EXTRA_ARGS)}",
-            operation="open_store")
+            operation="open_store",
+        )
     for name, value in extra_args.items():
         if not isinstance(value, str) or not value:
-            raise ConfigurationError(f"extra_args[{name!r}] must be a non-empty string, "
-                                     f"got {value!r}", operation="open_store")
+            raise ConfigurationError(
+                f"extra_args[{name!r}] must be a non-empty string, got {value!r}",
+                operation="open_store",
+            )
     sse = extra_args.get("ServerSideEncryption")
     if sse is not None and sse not in _SSE_VALUES:
-        raise ConfigurationError(f"extra_args['ServerSideEncryption'] must be one of "
-                                 f"{list(_SSE_VALUES)}, got {sse!r}", operation="open_store")
+        raise ConfigurationError(
+            f"extra_args['ServerSideEncryption'] must be one of {list(_SSE_VALUES)}, got {sse!r}",
+            operation="open_store",
+        )
     if "SSEKMSKeyId" in extra_args and not str(sse or "").startswith("aws:kms"):
-        raise ConfigurationError("extra_args['SSEKMSKeyId'] needs ServerSideEncryption "
-                                 "'aws:kms' or 'aws:kms:dsse'", operation="open_store")
+        raise ConfigurationError(
+            "extra_args['SSEKMSKeyId'] needs ServerSideEncryption 'aws:kms' or 'aws:kms:dsse'",
+            operation="open_store",
+        )
     owner = extra_args.get("ExpectedBucketOwner")
     if owner is not None and not _ACCOUNT_ID.fullmatch(owner):
-        raise ConfigurationError(f"extra_args['ExpectedBucketOwner'] must be a 12-digit AWS "
-                                 f"account id, got {owner!r}", operation="open_store")
+        raise ConfigurationError(
+            f"extra_args['ExpectedBucketOwner'] must be a 12-digit AWS account id, got {owner!r}",
+            operation="open_store",
+        )
     return dict(extra_args)
 
 
@@ -217,20 +229,30 @@ class S3Backend:
         if not isinstance(conflict_retries, int) or conflict_retries < 0:
             raise ConfigurationError(
                 f"conflict_retries must be a non-negative int, got {conflict_retries!r}",
-                operation="open_store")
-        if page_size is not None and (not isinstance(page_size, int)
-                                      or not 1 <= page_size <= 1000):
-            raise ConfigurationError(f"page_size must be an int from 1 to 1000, got "
-                                     f"{page_size!r}", operation="open_store")
+                operation="open_store",
+            )
+        if page_size is not None and (not isinstance(page_size, int) or not 1 <= page_size <= 1000):
+            raise ConfigurationError(
+                f"page_size must be an int from 1 to 1000, got {page_size!r}",
+                operation="open_store",
+            )
         if client is not None:
-            given = [name for name, value in (("session", session), ("config", config),
-                                              ("endpoint_url", endpoint_url),
-                                              ("region_name", region_name))
-                     if value is not None]
+            given = [
+                name
+                for name, value in (
+                    ("session", session),
+                    ("config", config),
+                    ("endpoint_url", endpoint_url),
+                    ("region_name", region_name),
+                )
+                if value is not None
+            ]
             if given:
                 raise ConfigurationError(
                     f"pass either client= or {', '.join(given)}=, not both: an injected "
-                    "client is used as is", operation="open_store")
+                    "client is used as is",
+                    operation="open_store",
+                )
             self._client: S3Client = client
         else:
             if session is None:
@@ -238,14 +260,19 @@ class S3Backend:
             elif not isinstance(session, boto3.session.Session):
                 raise ConfigurationError(
                     f"session must be a boto3.Session, got {type(session).__name__}",
-                    operation="open_store")
+                    operation="open_store",
+                )
             try:
                 self._client = session.client(
-                    "s3", endpoint_url=endpoint_url, region_name=region_name,
-                    config=_client_config(session, config))
+                    "s3",
+                    endpoint_url=endpoint_url,
+                    region_name=region_name,
+                    config=_client_config(session, config),
+                )
             except (BotoCoreError, ValueError) as exc:
-                raise ConfigurationError(f"cannot create an S3 client for s3://{bucket}: "
-                                         f"{exc}", operation="open_store") from exc
+                raise ConfigurationError(
+                    f"cannot create an S3 client for s3://{bucket}: {exc}", operation="open_store"
+                ) from exc
         # The owner check goes on every request; encryption arguments only on writes.
         owner = self._extra.get("ExpectedBucketOwner")
         self._owner: dict[str, Any] = {"ExpectedBucketOwner": owner} if owner else {}
@@ -284,15 +311,13 @@ class S3Backend:
         _check_key(key)
         for attempt in range(_BODY_RETRIES + 1):
             try:
-                response = self._client.get_object(Bucket=self._bucket, Key=key,
-                                                   **self._owner)
+                response = self._client.get_object(Bucket=self._bucket, Key=key, **self._owner)
             except (ClientError, BotoCoreError) as exc:
                 raise self._translate(exc, key, "read") from exc
             body = response["Body"]
             try:
                 data = body.read()
-            except (IncompleteReadError, ResponseStreamingError,
-                    FlexibleChecksumError) as exc:
+            except (IncompleteReadError, ResponseStreamingError, FlexibleChecksumError) as exc:
                 if attempt < _BODY_RETRIES:
                     continue
                 raise self._translate(exc, key, "read") from exc
@@ -304,8 +329,12 @@ class S3Backend:
     def write(self, key: str, data: bytes, mode: WriteMode) -> Version:
         """One PutObject, conditional per ``mode``; the new ETag."""
         _check_key(key)
-        args: dict[str, Any] = {"Bucket": self._bucket, "Key": key, "Body": bytes(data),
-                                **self._put_extra}
+        args: dict[str, Any] = {
+            "Bucket": self._bucket,
+            "Key": key,
+            "Body": bytes(data),
+            **self._put_extra,
+        }
         if key.endswith(".json"):
             args["ContentType"] = "application/json"
         expected: str | None = None
@@ -345,26 +374,38 @@ class S3Backend:
     def list(self, prefix: str, delimiter: str | None = None) -> Iterator[str]:
         """ListObjectsV2 page by page; common prefixes merged in lexicographic order."""
         if not isinstance(prefix, str):
-            raise InvalidKey(prefix, f"must be a str, not {type(prefix).__name__}",
-                             field="prefix")
+            raise InvalidKey(prefix, f"must be a str, not {type(prefix).__name__}", field="prefix")
         return self._list(prefix, delimiter)
 
     # -- internals ---------------------------------------------------------------------
 
-    def _translate(self, exc: Exception, key: str | None, operation: str,
-                   expected: str | None = None) -> EleanorError:
-        return translate(exc, bucket=self._bucket, key=key, operation=operation,
-                         expected=expected, owner=self._owner.get("ExpectedBucketOwner"))
+    def _translate(
+        self, exc: Exception, key: str | None, operation: str, expected: str | None = None
+    ) -> EleanorError:
+        return translate(
+            exc,
+            bucket=self._bucket,
+            key=key,
+            operation=operation,
+            expected=expected,
+            owner=self._owner.get("ExpectedBucketOwner"),
+        )
 
-    def _call(self, method: Callable[..., Any], args: dict[str, Any], key: str,
-              operation: str, expected: str | None) -> Any:
+    def _call(
+        self,
+        method: Callable[..., Any],
+        args: dict[str, Any],
+        key: str,
+        operation: str,
+        expected: str | None,
+    ) -> Any:
         for attempt in range(self._conflict_retries + 1):
             try:
                 return method(**args)
             except ClientError as exc:
                 if error_code(exc) == CONDITIONAL_CONFLICT and attempt < self._conflict_retries:
                     # S3: another conditional write to this key was in flight; retry.
-                    cap = min(_CONFLICT_BACKOFF_CAP, _CONFLICT_BACKOFF_BASE * 2 ** attempt)
+                    cap = min(_CONFLICT_BACKOFF_CAP, _CONFLICT_BACKOFF_BASE * 2**attempt)
                     self._sleep(random.uniform(0, cap))
                     continue
                 raise self._translate(exc, key, operation, expected) from exc
@@ -408,17 +449,28 @@ def from_url(
     """``s3://bucket/prefix`` -> ``(S3Backend, prefix)``; see :class:`S3Backend` options."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() != "s3":
-        raise ConfigurationError(f"not an S3 URL: {url!r} (expected s3://bucket/prefix)",
-                                 operation="open_store")
+        raise ConfigurationError(
+            f"not an S3 URL: {url!r} (expected s3://bucket/prefix)", operation="open_store"
+        )
     if "?" in rest or "#" in rest:
-        raise ConfigurationError(f"S3 URL {url!r} must not have a query or fragment; pass "
-                                 "options as keyword arguments", operation="open_store")
+        raise ConfigurationError(
+            f"S3 URL {url!r} must not have a query or fragment; pass options as keyword arguments",
+            operation="open_store",
+        )
     bucket, _, prefix = rest.partition("/")
     if not bucket:
-        raise ConfigurationError(f"S3 URL {url!r} names no bucket (expected "
-                                 "s3://bucket/prefix)", operation="open_store")
-    backend = S3Backend(bucket, client=client, session=session, config=config,
-                        endpoint_url=endpoint_url, region_name=region_name,
-                        extra_args=extra_args, conflict_retries=conflict_retries,
-                        page_size=page_size)
+        raise ConfigurationError(
+            f"S3 URL {url!r} names no bucket (expected s3://bucket/prefix)", operation="open_store"
+        )
+    backend = S3Backend(
+        bucket,
+        client=client,
+        session=session,
+        config=config,
+        endpoint_url=endpoint_url,
+        region_name=region_name,
+        extra_args=extra_args,
+        conflict_retries=conflict_retries,
+        page_size=page_size,
+    )
     return backend, prefix

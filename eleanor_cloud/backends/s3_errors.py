@@ -61,35 +61,41 @@ IAM_ACTIONS = {
 }
 
 # The credentials themselves were refused: a policy change would not help.
-_CREDENTIAL_CODES = frozenset({
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "InvalidAccessKeyId",
-    "InvalidClientTokenId",
-    "InvalidSecurity",
-    "InvalidToken",
-    "RequestTimeTooSkewed",
-    "SignatureDoesNotMatch",
-    "TokenRefreshRequired",
-    "UnrecognizedClientException",
-})
+_CREDENTIAL_CODES = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidAccessKeyId",
+        "InvalidClientTokenId",
+        "InvalidSecurity",
+        "InvalidToken",
+        "RequestTimeTooSkewed",
+        "SignatureDoesNotMatch",
+        "TokenRefreshRequired",
+        "UnrecognizedClientException",
+    }
+)
 _ACCESS_CODES = frozenset({"AccessDenied", "AccountProblem", "AllAccessDisabled"})
-_TRANSIENT_CODES = frozenset({
-    "Busy",
-    "InternalError",
-    "RequestLimitExceeded",
-    "RequestTimeout",
-    "ServiceUnavailable",
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "TooManyRequestsException",
-})
-_REGION_CODES = frozenset({
-    "AuthorizationHeaderMalformed",
-    "IllegalLocationConstraintException",
-    "PermanentRedirect",
-})
+_TRANSIENT_CODES = frozenset(
+    {
+        "Busy",
+        "InternalError",
+        "RequestLimitExceeded",
+        "RequestTimeout",
+        "ServiceUnavailable",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequestsException",
+    }
+)
+_REGION_CODES = frozenset(
+    {
+        "AuthorizationHeaderMalformed",
+        "IllegalLocationConstraintException",
+        "PermanentRedirect",
+    }
+)
 _CREDENTIAL_ERRORS = (
     CredentialRetrievalError,
     NoCredentialsError,
@@ -150,33 +156,45 @@ def translate(
     where = f"s3://{bucket}/{key}" if key is not None else f"s3://{bucket}"
     target = f"{key!r}" if key is not None else "the bucket"
     if isinstance(exc, ClientError):
-        return _translate_client_error(exc, where, bucket, key, target, operation, expected,
-                                       owner)
+        return _translate_client_error(exc, where, bucket, key, target, operation, expected, owner)
     if isinstance(exc, _CREDENTIAL_ERRORS):
         return AccessDenied(
             f"{where}: {operation} failed: no usable AWS credentials "
             f"({type(exc).__name__}: {_one_line(exc)}); set AWS_PROFILE or the "
             "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY variables, or pass session=/client=",
-            key=key, operation=operation)
+            key=key,
+            operation=operation,
+        )
     if isinstance(exc, _TRANSIENT_ERRORS):
         return Unavailable(
             f"{where}: {operation} failed after botocore's retries: S3 unreachable or the "
             f"connection broke ({type(exc).__name__}: {_one_line(exc)})",
-            key=key, operation=operation)
+            key=key,
+            operation=operation,
+        )
     if isinstance(exc, ParamValidationError):
         return ConfigurationError(
             f"{where}: {operation} rejected before sending: {_one_line(exc)}",
-            key=key, operation=operation)
+            key=key,
+            operation=operation,
+        )
     if isinstance(exc, NoRegionError):
         return ConfigurationError(
             f"{where}: no AWS region configured: pass region_name= or set AWS_REGION",
-            key=key, operation=operation)
+            key=key,
+            operation=operation,
+        )
     if isinstance(exc, BotoCoreError):
         return BackendError(
             f"{where}: {operation} failed ({type(exc).__name__}: {_one_line(exc)})",
-            key=key, operation=operation)
-    return BackendError(f"{where}: {operation} failed: {type(exc).__name__}: "
-                        f"{_one_line(exc)}", key=key, operation=operation)
+            key=key,
+            operation=operation,
+        )
+    return BackendError(
+        f"{where}: {operation} failed: {type(exc).__name__}: {_one_line(exc)}",
+        key=key,
+        operation=operation,
+    )
 
 
 def _translate_client_error(
@@ -196,43 +214,72 @@ def _translate_client_error(
 
     if code == "PreconditionFailed" or status == 412:
         if operation == "create":
-            return AlreadyExists(f"{where} already exists (create refused: {said})",
-                                 key=key, operation=operation)
-        return Conflict(f"{where} is not at version {expected} ({operation} refused: "
-                        f"{said})", key=key, operation=operation)
+            return AlreadyExists(
+                f"{where} already exists (create refused: {said})", key=key, operation=operation
+            )
+        return Conflict(
+            f"{where} is not at version {expected} ({operation} refused: {said})",
+            key=key,
+            operation=operation,
+        )
     if code == CONDITIONAL_CONFLICT or (status == 409 and operation != "list"):
-        return Conflict(f"{where}: {operation} kept conflicting with concurrent conditional "
-                        f"writes to the same key ({said}) {_attempts_text(exc)}",
-                        key=key, operation=operation)
+        return Conflict(
+            f"{where}: {operation} kept conflicting with concurrent conditional "
+            f"writes to the same key ({said}) {_attempts_text(exc)}",
+            key=key,
+            operation=operation,
+        )
     if code == "NoSuchBucket":
-        return BucketNotFound(f"s3://{bucket}: bucket does not exist ({operation} of "
-                              f"{target}: {said})", key=key, operation=operation)
+        return BucketNotFound(
+            f"s3://{bucket}: bucket does not exist ({operation} of {target}: {said})",
+            key=key,
+            operation=operation,
+        )
     if code == "NoSuchKey" or (status == 404 and key is not None):
         if operation == "replace":
-            return Conflict(f"{where} does not exist (expected version {expected}; "
-                            f"{operation} refused: {said})", key=key, operation=operation)
-        return NotFound(f"{where}: no such object ({operation}: {said})", key=key,
-                        operation=operation)
+            return Conflict(
+                f"{where} does not exist (expected version {expected}; "
+                f"{operation} refused: {said})",
+                key=key,
+                operation=operation,
+            )
+        return NotFound(
+            f"{where}: no such object ({operation}: {said})", key=key, operation=operation
+        )
     if code in _CREDENTIAL_CODES:
-        return AccessDenied(f"{where}: {operation} refused: the AWS credentials are invalid "
-                            f"or expired ({said})", key=key, operation=operation)
+        return AccessDenied(
+            f"{where}: {operation} refused: the AWS credentials are invalid or expired ({said})",
+            key=key,
+            operation=operation,
+        )
     if code in _ACCESS_CODES or status == 403:
         action = IAM_ACTIONS.get(operation, "s3:*")
         resource = f"arn:aws:s3:::{bucket}" if operation == "list" else f"arn:aws:s3:::{bucket}/*"
         if_owner = f", or the bucket is not owned by account {owner}" if owner else ""
-        return AccessDenied(f"{where}: access denied for {operation} ({said}); it needs "
-                            f"{action} on {resource}{if_owner}", key=key, operation=operation)
+        return AccessDenied(
+            f"{where}: access denied for {operation} ({said}); it needs "
+            f"{action} on {resource}{if_owner}",
+            key=key,
+            operation=operation,
+        )
     if code == "InvalidBucketName":
-        return ConfigurationError(f"s3://{bucket}: invalid bucket name ({said})", key=key,
-                                  operation=operation)
+        return ConfigurationError(
+            f"s3://{bucket}: invalid bucket name ({said})", key=key, operation=operation
+        )
     if code in _REGION_CODES or status == 301:
         region = _bucket_region(exc.response)
         hint = f"; the bucket is in {region}: pass region_name={region!r}" if region else ""
-        return BackendError(f"{where}: {operation} sent to the wrong region or endpoint "
-                            f"({said}){hint}", key=key, operation=operation)
+        return BackendError(
+            f"{where}: {operation} sent to the wrong region or endpoint ({said}){hint}",
+            key=key,
+            operation=operation,
+        )
     if code in _TRANSIENT_CODES or status >= 500 or status == 429:
-        return Unavailable(f"{where}: S3 unavailable for {operation} {_attempts_text(exc)} "
-                           f"({said})", key=key, operation=operation)
+        return Unavailable(
+            f"{where}: S3 unavailable for {operation} {_attempts_text(exc)} ({said})",
+            key=key,
+            operation=operation,
+        )
     return BackendError(f"{where}: {operation} failed ({said})", key=key, operation=operation)
 
 

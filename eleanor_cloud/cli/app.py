@@ -112,17 +112,27 @@ class EleanorGroup(click.Group):
             if state is not None and state.debug:
                 raise
             hint = "" if isinstance(exc, EleanorError) else " (run with --debug for details)"
-            click.echo(f"eleanor-cloud: error: "
-                       f"{describe(exc, state.store_url if state else None)}{hint}", err=True)
+            click.echo(
+                f"eleanor-cloud: error: {describe(exc, state.store_url if state else None)}{hint}",
+                err=True,
+            )
             raise click.exceptions.Exit(exit_code_for(exc)) from None
 
 
-@click.group(cls=EleanorGroup, context_settings={"help_option_names": ["-h", "--help"],
-                                                   "max_content_width": 100})
-@click.option("--store", "store_url", envvar="ELEANOR_STORE", default=DEFAULT_STORE,
-              show_default=True, metavar="URL",
-              help="Store URL: a directory, file:///dir, s3://bucket/prefix, memory://... "
-                   "(env ELEANOR_STORE).")
+@click.group(
+    cls=EleanorGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--store",
+    "store_url",
+    envvar="ELEANOR_STORE",
+    default=DEFAULT_STORE,
+    show_default=True,
+    metavar="URL",
+    help="Store URL: a directory, file:///dir, s3://bucket/prefix, memory://... "
+    "(env ELEANOR_STORE).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.version_option(package_name="eleanor-cloud", prog_name="eleanor-cloud")
 @click.pass_context

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["break_lease", "import_factory"]
 
+
 def break_lease(store: StateStore, record: Record[Lease]) -> Record[Lease]:
     """Mark the lease expired, as a compare-and-swap against the version read.
 
@@ -60,22 +61,28 @@ def import_factory(spec: str) -> Any:
         obj: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
-            fail(f"factory {spec!r}: no module named {exc.name!r} (looked in the current "
-                 "directory and sys.path)", EXIT_USAGE)
+            fail(
+                f"factory {spec!r}: no module named {exc.name!r} (looked in the current "
+                "directory and sys.path)",
+                EXIT_USAGE,
+            )
         raise
     for part in attr_path.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            fail(f"factory {spec!r}: module {module_name!r} has no attribute {attr_path!r}",
-                 EXIT_USAGE)
+            fail(
+                f"factory {spec!r}: module {module_name!r} has no attribute {attr_path!r}",
+                EXIT_USAGE,
+            )
     if not callable(obj):
         fail(f"factory {spec!r} is not callable", EXIT_USAGE)
     return obj
 
 
-def _show_after(state: CliContext, out: Output, task_id: str, action: str,
-                changed: list[str]) -> None:
+def _show_after(
+    state: CliContext, out: Output, task_id: str, action: str, changed: list[str]
+) -> None:
     from eleanor_cloud.cli.shapes import task_doc
     from eleanor_cloud.cli.views import load_task_view
 
@@ -118,8 +125,9 @@ def cancel_cmd(state: CliContext, task_id: str, as_json: bool) -> None:
     if changed:
         out.line(f"canceled task {task_id}: {', '.join(changed)} now CANCELED")
     else:
-        out.line(f"task {task_id}: nothing to cancel (no stage is UNBOUND, CREATED, "
-                 "RUNNING or RETRY)")
+        out.line(
+            f"task {task_id}: nothing to cancel (no stage is UNBOUND, CREATED, RUNNING or RETRY)"
+        )
     _show_after(state, out, task_id, "cancel", changed)
 
 
@@ -139,8 +147,10 @@ def retry_cmd(state: CliContext, task_id: str, as_json: bool) -> None:
     before = _statuses(state, task_id)
     changed = _changed(before, retry_failed_task(state.store, task_id))
     if changed:
-        out.line(f"task {task_id}: {', '.join(changed)} moved from ERROR to RETRY with a "
-                 "fresh attempt budget; run the task again to resume it")
+        out.line(
+            f"task {task_id}: {', '.join(changed)} moved from ERROR to RETRY with a "
+            "fresh attempt budget; run the task again to resume it"
+        )
     else:
         out.line(f"task {task_id}: nothing to retry (no stage is in ERROR)")
     _show_after(state, out, task_id, "retry", changed)
@@ -148,15 +158,24 @@ def retry_cmd(state: CliContext, task_id: str, as_json: bool) -> None:
 
 @cli.command("rollback")
 @click.argument("task_id", callback=validate_task_id_arg)
-@click.option("--to", "to_stage", required=True, metavar="STAGE",
-              help="Reset this stage and every later one to CREATED.")
-@click.option("--factory", metavar="MODULE:FACTORY",
-              help="Build the task's engine with this factory(task_id, store) and call each "
-                   "completed stage's rollback() too, last stage first.")
+@click.option(
+    "--to",
+    "to_stage",
+    required=True,
+    metavar="STAGE",
+    help="Reset this stage and every later one to CREATED.",
+)
+@click.option(
+    "--factory",
+    metavar="MODULE:FACTORY",
+    help="Build the task's engine with this factory(task_id, store) and call each "
+    "completed stage's rollback() too, last stage first.",
+)
 @json_option
 @pass_cli
-def rollback_cmd(state: CliContext, task_id: str, to_stage: str, factory: str | None,
-                 as_json: bool) -> None:
+def rollback_cmd(
+    state: CliContext, task_id: str, to_stage: str, factory: str | None, as_json: bool
+) -> None:
     """Roll TASK_ID back to STAGE: reset it and the stages after it to CREATED.
 
     Without --factory only the stored states are reset (the stages' side effects stay);
@@ -167,8 +186,10 @@ def rollback_cmd(state: CliContext, task_id: str, to_stage: str, factory: str | 
     out = Output(json_mode=as_json)
     manifest = state.store.load_manifest(task_id)
     if to_stage not in manifest.stages:
-        fail(f"task {task_id!r} has no stage {to_stage!r} (stages: "
-             f"{', '.join(manifest.stages)})", EXIT_USAGE)
+        fail(
+            f"task {task_id!r} has no stage {to_stage!r} (stages: {', '.join(manifest.stages)})",
+            EXIT_USAGE,
+        )
     before = _statuses(state, task_id)
     if factory is not None:
         build = import_factory(factory)
@@ -179,8 +200,10 @@ def rollback_cmd(state: CliContext, task_id: str, to_stage: str, factory: str | 
         summary = rollback_task(state.store, task_id, to_stage)
         how = "states only: no rollback() called, pass --factory for that"
     changed = _changed(before, summary)
-    out.line(f"task {task_id}: rolled back to {to_stage} ({how}); reset to CREATED: "
-             + (", ".join(changed) if changed else "none"))
+    out.line(
+        f"task {task_id}: rolled back to {to_stage} ({how}); reset to CREATED: "
+        + (", ".join(changed) if changed else "none")
+    )
     _show_after(state, out, task_id, "rollback", changed)
 
 
@@ -200,23 +223,39 @@ def delete_cmd(state: CliContext, task_id: str, yes: bool, as_json: bool) -> Non
     manifest = store.load_manifest(task_id)  # NotFound -> exit 1 with one line
     record = store.load_lease(task_id)
     if record is not None and LeaseView.of(record, utc_now()).live:
-        click.echo(f"warning: task {task_id} has a live lease held by {record.value.holder}",
-                   err=True)
+        click.echo(
+            f"warning: task {task_id} has a live lease held by {record.value.holder}", err=True
+        )
     if not yes:
-        click.confirm(f"Delete task {task_id} ({len(manifest.stages)} stages) from "
-                      f"{state.store_description}?", abort=True, err=True)
+        click.confirm(
+            f"Delete task {task_id} ({len(manifest.stages)} stages) from "
+            f"{state.store_description}?",
+            abort=True,
+            err=True,
+        )
     count = store.delete_task(task_id)
     if as_json:
-        out.json({"schema": SCHEMA, "kind": "delete", "store": state.store_description,
-                  "task_id": task_id, "deleted_objects": count})
+        out.json(
+            {
+                "schema": SCHEMA,
+                "kind": "delete",
+                "store": state.store_description,
+                "task_id": task_id,
+                "deleted_objects": count,
+            }
+        )
     else:
         out.line(f"deleted task {task_id} ({count} objects)")
 
 
 @cli.command("lease")
 @click.argument("task_id", callback=validate_task_id_arg)
-@click.option("--break", "break_", is_flag=True,
-              help="Expire the lease now so another holder can take over. Asks unless --yes.")
+@click.option(
+    "--break",
+    "break_",
+    is_flag=True,
+    help="Expire the lease now so another holder can take over. Asks unless --yes.",
+)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 @pass_cli
@@ -244,16 +283,23 @@ def lease_cmd(state: CliContext, task_id: str, break_: bool, yes: bool, as_json:
     if record is None or view is None:
         fail(f"task {task_id!r} has no lease to break")
     if view.lease.released or view.broken:
-        out.line("the lease is already " + ("released" if view.lease.released else "broken")
-                 + "; nothing to break")
+        out.line(
+            "the lease is already "
+            + ("released" if view.lease.released else "broken")
+            + "; nothing to break"
+        )
         if as_json:
             out.json(lease_doc(task_id, view, state.store_description))
         return
     if not yes:
         liveness = "live" if view.live else "expired"
-        click.confirm(f"Break the {liveness} lease of task {task_id} held by "
-                      f"{view.lease.holder} (epoch {view.epoch})? Only do this if that "
-                      "holder is gone.", abort=True, err=True)
+        click.confirm(
+            f"Break the {liveness} lease of task {task_id} held by "
+            f"{view.lease.holder} (epoch {view.epoch})? Only do this if that "
+            "holder is gone.",
+            abort=True,
+            err=True,
+        )
     after = LeaseView.of(break_lease(store, record), utc_now())
     if as_json:
         out.json(lease_doc(task_id, after, state.store_description, broken=True))

@@ -18,8 +18,12 @@ if TYPE_CHECKING:
 __all__ = ["render_lease", "render_task", "summarize_result"]
 
 _STATUSES = ["UNBOUND", "CREATED", "RUNNING", "RETRY", "ERROR", "COMPLETE", "CANCELED"]
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print one JSON document (see eleanor_cloud.cli.shapes).")
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document (see eleanor_cloud.cli.shapes).",
+)
 
 
 def short_ts(ts: str | None) -> str:
@@ -53,9 +57,11 @@ def summarize_result(result: Any, width: int = 60) -> str:
     if result is None:
         return "-"
     if isinstance(result, dict) and "total_count" in result:
-        return (f"total={result.get('total_count', 0)} ok={result.get('success_count', 0)} "
-                f"fail={result.get('fail_count', 0)} "
-                f"unprocessed={result.get('unprocessed_count', 0)}")
+        return (
+            f"total={result.get('total_count', 0)} ok={result.get('success_count', 0)} "
+            f"fail={result.get('fail_count', 0)} "
+            f"unprocessed={result.get('unprocessed_count', 0)}"
+        )
     text = json.dumps(result, separators=(",", ":"), default=str)
     return text if len(text) <= width else text[: width - 3] + "..."
 
@@ -74,8 +80,10 @@ def render_lease(out: Output, lease: LeaseView | None) -> None:
         state = f"expired {duration(lease.seconds_left)} ago: the next run takes over"
     else:
         state = f"live, {duration(lease.seconds_left)} left"
-    out.line(f"lease: holder {value.holder}, epoch {value.epoch}, "
-             f"expires {short_ts(value.expires_at)} ({state})")
+    out.line(
+        f"lease: holder {value.holder}, epoch {value.epoch}, "
+        f"expires {short_ts(value.expires_at)} ({state})"
+    )
 
 
 def render_task(out: Output, view: TaskView) -> None:
@@ -83,18 +91,35 @@ def render_task(out: Output, view: TaskView) -> None:
     current = view.current
     where = ""
     if current is not None:
-        label = ("next stage" if view.next_stage
-                 else "failed stage" if view.status.value == "ERROR" else "canceled at")
+        label = (
+            "next stage"
+            if view.next_stage
+            else "failed stage"
+            if view.status.value == "ERROR"
+            else "canceled at"
+        )
         where = f"{label}: {current.name}, "
-    out.line(f"task {view.task_id}: {view.status.value}  ({where}"
-             f"updated {short_ts(view.updated_at)})", style="bold")
+    out.line(
+        f"task {view.task_id}: {view.status.value}  ({where}updated {short_ts(view.updated_at)})",
+        style="bold",
+    )
     rows = [
-        [s.name, s.status.value, str(s.attempts), seconds(s.last_run_seconds),
-         short_ts(s.updated_at), s.last_message or "-", summarize_result(s.result)]
+        [
+            s.name,
+            s.status.value,
+            str(s.attempts),
+            seconds(s.last_run_seconds),
+            short_ts(s.updated_at),
+            s.last_message or "-",
+            summarize_result(s.result),
+        ]
         for s in view.stages
     ]
-    out.table(["STAGE", "STATUS", "ATTEMPTS", "LAST RUN", "UPDATED", "MESSAGE", "RESULT"],
-              rows, status_column=1)
+    out.table(
+        ["STAGE", "STATUS", "ATTEMPTS", "LAST RUN", "UPDATED", "MESSAGE", "RESULT"],
+        rows,
+        status_column=1,
+    )
     if view.result is not None:
         out.line(f"result: {summarize_result(view.result, width=200)}")
     if view.extra_stages:
@@ -142,13 +167,22 @@ def _task_row(store: StateStore, task_id: str) -> dict[str, Any] | None:
     except NotFound:
         return None
     except CorruptState as exc:
-        return {"task_id": task_id, "status": "CORRUPT", "current_stage": None,
-                "attempts": 0, "total_attempts": 0, "stages": 0, "created_at": None,
-                "updated_at": None, "error": str(exc)}
+        return {
+            "task_id": task_id,
+            "status": "CORRUPT",
+            "current_stage": None,
+            "attempts": 0,
+            "total_attempts": 0,
+            "stages": 0,
+            "created_at": None,
+            "updated_at": None,
+            "error": str(exc),
+        }
 
 
-def _task_rows(store: StateStore, after: str | None, status: str | None,
-               limit: int) -> tuple[list[dict[str, Any]], bool]:
+def _task_rows(
+    store: StateStore, after: str | None, status: str | None, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
     """Up to ``limit`` rows after ``after`` (matching ``status``), and whether more ids
     follow. Ids stream from the listing; tasks load a chunk at a time, concurrently,
     so a page costs about one round trip per chunk instead of one per task."""
@@ -173,16 +207,30 @@ def _task_rows(store: StateStore, after: str | None, status: str | None,
 
 
 @cli.command("tasks")
-@click.option("--status", "status_filter", type=click.Choice(_STATUSES, case_sensitive=False),
-              help="Only tasks whose overall status is this.")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True,
-              help="At most this many tasks.")
-@click.option("--after", metavar="TASK_ID", callback=validate_task_id_arg,
-              help="Start after this task id (the previous page's last id).")
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice(_STATUSES, case_sensitive=False),
+    help="Only tasks whose overall status is this.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="At most this many tasks.",
+)
+@click.option(
+    "--after",
+    metavar="TASK_ID",
+    callback=validate_task_id_arg,
+    help="Start after this task id (the previous page's last id).",
+)
 @json_option
 @pass_cli
-def tasks_cmd(state: CliContext, status_filter: str | None, limit: int, after: str | None,
-              as_json: bool) -> None:
+def tasks_cmd(
+    state: CliContext, status_filter: str | None, limit: int, after: str | None, as_json: bool
+) -> None:
     """List tasks with overall status, current stage, its attempts and last update.
 
     Task ids come in lexicographic order from a streamed listing, and only the page
@@ -196,17 +244,38 @@ def tasks_cmd(state: CliContext, status_filter: str | None, limit: int, after: s
     rows, more = _task_rows(state.store, after, wanted, limit)
     next_after = rows[-1]["task_id"] if more and rows else None
     if as_json:
-        out.json({"schema": SCHEMA, "kind": "tasks", "store": state.store_description,
-                  "filter": {"status": wanted, "after": after, "limit": limit},
-                  "tasks": rows, "next_after": next_after})
+        out.json(
+            {
+                "schema": SCHEMA,
+                "kind": "tasks",
+                "store": state.store_description,
+                "filter": {"status": wanted, "after": after, "limit": limit},
+                "tasks": rows,
+                "next_after": next_after,
+            }
+        )
         return
     if not rows:
-        out.line("no tasks" + (f" with status {wanted}" if wanted else "")
-                 + f" in {state.store_description}")
+        out.line(
+            "no tasks"
+            + (f" with status {wanted}" if wanted else "")
+            + f" in {state.store_description}"
+        )
         return
-    out.table(["TASK", "STATUS", "CURRENT STAGE", "ATTEMPTS", "UPDATED"],
-              [[r["task_id"], r["status"], r["current_stage"] or "-", str(r["attempts"]),
-                short_ts(r["updated_at"])] for r in rows], status_column=1)
+    out.table(
+        ["TASK", "STATUS", "CURRENT STAGE", "ATTEMPTS", "UPDATED"],
+        [
+            [
+                r["task_id"],
+                r["status"],
+                r["current_stage"] or "-",
+                str(r["attempts"]),
+                short_ts(r["updated_at"]),
+            ]
+            for r in rows
+        ],
+        status_column=1,
+    )
     if next_after is not None:
         out.line(f"more tasks: eleanor-cloud tasks --after {next_after} --limit {limit}")
 
@@ -223,8 +292,10 @@ def history_cmd(state: CliContext, task_id: str, stage: str | None, as_json: boo
     out = Output(json_mode=as_json)
     view = load_view(state, task_id)
     if stage is not None and stage not in view.manifest.stages:
-        fail(f"task {task_id!r} has no stage {stage!r} (stages: "
-             f"{', '.join(view.manifest.stages)})", EXIT_FAILED)
+        fail(
+            f"task {task_id!r} has no stage {stage!r} (stages: {', '.join(view.manifest.stages)})",
+            EXIT_FAILED,
+        )
     doc = history_doc(view, state.store_description, stage)
     if as_json:
         out.json(doc)
@@ -232,7 +303,20 @@ def history_cmd(state: CliContext, task_id: str, stage: str | None, as_json: boo
     if not doc["entries"]:
         out.line(f"no history yet for task {task_id}" + (f" stage {stage}" if stage else ""))
         return
-    out.table(["STAGE", "ATTEMPT", "FROM", "TO", "BEGIN", "END", "RUN TIME", "MESSAGE"],
-              [[e["stage"], str(e["attempt"]), e["begin_status"], e["end_status"],
-                short_ts(e["begin_ts"]), short_ts(e["end_ts"]), seconds(e["run_time_seconds"]),
-                e["message"]] for e in doc["entries"]], status_column=3)
+    out.table(
+        ["STAGE", "ATTEMPT", "FROM", "TO", "BEGIN", "END", "RUN TIME", "MESSAGE"],
+        [
+            [
+                e["stage"],
+                str(e["attempt"]),
+                e["begin_status"],
+                e["end_status"],
+                short_ts(e["begin_ts"]),
+                short_ts(e["end_ts"]),
+                seconds(e["run_time_seconds"]),
+                e["message"],
+            ]
+            for e in doc["entries"]
+        ],
+        status_column=3,
+    )

@@ -58,26 +58,36 @@ def event_printer(progress: Progress, *, default_total: int = 0) -> Callable[[En
             progress.stage_finished(stage, _FINISHED[kind], event.message)
         elif kind == "stage_interrupted":
             after = event.status.value if event.status is not None else "RETRY"
-            progress.note(f"[{stage}] attempt {event.attempt} recorded as interrupted "
-                          f"(-> {after}): {event.message}", style="yellow")
+            progress.note(
+                f"[{stage}] attempt {event.attempt} recorded as interrupted "
+                f"(-> {after}): {event.message}",
+                style="yellow",
+            )
         elif kind == "stage_rolled_back":
-            progress.note(f"[{stage}] rolled back" + (f": {event.message}" if event.message
-                                                       else ""))
+            progress.note(
+                f"[{stage}] rolled back" + (f": {event.message}" if event.message else "")
+            )
         elif kind == "lease_takeover":
-            progress.note("took over the expired lease"
-                          + (f" ({event.message})" if event.message else "")
-                          + ": the previous holder is fenced out", style="yellow")
+            progress.note(
+                "took over the expired lease"
+                + (f" ({event.message})" if event.message else "")
+                + ": the previous holder is fenced out",
+                style="yellow",
+            )
         elif kind == "lease_lost":
             progress.note(f"lease lost: {event.message}", style="bold red")
         elif kind == "task_paused":
-            progress.note("stopped with work left" + (f": {event.message}" if event.message
-                                                      else ""), style="yellow")
+            progress.note(
+                "stopped with work left" + (f": {event.message}" if event.message else ""),
+                style="yellow",
+            )
 
     return on_event
 
 
-def _report(out: Output, state: CliContext, task_id: str, action: str,
-            summary: TaskSummary | None = None) -> int:
+def _report(
+    out: Output, state: CliContext, task_id: str, action: str, summary: TaskSummary | None = None
+) -> int:
     """Print the task after a run (table or JSON); return the exit code for it."""
     from eleanor_cloud.cli.shapes import task_doc
     from eleanor_cloud.cli.views import load_task_view
@@ -92,22 +102,29 @@ def _report(out: Output, state: CliContext, task_id: str, action: str,
     render_task(out, view)
     if code == EXIT_BUDGET:
         why = (summary.message if summary is not None else "") or "time budget"
-        out.line(f"stopped with work left ({why}): run again to resume at stage "
-                 f"{view.next_stage}", style="yellow")
+        out.line(
+            f"stopped with work left ({why}): run again to resume at stage {view.next_stage}",
+            style="yellow",
+        )
     return code
 
 
 @cli.command("run")
 @click.argument("factory", metavar="MODULE:FACTORY")
-@click.option("--task-id", required=True, callback=validate_task_id_arg,
-              help="The task to run or resume.")
-@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Start no stage that cannot finish within this many seconds; exit 3 "
-                   "if work is left.")
+@click.option(
+    "--task-id", required=True, callback=validate_task_id_arg, help="The task to run or resume."
+)
+@click.option(
+    "--time-budget",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Start no stage that cannot finish within this many seconds; exit 3 if work is left.",
+)
 @json_option
 @pass_cli
-def run_cmd(state: CliContext, factory: str, task_id: str, time_budget: float | None,
-            as_json: bool) -> None:
+def run_cmd(
+    state: CliContext, factory: str, task_id: str, time_budget: float | None, as_json: bool
+) -> None:
     """Run or resume a task built by MODULE:FACTORY, a callable(task_id, store) -> TaskEngine.
 
     COMPLETE stages are skipped; an interrupted stage is retried if its budget allows.
@@ -120,8 +137,7 @@ def run_cmd(state: CliContext, factory: str, task_id: str, time_budget: float | 
     build = import_factory(factory)
     engine = build(task_id, state.store)
     if not callable(getattr(engine, "run", None)):
-        fail(f"factory {factory!r} returned {type(engine).__name__}, not a TaskEngine",
-             EXIT_USAGE)
+        fail(f"factory {factory!r} returned {type(engine).__name__}, not a TaskEngine", EXIT_USAGE)
     out = Output(json_mode=as_json)
     progress = out.progress()
     chain_on_event(engine, event_printer(progress))
@@ -137,8 +153,11 @@ def run_cmd(state: CliContext, factory: str, task_id: str, time_budget: float | 
         progress.stop()
     if outcome.interrupted:
         what = "recorded as interrupted" if outcome.recorded_interruption else "not recorded"
-        click.echo(f"eleanor-cloud: {outcome.message}; attempt {what}, lease released: "
-                   "run again to resume", err=True)
+        click.echo(
+            f"eleanor-cloud: {outcome.message}; attempt {what}, lease released: "
+            "run again to resume",
+            err=True,
+        )
         outcome.exit()  # the stage's code still runs on another thread: exit now
     code = _report(out, state, task_id, "run", outcome.summary)
     raise click.exceptions.Exit(EXIT_STOPPED if outcome.exit_code == EXIT_STOPPED else code)
@@ -159,49 +178,101 @@ def _announce_resume(progress: Progress, view: TaskView, skew: float) -> None:
     from eleanor_cloud.models import StageStatus
 
     skipped = [s.name for s in view.stages if s.status is StageStatus.COMPLETE]
-    progress.note(f"resuming task {view.task_id}: stages already COMPLETE are skipped: "
-                  + (", ".join(skipped) if skipped else "none"), style="bold")
+    progress.note(
+        f"resuming task {view.task_id}: stages already COMPLETE are skipped: "
+        + (", ".join(skipped) if skipped else "none"),
+        style="bold",
+    )
     for stage in view.stages:
         if stage.status is StageStatus.RUNNING:
-            progress.note(f"[{stage.name}] attempt {stage.attempts} is still RUNNING in the "
-                          "store: its run died mid-stage, so it counts as failed and the "
-                          "stage runs again")
+            progress.note(
+                f"[{stage.name}] attempt {stage.attempts} is still RUNNING in the "
+                "store: its run died mid-stage, so it counts as failed and the "
+                "stage runs again"
+            )
     lease = view.lease
     if lease is None or lease.lease.released:
         return
     holder = f"{lease.lease.holder} (epoch {lease.epoch})"
     if lease.seconds_left > -skew:
         wait = max(0.0, lease.seconds_left + skew)
-        progress.note(f"the lease is held by {holder} until "
-                      f"{short_ts(lease.lease.expires_at)}: waiting up to {wait:.1f}s for it "
-                      "to expire (a run that died cannot renew it)", style="yellow")
+        progress.note(
+            f"the lease is held by {holder} until "
+            f"{short_ts(lease.lease.expires_at)}: waiting up to {wait:.1f}s for it "
+            "to expire (a run that died cannot renew it)",
+            style="yellow",
+        )
     else:
         # Its holder stopped renewing it: it died, or is paused and will be fenced out.
-        progress.note(f"the lease of {holder} expired at {short_ts(lease.lease.expires_at)} "
-                      "without being released: taking it over", style="yellow")
+        progress.note(
+            f"the lease of {holder} expired at {short_ts(lease.lease.expires_at)} "
+            "without being released: taking it over",
+            style="yellow",
+        )
 
 
 @cli.command("demo")
-@click.option("--task-id", default="demo", show_default=True, callback=validate_task_id_arg,
-              help="Task id of the demo task.")
-@click.option("--crash-at", type=click.Choice(["generate", "validate", "transform", "publish"]),
-              help="Kill this process (SIGKILL) halfway through this stage.")
+@click.option(
+    "--task-id",
+    default="demo",
+    show_default=True,
+    callback=validate_task_id_arg,
+    help="Task id of the demo task.",
+)
+@click.option(
+    "--crash-at",
+    type=click.Choice(["generate", "validate", "transform", "publish"]),
+    help="Kill this process (SIGKILL) halfway through this stage.",
+)
 @click.option("--reset", is_flag=True, help="Delete the task first and start afresh.")
-@click.option("--seed", type=int, default=7, show_default=True,
-              help="Seed of the generated records (fixed once the task has generated them).")
-@click.option("--records", type=click.IntRange(1, 100_000), default=240, show_default=True,
-              help="How many records to generate.")
-@click.option("--work-delay", type=click.FloatRange(min=0), default=0.025, show_default=True,
-              help="Seconds of simulated I/O per batch of 20 records.")
-@click.option("--lease-ttl", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
-              help="Lease TTL: how soon a crashed run's lease can be taken over.")
-@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Stop before a stage that cannot finish in time (exit 3).")
+@click.option(
+    "--seed",
+    type=int,
+    default=7,
+    show_default=True,
+    help="Seed of the generated records (fixed once the task has generated them).",
+)
+@click.option(
+    "--records",
+    type=click.IntRange(1, 100_000),
+    default=240,
+    show_default=True,
+    help="How many records to generate.",
+)
+@click.option(
+    "--work-delay",
+    type=click.FloatRange(min=0),
+    default=0.025,
+    show_default=True,
+    help="Seconds of simulated I/O per batch of 20 records.",
+)
+@click.option(
+    "--lease-ttl",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    help="Lease TTL: how soon a crashed run's lease can be taken over.",
+)
+@click.option(
+    "--time-budget",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop before a stage that cannot finish in time (exit 3).",
+)
 @json_option
 @pass_cli
-def demo_cmd(state: CliContext, task_id: str, crash_at: str | None, reset: bool, seed: int,
-             records: int, work_delay: float, lease_ttl: float, time_budget: float | None,
-             as_json: bool) -> None:
+def demo_cmd(
+    state: CliContext,
+    task_id: str,
+    crash_at: str | None,
+    reset: bool,
+    seed: int,
+    records: int,
+    work_delay: float,
+    lease_ttl: float,
+    time_budget: float | None,
+    as_json: bool,
+) -> None:
     """Run the bundled demo task: generate, validate, transform, publish records.
 
     Try 'eleanor-cloud demo --reset --crash-at transform' (the process kills itself
@@ -220,25 +291,41 @@ def demo_cmd(state: CliContext, task_id: str, crash_at: str | None, reset: bool,
     before = _existing(store, task_id)
     progress = out.progress()
     if before is not None and before.done:
-        out.line(f"task {task_id} is already {before.status.value}: nothing to run "
-                 "(use --reset to start afresh)")
+        out.line(
+            f"task {task_id} is already {before.status.value}: nothing to run "
+            "(use --reset to start afresh)"
+        )
         raise click.exceptions.Exit(_report(out, state, task_id, "demo"))
 
     def on_crash(stage: str) -> None:
-        progress.note(f"[{stage}] --crash-at {stage}: killing this process (SIGKILL) "
-                      "halfway through the stage", style="bold red")
+        progress.note(
+            f"[{stage}] --crash-at {stage}: killing this process (SIGKILL) "
+            "halfway through the stage",
+            style="bold red",
+        )
         progress.stop()
         click.echo("resume it with: eleanor-cloud demo", err=True)
 
-    engine = build_demo(task_id, store, seed=seed, records=records, work_delay=work_delay,
-                        crash_at=crash_at, progress=progress.advance, on_crash=on_crash,
-                        lease_ttl=lease_ttl, wait_for_lease=lease_ttl * 3 + skew + 5.0,
-                        clock_skew_tolerance=skew,
-                        on_event=event_printer(progress, default_total=records))
+    engine = build_demo(
+        task_id,
+        store,
+        seed=seed,
+        records=records,
+        work_delay=work_delay,
+        crash_at=crash_at,
+        progress=progress.advance,
+        on_crash=on_crash,
+        lease_ttl=lease_ttl,
+        wait_for_lease=lease_ttl * 3 + skew + 5.0,
+        clock_skew_tolerance=skew,
+        on_event=event_printer(progress, default_total=records),
+    )
     if before is None:
-        out.line(f"demo task {task_id}: {records} records (seed {seed}) through generate -> "
-                 f"validate -> transform -> publish, store {state.store_description}",
-                 style="bold")
+        out.line(
+            f"demo task {task_id}: {records} records (seed {seed}) through generate -> "
+            f"validate -> transform -> publish, store {state.store_description}",
+            style="bold",
+        )
     progress.start()
     try:
         if before is not None:
@@ -260,6 +347,9 @@ def _show_interruptions(out: Output, store: StateStore, task_id: str) -> None:
     for stage in view.stages:
         for entry in stage.history:
             if entry.end_status.value != "COMPLETE":
-                out.line(f"history: {stage.name} attempt {entry.attempt}: "
-                         f"{entry.begin_status.value} -> {entry.end_status.value}: "
-                         f"{entry.message}", style="yellow")
+                out.line(
+                    f"history: {stage.name} attempt {entry.attempt}: "
+                    f"{entry.begin_status.value} -> {entry.end_status.value}: "
+                    f"{entry.message}",
+                    style="yellow",
+                )

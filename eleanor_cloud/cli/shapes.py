@@ -125,22 +125,25 @@ def stage_json(stage: StageView) -> dict[str, Any]:
     }
 
 
-def task_doc(view: TaskView, store: str, *, action: str | None = None,
-             exit_code: int | None = None) -> dict[str, Any]:
+def task_doc(
+    view: TaskView, store: str, *, action: str | None = None, exit_code: int | None = None
+) -> dict[str, Any]:
     """The ``task`` document (``status``, and the commands that change a task)."""
     doc = _head("task", store)
-    doc.update({
-        "task_id": view.task_id,
-        "status": view.status.value,
-        "done": view.done,
-        "next_stage": view.next_stage,
-        "state_class": view.manifest.state_class,
-        "created_at": view.manifest.created_at,
-        "updated_at": view.updated_at,
-        "stages": [stage_json(s) for s in view.stages],
-        "result": view.result,
-        "lease": lease_json(view.lease),
-    })
+    doc.update(
+        {
+            "task_id": view.task_id,
+            "status": view.status.value,
+            "done": view.done,
+            "next_stage": view.next_stage,
+            "state_class": view.manifest.state_class,
+            "created_at": view.manifest.created_at,
+            "updated_at": view.updated_at,
+            "stages": [stage_json(s) for s in view.stages],
+            "result": view.result,
+            "lease": lease_json(view.lease),
+        }
+    )
     if action is not None:
         doc["action"] = action
     if exit_code is not None:
@@ -178,8 +181,9 @@ def history_doc(view: TaskView, store: str, stage: str | None) -> dict[str, Any]
     return doc
 
 
-def lease_doc(task_id: str, lease: LeaseView | None, store: str, *,
-              broken: bool = False) -> dict[str, Any]:
+def lease_doc(
+    task_id: str, lease: LeaseView | None, store: str, *, broken: bool = False
+) -> dict[str, Any]:
     """The ``lease`` document."""
     doc = _head("lease", store)
     doc.update({"task_id": task_id, "lease": lease_json(lease), "broken": broken})

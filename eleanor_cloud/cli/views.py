@@ -141,8 +141,9 @@ class TaskView:
         return sum(s.attempts for s in self.stages)
 
 
-def load_task_view(store: StateStore, task_id: str, *, with_lease: bool = True,
-                   now: datetime | None = None) -> TaskView:
+def load_task_view(
+    store: StateStore, task_id: str, *, with_lease: bool = True, now: datetime | None = None
+) -> TaskView:
     """Load manifest, stage states and lease (``NotFound`` if the task does not exist)."""
     manifest = store.load_manifest(task_id)
     records = store.load_task_records(task_id, AnyStageState)
@@ -156,8 +157,18 @@ def load_task_view(store: StateStore, task_id: str, *, with_lease: bool = True,
         result: Any = state.result
         if isinstance(result, BaseModel):
             result = result.model_dump(mode="json")
-        stages.append(StageView(name, state.status, state.attempts, list(state.history),
-                                result, record.written_at, record.revision, record.writer))
+        stages.append(
+            StageView(
+                name,
+                state.status,
+                state.attempts,
+                list(state.history),
+                result,
+                record.written_at,
+                record.revision,
+                record.writer,
+            )
+        )
     lease = None
     if with_lease:
         lease_record = store.load_lease(task_id)

@@ -115,9 +115,9 @@ class _Attempt:
     begin: datetime
     running: Any = None
     version: Version | None = None
-    closed: bool = False          # the engine's thread is done with the attempt
-    claimed: bool = False         # interrupt() is writing the interrupted record
-    recorded: Any = None          # the interrupted state, once interrupt() wrote it
+    closed: bool = False  # the engine's thread is done with the attempt
+    claimed: bool = False  # interrupt() is writing the interrupted record
+    recorded: Any = None  # the interrupted state, once interrupt() wrote it
     message: str = ""
     settled: threading.Event = field(default_factory=threading.Event)
 
@@ -189,7 +189,8 @@ class TaskEngine(Generic[StateT]):
         self.task_id = validate_task_id(task_id)
         if not isinstance(state_class, type) or not issubclass(state_class, BaseStageState):
             raise InvalidState(
-                f"state_class must be a subclass of BaseStageState, got {state_class!r}")
+                f"state_class must be a subclass of BaseStageState, got {state_class!r}"
+            )
         if not isinstance(store, StateStore):
             raise InvalidState(f"store must be a StateStore, got {type(store).__name__}")
         stage_list = list(stages) if not isinstance(stages, BaseStage) else [stages]
@@ -199,26 +200,27 @@ class TaskEngine(Generic[StateT]):
         for stage in stage_list:
             if not isinstance(stage, BaseStage):
                 raise InvalidState(
-                    f"task {task_id!r}: every stage must be a BaseStage instance, got "
-                    f"{stage!r}")
+                    f"task {task_id!r}: every stage must be a BaseStage instance, got {stage!r}"
+                )
             name = stage.stage_name
             if name in names:
                 raise InvalidState(f"task {task_id!r}: duplicate stage name {name!r}")
             duration = stage.expected_duration
             if duration is not None and not duration >= 0:
                 raise InvalidState(
-                    f"stage {name!r}: expected_duration must be >= 0 seconds, got {duration}")
+                    f"stage {name!r}: expected_duration must be >= 0 seconds, got {duration}"
+                )
             names.append(name)
         if not isinstance(retry_policy, RetryPolicy):
             raise InvalidState(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) \
-                or max_attempts < 1:
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise InvalidState(f"max_attempts must be an int >= 1, got {max_attempts!r}")
         if retry_policy is RetryPolicy.GLOBAL and max_attempts < len(names):
             raise InvalidState(
                 f"GLOBAL retry policy: max_attempts ({max_attempts}) is below the number of "
                 f"stages ({len(names)}); every execution consumes an attempt, so the task "
-                "could never complete")
+                "could never complete"
+            )
         if backoff is None:
             backoff = Backoff()
         elif not isinstance(backoff, Backoff):
@@ -229,14 +231,18 @@ class TaskEngine(Generic[StateT]):
             raise InvalidState(f"wait_for_lease must be >= 0 seconds, got {wait_for_lease}")
         if not clock_skew_tolerance >= 0:
             raise InvalidState(
-                f"clock_skew_tolerance must be >= 0 seconds, got {clock_skew_tolerance}")
+                f"clock_skew_tolerance must be >= 0 seconds, got {clock_skew_tolerance}"
+            )
         if renew_interval is not None and not renew_interval > 0:
             raise InvalidState(f"renew_interval must be > 0 seconds, got {renew_interval}")
         if not cancel_check_interval >= 0:
             raise InvalidState(
-                f"cancel_check_interval must be >= 0 seconds, got {cancel_check_interval}")
-        if metadata is not None and not (isinstance(metadata, dict) and all(
-                isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())):
+                f"cancel_check_interval must be >= 0 seconds, got {cancel_check_interval}"
+            )
+        if metadata is not None and not (
+            isinstance(metadata, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+        ):
             raise InvalidState(f"metadata must be a dict of str to str, got {metadata!r}")
         if on_event is not None and not callable(on_event):
             raise InvalidState(f"on_event must be callable, got {on_event!r}")
@@ -251,8 +257,9 @@ class TaskEngine(Generic[StateT]):
         result_field = state_class.model_fields["result"]
         self._result_type: Any = result_field.annotation
         # Validates what a stage returns against the state's own result type.
-        self._result_adapter: TypeAdapter[Any] = TypeAdapter(Any if self._result_type is None
-                                                             else self._result_type)
+        self._result_adapter: TypeAdapter[Any] = TypeAdapter(
+            Any if self._result_type is None else self._result_type
+        )
 
         self.stages = stage_list
         self.stage_names = tuple(names)
@@ -272,10 +279,9 @@ class TaskEngine(Generic[StateT]):
         self._clock = clock
         self._sleep = sleep
         self._user_store = store
-        self._store = private_view(store)   # stage writes: the CAS base is ours alone
-        self._probe = private_view(store)   # reads that must not move that base
-        self._log = logging.LoggerAdapter(_LOGGER, {"task_id": self.task_id,
-                                                    "stage_name": None})
+        self._store = private_view(store)  # stage writes: the CAS base is ours alone
+        self._probe = private_view(store)  # reads that must not move that base
+        self._log = logging.LoggerAdapter(_LOGGER, {"task_id": self.task_id, "stage_name": None})
         self._manifest: TaskManifest | None = None
         self._fresh = False
         # Stop/interrupt requests from other threads. A condition: interrupt() waits on
@@ -301,32 +307,50 @@ class TaskEngine(Generic[StateT]):
         self._on_event = handler
 
     def __repr__(self) -> str:
-        return (f"TaskEngine(task_id={self.task_id!r}, stages={list(self.stage_names)}, "
-                f"store={self._user_store!r})")
+        return (
+            f"TaskEngine(task_id={self.task_id!r}, stages={list(self.stage_names)}, "
+            f"store={self._user_store!r})"
+        )
 
     def _stage_log(self, name: str, attempt: int) -> logging.LoggerAdapter[logging.Logger]:
-        return logging.LoggerAdapter(_LOGGER, {"task_id": self.task_id, "stage_name": name,
-                                               "attempt": attempt})
+        return logging.LoggerAdapter(
+            _LOGGER, {"task_id": self.task_id, "stage_name": name, "attempt": attempt}
+        )
 
     def _slog(self, name: str) -> logging.LoggerAdapter[logging.Logger]:
         return logging.LoggerAdapter(_LOGGER, {"task_id": self.task_id, "stage_name": name})
 
-    def _emit(self, kind: EventKind, stage_name: str | None = None, attempt: int = 0,
-              status: StageStatus | None = None, message: str = "") -> None:
+    def _emit(
+        self,
+        kind: EventKind,
+        stage_name: str | None = None,
+        attempt: int = 0,
+        status: StageStatus | None = None,
+        message: str = "",
+    ) -> None:
         event = EngineEvent(kind, self.task_id, stage_name, attempt, status, message)
-        _LOGGER.debug("task %s stage %s: %s %s", self.task_id, stage_name, kind, message,
-                      extra={"task_id": self.task_id, "stage_name": stage_name})
+        _LOGGER.debug(
+            "task %s stage %s: %s %s",
+            self.task_id,
+            stage_name,
+            kind,
+            message,
+            extra={"task_id": self.task_id, "stage_name": stage_name},
+        )
         if self._on_event is None:
             return
         try:
             self._on_event(event)
         except Exception:
-            _LOGGER.exception("task %s: on_event handler failed for %s", self.task_id, kind,
-                              extra={"task_id": self.task_id, "stage_name": stage_name})
+            _LOGGER.exception(
+                "task %s: on_event handler failed for %s",
+                self.task_id,
+                kind,
+                extra={"task_id": self.task_id, "stage_name": stage_name},
+            )
 
     def _fresh_state(self, name: str) -> StateT:
-        return self.state_class(task_id=self.task_id, stage_name=name,
-                                status=StageStatus.CREATED)
+        return self.state_class(task_id=self.task_id, stage_name=name, status=StageStatus.CREATED)
 
     # -- bind ------------------------------------------------------------------------
 
@@ -337,15 +361,21 @@ class TaskEngine(Generic[StateT]):
         different stage list or state class.
         """
         manifest = TaskManifest(
-            task_id=self.task_id, stages=self.stage_names,
+            task_id=self.task_id,
+            stages=self.stage_names,
             state_class=_dotted(self.state_class),
-            created_at=format_ts(self._clock()), metadata=self.metadata)
+            created_at=format_ts(self._clock()),
+            metadata=self.metadata,
+        )
         try:
             self._store.create_manifest(manifest)
         except AlreadyExists as exc:
             current = exc.current
-            stored = (current.value if isinstance(current, Record)
-                      else self._store.load_manifest(self.task_id))
+            stored = (
+                current.value
+                if isinstance(current, Record)
+                else self._store.load_manifest(self.task_id)
+            )
             self._check_manifest(stored)
             self._manifest, self._fresh = stored, False
             return stored
@@ -360,7 +390,10 @@ class TaskEngine(Generic[StateT]):
             raise TaskBindingError(
                 f"task {self.task_id!r} exists with stages {list(theirs[0])} and state class "
                 f"{theirs[1]}; this engine has stages {list(mine[0])} and state class "
-                f"{mine[1]}", key=self._store.manifest_key(self.task_id), operation="bind")
+                f"{mine[1]}",
+                key=self._store.manifest_key(self.task_id),
+                operation="bind",
+            )
 
     # -- lease and loading -----------------------------------------------------------
 
@@ -370,28 +403,44 @@ class TaskEngine(Generic[StateT]):
             self.bind()
         fresh, self._fresh = self._fresh, False
         lease = LeaseManager(
-            self._store, self.task_id, holder=self.holder, ttl=self.lease_ttl,
-            clock=self._clock, sleep=self._sleep,
-            clock_skew_tolerance=self.clock_skew_tolerance, wait=self.wait_for_lease,
+            self._store,
+            self.task_id,
+            holder=self.holder,
+            ttl=self.lease_ttl,
+            clock=self._clock,
+            sleep=self._sleep,
+            clock_skew_tolerance=self.clock_skew_tolerance,
+            wait=self.wait_for_lease,
             renew_interval=self.renew_interval,
-            on_lost=lambda why: self._emit("lease_lost", message=why))
+            on_lost=lambda why: self._emit("lease_lost", message=why),
+        )
         try:
             lease.acquire(probably_new=fresh)
             self._store.epoch = lease.epoch
             self._store.forget(self.task_id)  # versions from an earlier run are no base
-            self._emit("lease_takeover" if lease.takeover else "lease_acquired",
-                       message=f"epoch {lease.epoch}")
+            self._emit(
+                "lease_takeover" if lease.takeover else "lease_acquired",
+                message=f"epoch {lease.epoch}",
+            )
             records: dict[str, Record[StateT]] = {}
             # Nobody ever held the lease of a task we just bound: nothing can exist.
             if not (fresh and lease.created):
-                records = {n: r for n, r in self._store.load_task_records(
-                    self.task_id, self.state_class).items() if n in self.stage_names}
+                records = {
+                    n: r
+                    for n, r in self._store.load_task_records(
+                        self.task_id, self.state_class
+                    ).items()
+                    if n in self.stage_names
+                }
             began = {n: r.written_at for n, r in records.items()}
             if lease.takeover:
-                records = fence_task(self._store, self.task_id, self.stage_names,
-                                     self.state_class, records)
-            states: dict[str, Any] = {n: records[n].value if n in records
-                                      else self._fresh_state(n) for n in self.stage_names}
+                records = fence_task(
+                    self._store, self.task_id, self.stage_names, self.state_class, records
+                )
+            states: dict[str, Any] = {
+                n: records[n].value if n in records else self._fresh_state(n)
+                for n in self.stage_names
+            }
             lease.start_renewing()
         except BaseException:
             lease.release()
@@ -414,24 +463,29 @@ class TaskEngine(Generic[StateT]):
             try:
                 current = self._probe.load_record(self.task_id, name, self.state_class)
             except NotFound:
-                return LeaseLost(f"task {self.task_id!r} stage {name!r}: the stage object "
-                                 "disappeared while this holder was writing it")
+                return LeaseLost(
+                    f"task {self.task_id!r} stage {name!r}: the stage object "
+                    "disappeared while this holder was writing it"
+                )
         if current.epoch > run.lease.epoch:
             return LeaseLost(
                 f"task {self.task_id!r} stage {name!r}: fenced out by {current.writer!r} at "
                 f"epoch {current.epoch} (ours {run.lease.epoch}); this holder stops writing",
-                key=current.key)
+                key=current.key,
+            )
         if current.value.status is StageStatus.CANCELED:
             return _Canceled(name)
         return LeaseLost(
             f"task {self.task_id!r} stage {name!r} was changed by {current.writer!r} "
             f"(epoch {current.epoch}) while this holder ran it; stopping to be safe",
-            key=current.key)
+            key=current.key,
+        )
 
     # -- run -------------------------------------------------------------------------
 
-    def run(self, *, deadline: datetime | None = None,
-            time_budget: float | None = None) -> TaskSummary:
+    def run(
+        self, *, deadline: datetime | None = None, time_budget: float | None = None
+    ) -> TaskSummary:
         """Run or resume the task until it completes, fails, is canceled or runs out of time.
 
         ``deadline`` (aware datetime) and ``time_budget`` (seconds from now) bound the
@@ -444,8 +498,7 @@ class TaskEngine(Generic[StateT]):
         no automatic rollback, the lease is already released). Raises ``LeaseHeld`` if
         another holder is running it, ``LeaseLost`` if a successor fenced this one out.
         """
-        if deadline is not None and (not isinstance(deadline, datetime)
-                                     or deadline.tzinfo is None):
+        if deadline is not None and (not isinstance(deadline, datetime) or deadline.tzinfo is None):
             raise InvalidState(f"deadline must be a timezone-aware datetime, got {deadline!r}")
         if time_budget is not None and not time_budget >= 0:
             raise InvalidState(f"time_budget must be >= 0 seconds, got {time_budget}")
@@ -527,13 +580,14 @@ class TaskEngine(Generic[StateT]):
                 return self._canceled_summary()
             if state.status is StageStatus.ERROR:
                 return self._failed(run, index, already=True)
-            if state.status is StageStatus.RUNNING and \
-                    self._record_interrupted(run, name) is StageStatus.ERROR:
+            if (
+                state.status is StageStatus.RUNNING
+                and self._record_interrupted(run, name) is StageStatus.ERROR
+            ):
                 return self._failed(run, index)
             while True:
                 state = states[name]
-                if not may_attempt(self.retry_policy, self.max_attempts, state,
-                                   states.values()):
+                if not may_attempt(self.retry_policy, self.max_attempts, state, states.values()):
                     self._strand(run, name)
                     return self._failed(run, index)
                 expected = stage.expected_duration or 0.0
@@ -546,8 +600,9 @@ class TaskEngine(Generic[StateT]):
                 if self._stop_reason is not None:
                     return self._stopped(run, name)
                 if delay > 0:
-                    self._slog(name).info("task %s stage %s: retrying in %.2fs", self.task_id, name,
-                                   delay)
+                    self._slog(name).info(
+                        "task %s stage %s: retrying in %.2fs", self.task_id, name, delay
+                    )
                     self._backoff(delay)
                 outcome = self._attempt(run, stage, name)
                 if outcome is None:  # a stop was requested after the check above
@@ -560,15 +615,23 @@ class TaskEngine(Generic[StateT]):
         self._emit("task_completed", status=StageStatus.COMPLETE)
         return summarize(self.task_id, self.stage_names, states)
 
-    def _pause(self, run: _Run, name: str, expected: float, delay: float,
-               remaining: float) -> TaskSummary:
-        message = (f"deadline: stage {name!r} needs {expected + delay:.3f}s "
-                   f"(expected duration {expected:.3f}s + backoff {delay:.3f}s) but "
-                   f"{max(remaining, 0.0):.3f}s remain; resume later")
+    def _pause(
+        self, run: _Run, name: str, expected: float, delay: float, remaining: float
+    ) -> TaskSummary:
+        message = (
+            f"deadline: stage {name!r} needs {expected + delay:.3f}s "
+            f"(expected duration {expected:.3f}s + backoff {delay:.3f}s) but "
+            f"{max(remaining, 0.0):.3f}s remain; resume later"
+        )
         self._log.info("task %s: paused: %s", self.task_id, message)
         self._emit("task_paused", name, status=StageStatus.RUNNING, message=message)
-        return summarize(self.task_id, self.stage_names, run.states,
-                         force_status=StageStatus.RUNNING, message=message)
+        return summarize(
+            self.task_id,
+            self.stage_names,
+            run.states,
+            force_status=StageStatus.RUNNING,
+            message=message,
+        )
 
     def _backoff(self, delay: float) -> None:
         if self._sleep is time.sleep:
@@ -582,17 +645,20 @@ class TaskEngine(Generic[StateT]):
         reason = self._stop_reason or "stop requested"
         self._log.info("task %s: stopped before stage %s: %s", self.task_id, name, reason)
         self._emit("task_paused", name, status=StageStatus.RUNNING, message=reason)
-        return summarize(self.task_id, self.stage_names, run.states,
-                         force_status=StageStatus.RUNNING, message=reason)
+        return summarize(
+            self.task_id,
+            self.stage_names,
+            run.states,
+            force_status=StageStatus.RUNNING,
+            message=reason,
+        )
 
     def _interrupted_summary(self, run: _Run, exc: _Interrupted) -> TaskSummary:
         summary = summarize(self.task_id, self.stage_names, run.states, message=exc.message)
         if summary.status is StageStatus.ERROR:
-            self._emit("task_failed", exc.stage_name, status=StageStatus.ERROR,
-                       message=exc.message)
+            self._emit("task_failed", exc.stage_name, status=StageStatus.ERROR, message=exc.message)
         else:
-            self._emit("task_paused", exc.stage_name, status=summary.status,
-                       message=exc.message)
+            self._emit("task_paused", exc.stage_name, status=summary.status, message=exc.message)
         return summary
 
     # -- stop and interrupt (other threads) --------------------------------------------
@@ -655,10 +721,16 @@ class TaskEngine(Generic[StateT]):
         try:
             if not self._write_interrupted(current, reason):
                 return False
-            self._slog(current.name).warning("task %s stage %s: %s", self.task_id,
-                                             current.name, current.message)
-            self._emit("stage_interrupted", current.name, current.number,
-                       current.recorded.status, current.message)
+            self._slog(current.name).warning(
+                "task %s stage %s: %s", self.task_id, current.name, current.message
+            )
+            self._emit(
+                "stage_interrupted",
+                current.name,
+                current.number,
+                current.recorded.status,
+                current.message,
+            )
         finally:
             # The engine's thread may be waiting for this outcome before its own write.
             current.settled.set()
@@ -669,12 +741,17 @@ class TaskEngine(Generic[StateT]):
         run, running = current.run, current.running
         if run.lease.lost or current.version is None:
             return False  # a successor holds the task; it records the lost attempt
-        entry = self._entry(current.number, current.before_status, current.begin,
-                            StageStatus.RETRY, self._clock(), f"interrupted: {reason}")
+        entry = self._entry(
+            current.number,
+            current.before_status,
+            current.begin,
+            StageStatus.RETRY,
+            self._clock(),
+            f"interrupted: {reason}",
+        )
         status = self._failure_status(run, running, entry)
         entry = entry.model_copy(update={"end_status": status})
-        state = running.model_copy(update={"status": status,
-                                           "history": [*running.history, entry]})
+        state = running.model_copy(update={"status": status, "history": [*running.history, entry]})
         try:
             # An explicit version: the store's version cache is per thread, and this
             # must replace exactly the RUNNING record the stage's outcome would.
@@ -682,7 +759,9 @@ class TaskEngine(Generic[StateT]):
         except Conflict:
             self._slog(current.name).info(
                 "task %s stage %s: not interrupted: its outcome was written first",
-                self.task_id, current.name)
+                self.task_id,
+                current.name,
+            )
             return False
         with self._control:
             run.states[current.name] = state
@@ -706,20 +785,34 @@ class TaskEngine(Generic[StateT]):
 
     # -- one attempt -----------------------------------------------------------------
 
-    def _entry(self, attempt: int, begin_status: StageStatus, begin: datetime,
-               end_status: StageStatus, end: datetime, message: str) -> StageStateHistoryEntry:
+    def _entry(
+        self,
+        attempt: int,
+        begin_status: StageStatus,
+        begin: datetime,
+        end_status: StageStatus,
+        end: datetime,
+        message: str,
+    ) -> StageStateHistoryEntry:
         return StageStateHistoryEntry(
-            attempt=attempt, begin_status=begin_status, begin_ts=format_ts(begin),
-            end_status=end_status, end_ts=format_ts(end), message=message,
-            run_time_seconds=max(0.0, (end - begin).total_seconds()))
+            attempt=attempt,
+            begin_status=begin_status,
+            begin_ts=format_ts(begin),
+            end_status=end_status,
+            end_ts=format_ts(end),
+            message=message,
+            run_time_seconds=max(0.0, (end - begin).total_seconds()),
+        )
 
-    def _failure_status(self, run: _Run, state: StateT,
-                        entry: StageStateHistoryEntry) -> StageStatus:
+    def _failure_status(
+        self, run: _Run, state: StateT, entry: StageStateHistoryEntry
+    ) -> StageStatus:
         """RETRY if the budget allows another attempt after this failed one, else ERROR."""
         if self.retry_policy is RetryPolicy.NONE:
             return StageStatus.ERROR
-        probe = state.model_copy(update={"status": StageStatus.RETRY,
-                                         "history": [*state.history, entry]})
+        probe = state.model_copy(
+            update={"status": StageStatus.RETRY, "history": [*state.history, entry]}
+        )
         others = [s for n, s in run.states.items() if n != state.stage_name]
         ok = may_attempt(self.retry_policy, self.max_attempts, probe, [*others, probe])
         return StageStatus.RETRY if ok else StageStatus.ERROR
@@ -728,14 +821,18 @@ class TaskEngine(Generic[StateT]):
         """A stage found RUNNING under our lease: its attempt was lost; record it."""
         state = run.states[name]
         now = format_ts(self._clock())
-        detail = (f"attempt {state.attempts} was found RUNNING by {self.holder!r} (epoch "
-                  f"{run.lease.epoch}); its holder stopped without recording an outcome")
-        entry = interrupted_entry(state, began=run.began.get(name), now=now,
-                                  end_status=StageStatus.RETRY, detail=detail)
+        detail = (
+            f"attempt {state.attempts} was found RUNNING by {self.holder!r} (epoch "
+            f"{run.lease.epoch}); its holder stopped without recording an outcome"
+        )
+        entry = interrupted_entry(
+            state, began=run.began.get(name), now=now, end_status=StageStatus.RETRY, detail=detail
+        )
         status = self._failure_status(run, state, entry)
         entry = entry.model_copy(update={"end_status": status})
-        self._write(run, state.model_copy(update={"status": status,
-                                                  "history": [*state.history, entry]}))
+        self._write(
+            run, state.model_copy(update={"status": status, "history": [*state.history, entry]})
+        )
         self._slog(name).warning("task %s stage %s: %s", self.task_id, name, entry.message)
         self._emit("stage_interrupted", name, state.attempts, status, entry.message)
         return status
@@ -751,24 +848,32 @@ class TaskEngine(Generic[StateT]):
                 f"{self.state_class.__name__} is {self._result_type!r}: {_first_error(exc)}"
             ) from exc
 
-    def _finished_state(self, name: str, work: StateT, running: StateT, result: Any,
-                        entry: StageStateHistoryEntry) -> StateT:
+    def _finished_state(
+        self, name: str, work: StateT, running: StateT, result: Any, entry: StageStateHistoryEntry
+    ) -> StateT:
         """The stage's own fields from ``work``, the engine's from ``running``; validated."""
         data = work.model_dump(warnings=False)
-        data.update(task_id=self.task_id, stage_name=name, status=StageStatus.COMPLETE,
-                    attempts=running.attempts,
-                    history=[*running.history, entry], result=result)
+        data.update(
+            task_id=self.task_id,
+            stage_name=name,
+            status=StageStatus.COMPLETE,
+            attempts=running.attempts,
+            history=[*running.history, entry],
+            result=result,
+        )
         try:
             final = self.state_class.model_validate(data)
             # What the store will write must also read back: check the JSON round trip
             # here, so a bad value fails this attempt instead of the whole run.
             self.state_class.model_validate(final.model_dump(mode="json"))
         except ValidationError as exc:
-            raise InvalidState(f"stage {name!r} left its state invalid: "
-                               f"{_first_error(exc)}") from exc
+            raise InvalidState(
+                f"stage {name!r} left its state invalid: {_first_error(exc)}"
+            ) from exc
         except PydanticSerializationError as exc:
-            raise InvalidState(f"stage {name!r} left its state not JSON-serializable: "
-                               f"{exc}") from exc
+            raise InvalidState(
+                f"stage {name!r} left its state not JSON-serializable: {exc}"
+            ) from exc
         return final
 
     def _attempt(self, run: _Run, stage: BaseStage[StateT], name: str) -> StageStatus | None:
@@ -776,8 +881,9 @@ class TaskEngine(Generic[StateT]):
         before: StateT = run.states[name]
         attempt = before.attempts + 1
         begin = self._clock()
-        running = before.model_copy(deep=True, update={"status": StageStatus.RUNNING,
-                                                       "attempts": attempt})
+        running = before.model_copy(
+            deep=True, update={"status": StageStatus.RUNNING, "attempts": attempt}
+        )
         current = _Attempt(run, name, attempt, before.status, begin)
         with self._control:
             # The stop check and the registration are one step under the lock that
@@ -794,8 +900,7 @@ class TaskEngine(Generic[StateT]):
         finally:
             self._close(current)
 
-    def _run_attempt(self, run: _Run, stage: BaseStage[StateT],
-                     current: _Attempt) -> StageStatus:
+    def _run_attempt(self, run: _Run, stage: BaseStage[StateT], current: _Attempt) -> StageStatus:
         name, attempt, begin = current.name, current.number, current.begin
         running: StateT = current.running
         before_status = current.before_status
@@ -803,18 +908,23 @@ class TaskEngine(Generic[StateT]):
         self._emit("stage_started", name, attempt, StageStatus.RUNNING)
         work = running.model_copy(deep=True)
         ctx = StageContext(
-            task_id=self.task_id, stage_name=name, attempt=attempt,
-            logger=self._stage_log(name, attempt), stage_order=self.stage_names,
-            states=run.states, remaining_time=lambda: self._remaining(run),
-            cancelled=lambda: (current.recorded is not None
-                               or self._is_cancelled(run, name)))
+            task_id=self.task_id,
+            stage_name=name,
+            attempt=attempt,
+            logger=self._stage_log(name, attempt),
+            stage_order=self.stage_names,
+            states=run.states,
+            remaining_time=lambda: self._remaining(run),
+            cancelled=lambda: current.recorded is not None or self._is_cancelled(run, name),
+        )
         finished: StateT | None = None
         try:
             returned = stage.run(work, ctx)
             result = self._check_result(name, returned, work)
             end = self._clock()
-            entry = self._entry(attempt, before_status, begin, StageStatus.COMPLETE, end,
-                                "completed")
+            entry = self._entry(
+                attempt, before_status, begin, StageStatus.COMPLETE, end, "completed"
+            )
             finished = self._finished_state(name, work, running, result, entry)
             error: Exception | None = None
         except Exception as exc:  # noqa: BLE001 - any failure of user code is an attempt's
@@ -825,8 +935,9 @@ class TaskEngine(Generic[StateT]):
             entry = self._entry(attempt, before_status, begin, StageStatus.RETRY, end, message)
             status = self._failure_status(run, running, entry)
             entry = entry.model_copy(update={"end_status": status})
-            finished = running.model_copy(update={"status": status,
-                                                  "history": [*running.history, entry]})
+            finished = running.model_copy(
+                update={"status": status, "history": [*running.history, entry]}
+            )
         # interrupt() already recorded this attempt: its outcome must not be written.
         if self._lost_to_interrupt(current):
             raise _Interrupted(name, current.message)
@@ -840,15 +951,28 @@ class TaskEngine(Generic[StateT]):
                 self._record_canceled(run, name, entry)
             raise
         if finished.status is StageStatus.COMPLETE:
-            self._slog(name).info("task %s stage %s: attempt %d completed in %.3fs", self.task_id,
-                           name, attempt, entry.run_time_seconds)
+            self._slog(name).info(
+                "task %s stage %s: attempt %d completed in %.3fs",
+                self.task_id,
+                name,
+                attempt,
+                entry.run_time_seconds,
+            )
             self._emit("stage_completed", name, attempt, StageStatus.COMPLETE)
         else:
             level = logging.WARNING if finished.status is StageStatus.RETRY else logging.ERROR
-            self._slog(name).log(level, "task %s stage %s: attempt %d failed (%s): %s",
-                          self.task_id, name, attempt, finished.status.value, entry.message)
-            kind: EventKind = ("stage_retry" if finished.status is StageStatus.RETRY
-                               else "stage_failed")
+            self._slog(name).log(
+                level,
+                "task %s stage %s: attempt %d failed (%s): %s",
+                self.task_id,
+                name,
+                attempt,
+                finished.status.value,
+                entry.message,
+            )
+            kind: EventKind = (
+                "stage_retry" if finished.status is StageStatus.RETRY else "stage_failed"
+            )
             self._emit(kind, name, attempt, finished.status, entry.message)
         return finished.status
 
@@ -857,30 +981,43 @@ class TaskEngine(Generic[StateT]):
         try:
             record = self._store.load_record(self.task_id, name, self.state_class)
             state = record.value
-            if (record.epoch > run.lease.epoch or state.status is not StageStatus.CANCELED
-                    or len(state.history) >= state.attempts):
+            if (
+                record.epoch > run.lease.epoch
+                or state.status is not StageStatus.CANCELED
+                or len(state.history) >= state.attempts
+            ):
                 return
-            note = entry.model_copy(update={
-                "end_status": StageStatus.CANCELED,
-                "message": f"canceled while running; outcome discarded: {entry.message}"})
+            note = entry.model_copy(
+                update={
+                    "end_status": StageStatus.CANCELED,
+                    "message": f"canceled while running; outcome discarded: {entry.message}",
+                }
+            )
             self._store.save(state.model_copy(update={"history": [*state.history, note]}))
         except EleanorError as exc:
-            self._slog(name).warning("task %s stage %s: could not record the canceled attempt: %s",
-                              self.task_id, name, exc)
+            self._slog(name).warning(
+                "task %s stage %s: could not record the canceled attempt: %s",
+                self.task_id,
+                name,
+                exc,
+            )
 
     def _is_cancelled(self, run: _Run, name: str) -> bool:
         if run.lease.lost or run.cancel_seen:
             return True
         now = self._clock()
-        if run.last_probe is not None and \
-                (now - run.last_probe).total_seconds() < self.cancel_check_interval:
+        if (
+            run.last_probe is not None
+            and (now - run.last_probe).total_seconds() < self.cancel_check_interval
+        ):
             return False
         run.last_probe = now
         try:
             record = self._probe.load_record(self.task_id, name, self.state_class)
         except EleanorError as exc:  # transient: ask again after the interval
-            self._slog(name).debug("task %s stage %s: cancel check failed: %s", self.task_id, name,
-                            exc)
+            self._slog(name).debug(
+                "task %s stage %s: cancel check failed: %s", self.task_id, name, exc
+            )
             return False
         if record.value.status is StageStatus.CANCELED or record.epoch > run.lease.epoch:
             run.cancel_seen = True
@@ -894,8 +1031,10 @@ class TaskEngine(Generic[StateT]):
         if state.status is StageStatus.ERROR:
             return
         self._write(run, state.model_copy(update={"status": StageStatus.ERROR}))
-        message = (f"{self.retry_policy.value} attempt budget of {self.max_attempts} spent "
-                   f"before stage {name!r} could start")
+        message = (
+            f"{self.retry_policy.value} attempt budget of {self.max_attempts} spent "
+            f"before stage {name!r} could start"
+        )
         self._slog(name).error("task %s stage %s: %s", self.task_id, name, message)
         self._emit("stage_failed", name, state.attempts, StageStatus.ERROR, message)
 
@@ -909,26 +1048,45 @@ class TaskEngine(Generic[StateT]):
 
     def _compensate(self, run: _Run, failed_index: int) -> None:
         """Saga: roll back every COMPLETE stage before the failed one, last first."""
-        first_complete = next((n for n in self.stage_names[:failed_index]
-                               if run.states[n].status is StageStatus.COMPLETE), None)
+        first_complete = next(
+            (
+                n
+                for n in self.stage_names[:failed_index]
+                if run.states[n].status is StageStatus.COMPLETE
+            ),
+            None,
+        )
         if first_complete is None:
             return
         names = self.stage_names[:failed_index]
-        reset_stages(self._store, self.task_id, names, run.states, first_complete,
-                     clock=self._clock, began=run.began,
-                     before_reset=self._rollback_hook(run))
+        reset_stages(
+            self._store,
+            self.task_id,
+            names,
+            run.states,
+            first_complete,
+            clock=self._clock,
+            began=run.began,
+            before_reset=self._rollback_hook(run),
+        )
 
     def _rollback_hook(self, run: _Run) -> Callable[[str, Any], None]:
         def call(name: str, state: Any) -> None:
             stage = self.stages[self.stage_names.index(name)]
             run.lease.check()
             ctx = StageContext(
-                task_id=self.task_id, stage_name=name, attempt=state.attempts,
-                logger=self._stage_log(name, state.attempts), stage_order=self.stage_names,
-                states=run.states, remaining_time=lambda: self._remaining(run),
-                cancelled=lambda: run.lease.lost)
+                task_id=self.task_id,
+                stage_name=name,
+                attempt=state.attempts,
+                logger=self._stage_log(name, state.attempts),
+                stage_order=self.stage_names,
+                states=run.states,
+                remaining_time=lambda: self._remaining(run),
+                cancelled=lambda: run.lease.lost,
+            )
             stage.rollback(state.model_copy(deep=True), ctx)
             self._emit("stage_rolled_back", name, state.attempts, StageStatus.CREATED)
+
         return call
 
     def _canceled_summary(self) -> TaskSummary:
@@ -948,8 +1106,7 @@ class TaskEngine(Generic[StateT]):
             return summarize(self.task_id, self.stage_names, {}, bound=False)
         self._check_manifest(manifest)
         records = self._probe.load_task_records(self.task_id, self.state_class)
-        return summarize(self.task_id, self.stage_names,
-                         {n: r.value for n, r in records.items()})
+        return summarize(self.task_id, self.stage_names, {n: r.value for n, r in records.items()})
 
     def cancel(self) -> TaskSummary:
         """Cancel the task (see :func:`eleanor_cloud.engine.cancel_task`)."""
@@ -968,13 +1125,22 @@ class TaskEngine(Generic[StateT]):
         already reset stay reset, the failing one stays COMPLETE.
         """
         if to_stage not in self.stage_names:
-            raise InvalidState(f"task {self.task_id!r} has no stage {to_stage!r} "
-                               f"(stages: {list(self.stage_names)})")
+            raise InvalidState(
+                f"task {self.task_id!r} has no stage {to_stage!r} "
+                f"(stages: {list(self.stage_names)})"
+            )
         run = self._open(None)
         try:
-            reset_stages(self._store, self.task_id, self.stage_names, run.states, to_stage,
-                         clock=self._clock, began=run.began,
-                         before_reset=self._rollback_hook(run))
+            reset_stages(
+                self._store,
+                self.task_id,
+                self.stage_names,
+                run.states,
+                to_stage,
+                clock=self._clock,
+                began=run.began,
+                before_reset=self._rollback_hook(run),
+            )
         finally:
             run.lease.release()
         return summarize(self.task_id, self.stage_names, run.states)

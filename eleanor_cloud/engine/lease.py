@@ -97,7 +97,8 @@ class LeaseManager:
             raise InvalidState(f"wait_for_lease must be >= 0 seconds, got {wait}")
         if clock_skew_tolerance < 0:
             raise InvalidState(
-                f"clock_skew_tolerance must be >= 0 seconds, got {clock_skew_tolerance}")
+                f"clock_skew_tolerance must be >= 0 seconds, got {clock_skew_tolerance}"
+            )
         if renew_interval is not None and renew_interval <= 0:
             raise InvalidState(f"renew_interval must be > 0 seconds, got {renew_interval}")
         self._store = private_view(store)
@@ -148,16 +149,22 @@ class LeaseManager:
     def check(self) -> None:
         """Raise ``LeaseLost`` if the lease is known to be lost."""
         if self.lost:
-            raise LeaseLost(f"task {self.task_id!r}: lease lost by {self.holder!r}: "
-                            f"{self._lost_reason}", key=self._store.lease_key(self.task_id))
+            raise LeaseLost(
+                f"task {self.task_id!r}: lease lost by {self.holder!r}: {self._lost_reason}",
+                key=self._store.lease_key(self.task_id),
+            )
 
     def _mark_lost(self, reason: str) -> None:
         if self._lost.is_set():
             return
         self._lost_reason = reason
         self._lost.set()
-        _log.warning("task %s: lease lost: %s", self.task_id, reason,
-                     extra={"task_id": self.task_id, "stage_name": None})
+        _log.warning(
+            "task %s: lease lost: %s",
+            self.task_id,
+            reason,
+            extra={"task_id": self.task_id, "stage_name": None},
+        )
         if self._on_lost is not None:
             self._on_lost(reason)
 
@@ -189,9 +196,13 @@ class LeaseManager:
                 if waited >= budget:
                     raise
                 delay = min(budget - waited, self._poll_delay(held))
-                _log.info("task %s: lease held by %s; waiting %.2fs", self.task_id,
-                          held.holder, delay,
-                          extra={"task_id": self.task_id, "stage_name": None})
+                _log.info(
+                    "task %s: lease held by %s; waiting %.2fs",
+                    self.task_id,
+                    held.holder,
+                    delay,
+                    extra={"task_id": self.task_id, "stage_name": None},
+                )
                 self._sleep(delay)
                 waited += delay
                 probably_new = False
@@ -214,10 +225,14 @@ class LeaseManager:
         return max(0.0, asked - self._watch[1])
 
     def _new_lease(self, epoch: int, now: datetime) -> Lease:
-        return Lease(task_id=self.task_id, holder=self.holder, epoch=epoch,
-                     acquired_at=format_ts(now),
-                     expires_at=format_ts(now + timedelta(seconds=self.ttl)),
-                     ttl_seconds=self.ttl)
+        return Lease(
+            task_id=self.task_id,
+            holder=self.holder,
+            epoch=epoch,
+            acquired_at=format_ts(now),
+            expires_at=format_ts(now + timedelta(seconds=self.ttl)),
+            ttl_seconds=self.ttl,
+        )
 
     def _acquire_once(self, try_create: bool) -> Lease:
         store = self._store
@@ -257,25 +272,36 @@ class LeaseManager:
                         f"task {self.task_id!r} is leased by {old.holder!r} (epoch "
                         f"{old.epoch}) until {old.expires_at} by its clock; unchanged for "
                         f"{watched:.2f}s of the {needed:.2f}s after which it counts as "
-                        "abandoned", key=current.key, holder=old.holder,
-                        expires_at=old.expires_at)
+                        "abandoned",
+                        key=current.key,
+                        holder=old.holder,
+                        expires_at=old.expires_at,
+                    )
                 takeover = True
             epoch = max(old.epoch, current.epoch) + 1
             store.epoch = epoch
             try:
-                self._record = store.write_lease(self._new_lease(epoch, now),
-                                                 Replace(current.version))
+                self._record = store.write_lease(
+                    self._new_lease(epoch, now), Replace(current.version)
+                )
             except Conflict:
                 continue  # somebody else moved it first: look again
             self.epoch, self.takeover, self.created = epoch, takeover, False
             self.previous = old
             if takeover:
-                _log.warning("task %s: took over the expired lease of %s (epoch %d -> %d)",
-                             self.task_id, old.holder, old.epoch, epoch,
-                             extra={"task_id": self.task_id, "stage_name": None})
+                _log.warning(
+                    "task %s: took over the expired lease of %s (epoch %d -> %d)",
+                    self.task_id,
+                    old.holder,
+                    old.epoch,
+                    epoch,
+                    extra={"task_id": self.task_id, "stage_name": None},
+                )
             return self._record.value
-        raise LeaseHeld(f"task {self.task_id!r}: lost {_MAX_RACES} races for the lease",
-                        key=store.lease_key(self.task_id))
+        raise LeaseHeld(
+            f"task {self.task_id!r}: lost {_MAX_RACES} races for the lease",
+            key=store.lease_key(self.task_id),
+        )
 
     # -- renew ------------------------------------------------------------------------
 
@@ -283,8 +309,9 @@ class LeaseManager:
         """Renew from a daemon thread every ``renew_interval`` seconds until release."""
         if self._record is None:
             raise InvalidState("start_renewing() before acquire()")
-        self._renewer = threading.Thread(target=self._renew_loop, daemon=True,
-                                         name=f"eleanor-renew-{self.task_id}")
+        self._renewer = threading.Thread(
+            target=self._renew_loop, daemon=True, name=f"eleanor-renew-{self.task_id}"
+        )
         self._renewer.start()
 
     def _renew_loop(self) -> None:
@@ -294,8 +321,11 @@ class LeaseManager:
             try:
                 self._on_io(self.renew_once)
             except Exception:  # noqa: BLE001 - a renewer must never die silently mid-run
-                _log.exception("task %s: lease renewal crashed", self.task_id,
-                               extra={"task_id": self.task_id, "stage_name": None})
+                _log.exception(
+                    "task %s: lease renewal crashed",
+                    self.task_id,
+                    extra={"task_id": self.task_id, "stage_name": None},
+                )
                 self._mark_lost("lease renewal crashed")
                 return
 
@@ -305,10 +335,12 @@ class LeaseManager:
         if record is None or self.lost:
             return False
         now = self._clock()
-        renewed = record.value.model_copy(update={
-            "expires_at": format_ts(now + timedelta(seconds=self.ttl)),
-            "renewals": record.value.renewals + 1,
-        })
+        renewed = record.value.model_copy(
+            update={
+                "expires_at": format_ts(now + timedelta(seconds=self.ttl)),
+                "renewals": record.value.renewals + 1,
+            }
+        )
         try:
             self._record = self._store.write_lease(renewed, Replace(record.version))
         except Conflict as exc:
@@ -319,8 +351,12 @@ class LeaseManager:
             if is_expired(record.value, now, 0.0):
                 self._mark_lost(f"could not renew before expiry: {exc}")
             else:
-                _log.warning("task %s: lease renewal failed (will retry): %s", self.task_id,
-                             exc, extra={"task_id": self.task_id, "stage_name": None})
+                _log.warning(
+                    "task %s: lease renewal failed (will retry): %s",
+                    self.task_id,
+                    exc,
+                    extra={"task_id": self.task_id, "stage_name": None},
+                )
             return False
         return True
 
@@ -354,13 +390,16 @@ class LeaseManager:
         if record is None:
             return
         now = self._clock()
-        released = record.value.model_copy(update={"released": True,
-                                                   "expires_at": format_ts(now)})
+        released = record.value.model_copy(update={"released": True, "expires_at": format_ts(now)})
         try:
             self._record = self._store.write_lease(released, Replace(record.version))
         except Conflict:
             self._mark_lost("release refused: another holder took the lease over")
         except EleanorError as exc:
             # The lease simply expires later; nothing this holder wrote is at risk.
-            _log.warning("task %s: could not release the lease: %s", self.task_id, exc,
-                         extra={"task_id": self.task_id, "stage_name": None})
+            _log.warning(
+                "task %s: could not release the lease: %s",
+                self.task_id,
+                exc,
+                extra={"task_id": self.task_id, "stage_name": None},
+            )

@@ -51,23 +51,30 @@ def _extra(task_id: str, stage_name: str | None = None) -> dict[str, Any]:
     return {"task_id": task_id, "stage_name": stage_name}
 
 
-def _load_all(view: StateStore, task_id: str, state_class: type[S]) -> tuple[
-        tuple[str, ...], dict[str, Record[S]]]:
+def _load_all(
+    view: StateStore, task_id: str, state_class: type[S]
+) -> tuple[tuple[str, ...], dict[str, Record[S]]]:
     manifest = view.load_manifest(task_id)
     return manifest.stages, view.load_task_records(task_id, state_class)
 
 
-def _reload(view: StateStore, task_id: str, name: str,
-            state_class: type[S]) -> Record[S] | None:
+def _reload(view: StateStore, task_id: str, name: str, state_class: type[S]) -> Record[S] | None:
     try:
         return view.load_record(task_id, name, state_class)
     except NotFound:
         return None
 
 
-def _update_stage(view: StateStore, task_id: str, name: str, state_class: type[S],
-                  record: Record[S] | None, change: Callable[[S | None], S | None],
-                  *, epoch_floor: int = 0) -> Record[S] | None:
+def _update_stage(
+    view: StateStore,
+    task_id: str,
+    name: str,
+    state_class: type[S],
+    record: Record[S] | None,
+    change: Callable[[S | None], S | None],
+    *,
+    epoch_floor: int = 0,
+) -> Record[S] | None:
     """Apply ``change`` to one stage by CAS, reloading and re-applying on a lost race.
 
     ``change`` gets the current state (``None`` if there is no object) and returns the
@@ -86,12 +93,16 @@ def _update_stage(view: StateStore, task_id: str, name: str, state_class: type[S
             return view.save(new, mode=Replace(record.version))
         except Conflict:
             record = _reload(view, task_id, name, state_class)
-    raise Conflict(f"task {task_id!r} stage {name!r}: lost {_MAX_RACES} races in a row",
-                   key=view.stage_key(task_id, name), operation="update")
+    raise Conflict(
+        f"task {task_id!r} stage {name!r}: lost {_MAX_RACES} races in a row",
+        key=view.stage_key(task_id, name),
+        operation="update",
+    )
 
 
-def task_status(store: StateStore, task_id: str,
-                state_class: type[BaseStageState[Any]] = AnyStageState) -> TaskSummary:
+def task_status(
+    store: StateStore, task_id: str, state_class: type[BaseStageState[Any]] = AnyStageState
+) -> TaskSummary:
     """Read-only summary of a bound task (``NotFound`` if it was never bound).
 
     Costs one GET (manifest), one LIST and one GET per stored stage.
@@ -101,8 +112,9 @@ def task_status(store: StateStore, task_id: str,
     return summarize(task_id, names, {n: r.value for n, r in records.items()})
 
 
-def cancel_task(store: StateStore, task_id: str,
-                state_class: type[BaseStageState[Any]] = AnyStageState) -> TaskSummary:
+def cancel_task(
+    store: StateStore, task_id: str, state_class: type[BaseStageState[Any]] = AnyStageState
+) -> TaskSummary:
     """Move every stage in CANCELABLE_STATES to CANCELED; missing stages are created so.
 
     A running holder notices at its next write (its compare-and-swap fails and it finds
@@ -115,29 +127,30 @@ def cancel_task(store: StateStore, task_id: str,
     lease = view.load_lease(task_id)
     floor = max(lease.value.epoch, lease.epoch) if lease else 0
 
-    def cancel(name: str) -> Callable[[BaseStageState[Any] | None],
-                                      BaseStageState[Any] | None]:
+    def cancel(name: str) -> Callable[[BaseStageState[Any] | None], BaseStageState[Any] | None]:
         def change(state: BaseStageState[Any] | None) -> BaseStageState[Any] | None:
             if state is None:
-                return state_class(task_id=task_id, stage_name=name,
-                                   status=StageStatus.CANCELED)
+                return state_class(task_id=task_id, stage_name=name, status=StageStatus.CANCELED)
             if state.status not in CANCELABLE_STATES:
                 return None
             return state.model_copy(update={"status": StageStatus.CANCELED})
+
         return change
 
     states: dict[str, BaseStageState[Any]] = {}
     for name in names:
-        record = _update_stage(view, task_id, name, state_class, records.get(name),
-                               cancel(name), epoch_floor=floor)
+        record = _update_stage(
+            view, task_id, name, state_class, records.get(name), cancel(name), epoch_floor=floor
+        )
         if record is not None:
             states[name] = record.value
     _log.info("task %s: canceled", task_id, extra=_extra(task_id))
     return summarize(task_id, names, states)
 
 
-def retry_failed_task(store: StateStore, task_id: str,
-                      state_class: type[BaseStageState[Any]] = AnyStageState) -> TaskSummary:
+def retry_failed_task(
+    store: StateStore, task_id: str, state_class: type[BaseStageState[Any]] = AnyStageState
+) -> TaskSummary:
     """Redrive: every ERROR stage becomes RETRY with a fresh attempt budget.
 
     The budget is derived from history (see :mod:`eleanor_cloud.engine.retry`): the
@@ -160,20 +173,28 @@ def retry_failed_task(store: StateStore, task_id: str,
     return summarize(task_id, names, states)
 
 
-def interrupted_entry(state: BaseStageState[Any], *, began: str | None, now: str,
-                      end_status: StageStatus, detail: str) -> StageStateHistoryEntry:
+def interrupted_entry(
+    state: BaseStageState[Any], *, began: str | None, now: str, end_status: StageStatus, detail: str
+) -> StageStateHistoryEntry:
     """The history entry recording an attempt found RUNNING that nobody finished."""
     # The status before the lost attempt is not stored; the last entry says whether
     # the stage was being retried (RETRY/ERROR then redriven) or run afresh.
-    prior = (StageStatus.RETRY
-             if state.history and state.history[-1].end_status
-             in (StageStatus.RETRY, StageStatus.ERROR)
-             else StageStatus.CREATED)
+    prior = (
+        StageStatus.RETRY
+        if state.history and state.history[-1].end_status in (StageStatus.RETRY, StageStatus.ERROR)
+        else StageStatus.CREATED
+    )
     begin = began or now
     seconds = max(0.0, (parse_ts(now) - parse_ts(begin)).total_seconds())
     return StageStateHistoryEntry(
-        attempt=state.attempts, begin_status=prior, begin_ts=begin, end_status=end_status,
-        end_ts=now, message=f"interrupted: {detail}", run_time_seconds=seconds)
+        attempt=state.attempts,
+        begin_status=prior,
+        begin_ts=begin,
+        end_status=end_status,
+        end_ts=now,
+        message=f"interrupted: {detail}",
+        run_time_seconds=seconds,
+    )
 
 
 def reset_stages(
@@ -206,26 +227,44 @@ def reset_stages(
             continue
         history = list(state.history)
         if state.status is StageStatus.RUNNING:
-            history.append(interrupted_entry(
-                state, began=(began or {}).get(name), now=format_ts(clock()),
-                end_status=StageStatus.ERROR, detail="found RUNNING during rollback"))
+            history.append(
+                interrupted_entry(
+                    state,
+                    began=(began or {}).get(name),
+                    now=format_ts(clock()),
+                    end_status=StageStatus.ERROR,
+                    detail="found RUNNING during rollback",
+                )
+            )
         elif state.status is StageStatus.COMPLETE and before_reset is not None:
             before_reset(name, state)
-        new = state.model_copy(update={"status": StageStatus.CREATED, "result": None,
-                                       "history": history})
+        new = state.model_copy(
+            update={"status": StageStatus.CREATED, "result": None, "history": history}
+        )
         view.save(new)
         states[name] = new
         reset.append(name)
-        _log.info("task %s stage %s: reset to CREATED (was %s)", task_id, name,
-                  state.status.value, extra=_extra(task_id, name))
+        _log.info(
+            "task %s stage %s: reset to CREATED (was %s)",
+            task_id,
+            name,
+            state.status.value,
+            extra=_extra(task_id, name),
+        )
     return reset
 
 
-def rollback_task(store: StateStore, task_id: str, to_stage: str,
-                  state_class: type[BaseStageState[Any]] = AnyStageState, *,
-                  holder: str | None = None, lease_ttl: float = 60.0,
-                  clock: Clock = utc_now,
-                  sleep: Callable[[float], None] = time.sleep) -> TaskSummary:
+def rollback_task(
+    store: StateStore,
+    task_id: str,
+    to_stage: str,
+    state_class: type[BaseStageState[Any]] = AnyStageState,
+    *,
+    holder: str | None = None,
+    lease_ttl: float = 60.0,
+    clock: Clock = utc_now,
+    sleep: Callable[[float], None] = time.sleep,
+) -> TaskSummary:
     """Reset stages from the last down to ``to_stage`` to CREATED, running no stage code.
 
     For operators without the stage code (the CLI): the stages' own ``rollback`` is not
@@ -237,9 +276,11 @@ def rollback_task(store: StateStore, task_id: str, to_stage: str,
     manifest = view.load_manifest(task_id)
     if to_stage not in manifest.stages:
         raise InvalidState(
-            f"task {task_id!r} has no stage {to_stage!r} (stages: {list(manifest.stages)})")
-    lease = LeaseManager(view, task_id, holder=holder or default_holder(), ttl=lease_ttl,
-                         clock=clock, sleep=sleep)  # a real wait: the watch measures time
+            f"task {task_id!r} has no stage {to_stage!r} (stages: {list(manifest.stages)})"
+        )
+    lease = LeaseManager(
+        view, task_id, holder=holder or default_holder(), ttl=lease_ttl, clock=clock, sleep=sleep
+    )  # a real wait: the watch measures time
     try:
         lease.acquire()
         view.epoch = lease.epoch
@@ -249,18 +290,22 @@ def rollback_task(store: StateStore, task_id: str, to_stage: str,
             records = fence_task(view, task_id, manifest.stages, state_class, records)
         states = {n: r.value for n, r in records.items()}
         for name in manifest.stages:
-            states.setdefault(name, state_class(task_id=task_id, stage_name=name,
-                                                status=StageStatus.CREATED))
-        reset_stages(view, task_id, manifest.stages, states, to_stage, clock=clock,
-                     began=began)
+            states.setdefault(
+                name, state_class(task_id=task_id, stage_name=name, status=StageStatus.CREATED)
+            )
+        reset_stages(view, task_id, manifest.stages, states, to_stage, clock=clock, began=began)
     finally:
         lease.release()
     return summarize(task_id, manifest.stages, states)
 
 
-def fence_task(store: StateStore, task_id: str, stage_names: Sequence[str],
-               state_class: type[S],
-               loaded: Mapping[str, Record[S]] | None = None) -> dict[str, Record[S]]:
+def fence_task(
+    store: StateStore,
+    task_id: str,
+    stage_names: Sequence[str],
+    state_class: type[S],
+    loaded: Mapping[str, Record[S]] | None = None,
+) -> dict[str, Record[S]]:
     """Re-write every stage object at ``store.epoch``; missing ones are created CREATED.
 
     Called right after taking an expired lease over. Every stage write is a
@@ -272,8 +317,7 @@ def fence_task(store: StateStore, task_id: str, stage_names: Sequence[str],
     a newer epoch than ours means we were taken over ourselves (``LeaseLost``).
     Returns the fenced records.
     """
-    records = dict(loaded) if loaded is not None else store.load_task_records(
-        task_id, state_class)
+    records = dict(loaded) if loaded is not None else store.load_task_records(task_id, state_class)
     fenced: dict[str, Record[S]] = {}
     for name in stage_names:
         record = records.get(name)
@@ -282,17 +326,22 @@ def fence_task(store: StateStore, task_id: str, stage_names: Sequence[str],
                 raise LeaseLost(
                     f"task {task_id!r} stage {name!r} was written at epoch {record.epoch} "
                     f"by {record.writer!r}, newer than ours ({store.epoch})",
-                    key=record.key)
+                    key=record.key,
+                )
             try:
                 if record is None:
-                    fenced[name] = store.create(state_class(
-                        task_id=task_id, stage_name=name, status=StageStatus.CREATED))
+                    fenced[name] = store.create(
+                        state_class(task_id=task_id, stage_name=name, status=StageStatus.CREATED)
+                    )
                 else:
                     fenced[name] = store.save(record.value, mode=Replace(record.version))
                 break
             except Conflict:
                 record = _reload(store, task_id, name, state_class)
         else:
-            raise Conflict(f"task {task_id!r} stage {name!r}: fencing lost {_MAX_RACES} races",
-                           key=store.stage_key(task_id, name), operation="fence")
+            raise Conflict(
+                f"task {task_id!r} stage {name!r}: fencing lost {_MAX_RACES} races",
+                key=store.stage_key(task_id, name),
+                operation="fence",
+            )
     return fenced

@@ -87,8 +87,12 @@ def attempts_allowed(policy: RetryPolicy, max_attempts: int) -> int:
     return 1 if policy is RetryPolicy.NONE else max_attempts
 
 
-def may_attempt(policy: RetryPolicy, max_attempts: int, state: BaseStageState[Any],
-                all_states: Iterable[BaseStageState[Any]]) -> bool:
+def may_attempt(
+    policy: RetryPolicy,
+    max_attempts: int,
+    state: BaseStageState[Any],
+    all_states: Iterable[BaseStageState[Any]],
+) -> bool:
     """Whether ``state`` may start one more attempt now.
 
     NONE: only the first (a failure is final). STAGE: fewer than ``max_attempts`` in the

@@ -34,8 +34,7 @@ class BaseStage(Generic[StateT]):
     name: str = ""
     expected_duration: float | None = None
 
-    def __init__(self, name: str | None = None, *,
-                 expected_duration: float | None = None) -> None:
+    def __init__(self, name: str | None = None, *, expected_duration: float | None = None) -> None:
         if name is not None:
             # An instance attribute shadows the class attribute: one class, many stages.
             self.name = name
@@ -49,7 +48,8 @@ class BaseStage(Generic[StateT]):
         if not name:
             raise InvalidState(
                 f"stage {type(self).__name__} has no name: set the class attribute `name` "
-                "or pass name=... to the constructor")
+                "or pass name=... to the constructor"
+            )
         return validate_stage_name(name)
 
     def run(self, state: StateT, ctx: StageContext[StateT]) -> BaseModel | None:
@@ -97,11 +97,13 @@ class StageContext(Generic[StateT]):
         """A deep copy of an earlier stage's state."""
         if stage_name not in self._order:
             raise InvalidState(
-                f"task {self.task_id!r} has no stage {stage_name!r} (stages: {self._order})")
+                f"task {self.task_id!r} has no stage {stage_name!r} (stages: {self._order})"
+            )
         if self._order.index(stage_name) >= self._order.index(self.stage_name):
             raise InvalidState(
                 f"stage {self.stage_name!r} may only read earlier stages; {stage_name!r} "
-                "is not before it")
+                "is not before it"
+            )
         return self._states[stage_name].model_copy(deep=True)
 
     def result_of(self, stage_name: str) -> BaseModel | None:

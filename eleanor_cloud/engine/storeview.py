@@ -16,5 +16,10 @@ __all__ = ["private_view"]
 
 def private_view(store: StateStore) -> StateStore:
     """A new StateStore over ``store``'s backend and prefix, writer and clock."""
-    return StateStore(store.backend, store.prefix, writer=lambda: store.writer,
-                      clock=store.clock, max_workers=store.max_workers)
+    return StateStore(
+        store.backend,
+        store.prefix,
+        writer=lambda: store.writer,
+        clock=store.clock,
+        max_workers=store.max_workers,
+    )

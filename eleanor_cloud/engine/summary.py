@@ -101,9 +101,15 @@ def overall_status(statuses: Sequence[StageStatus]) -> StageStatus:
     return StageStatus.RUNNING
 
 
-def summarize(task_id: str, stage_names: Sequence[str],
-              states: Mapping[str, BaseStageState[Any]], *, bound: bool = True,
-              force_status: StageStatus | None = None, message: str = "") -> TaskSummary:
+def summarize(
+    task_id: str,
+    stage_names: Sequence[str],
+    states: Mapping[str, BaseStageState[Any]],
+    *,
+    bound: bool = True,
+    force_status: StageStatus | None = None,
+    message: str = "",
+) -> TaskSummary:
     """Build a summary; a listed stage with no stored state reads as CREATED if bound."""
     missing = StageStatus.CREATED if bound else StageStatus.UNBOUND
     stages: list[StageSummary] = []
@@ -113,17 +119,20 @@ def summarize(task_id: str, stage_names: Sequence[str],
             stages.append(StageSummary(name, missing))
             continue
         last = state.history[-1] if state.history else None
-        stages.append(StageSummary(
-            name, state.status, state.attempts,
-            last.message if last else None,
-            last.run_time_seconds if last else None,
-            state.result,
-        ))
+        stages.append(
+            StageSummary(
+                name,
+                state.status,
+                state.attempts,
+                last.message if last else None,
+                last.run_time_seconds if last else None,
+                state.result,
+            )
+        )
     status = force_status or overall_status([s.status for s in stages])
     done = status in (StageStatus.COMPLETE, StageStatus.ERROR, StageStatus.CANCELED)
     next_stage = None
     if not done:
-        next_stage = next((s.name for s in stages if s.status is not StageStatus.COMPLETE),
-                          None)
+        next_stage = next((s.name for s in stages if s.status is not StageStatus.COMPLETE), None)
     result = stages[-1].result if stages else None
     return TaskSummary(task_id, status, done, next_stage, stages, result, message)

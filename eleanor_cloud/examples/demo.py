@@ -82,15 +82,20 @@ def is_deferred(value: int) -> bool:
     return value > DEFERRED_ABOVE
 
 
-def expected_result(seed: int = DEFAULT_SEED,
-                    records: int = DEFAULT_RECORDS) -> SimpleRecordsResult:
+def expected_result(
+    seed: int = DEFAULT_SEED, records: int = DEFAULT_RECORDS
+) -> SimpleRecordsResult:
     """What the demo's publish stage reports, computed directly (for checks and docs)."""
     values = generate_values(seed, records)
     fail = sum(1 for v in values if is_malformed(v))
     unprocessed = sum(1 for v in values if not is_malformed(v) and is_deferred(v))
-    return SimpleRecordsResult(total_count=records, success_count=records - fail - unprocessed,
-                               fail_count=fail, unprocessed_count=unprocessed,
-                               message=f"published {records - fail - unprocessed} records")
+    return SimpleRecordsResult(
+        total_count=records,
+        success_count=records - fail - unprocessed,
+        fail_count=fail,
+        unprocessed_count=unprocessed,
+        message=f"published {records - fail - unprocessed} records",
+    )
 
 
 def _stage_classes() -> dict[str, type[BaseStage[DemoState]]]:
@@ -100,8 +105,14 @@ def _stage_classes() -> dict[str, type[BaseStage[DemoState]]]:
     class DemoStage(BaseStage[DemoState]):
         """Batches with progress reports, a pause per batch, and an optional crash."""
 
-        def __init__(self, *, work_delay: float, progress: ProgressCallback | None,
-                     crash: bool, on_crash: Callable[[str], None] | None) -> None:
+        def __init__(
+            self,
+            *,
+            work_delay: float,
+            progress: ProgressCallback | None,
+            crash: bool,
+            on_crash: Callable[[str], None] | None,
+        ) -> None:
             super().__init__(expected_duration=max(1.0, 20 * work_delay))
             self.work_delay = work_delay
             self.progress = progress
@@ -144,8 +155,11 @@ def _stage_classes() -> dict[str, type[BaseStage[DemoState]]]:
                 kept.extend(values[i] for i in chunk)
             state.seed = self.seed
             state.values = kept
-            return SimpleRecordsResult(total_count=len(kept), success_count=len(kept),
-                                       message=f"generated {len(kept)} records (seed {self.seed})")
+            return SimpleRecordsResult(
+                total_count=len(kept),
+                success_count=len(kept),
+                message=f"generated {len(kept)} records (seed {self.seed})",
+            )
 
     class Validate(DemoStage):
         name = "validate"
@@ -157,9 +171,12 @@ def _stage_classes() -> dict[str, type[BaseStage[DemoState]]]:
                 valid.extend(i for i in chunk if not is_malformed(values[i]))
             state.valid = valid
             failed = len(values) - len(valid)
-            return SimpleRecordsResult(total_count=len(values), success_count=len(valid),
-                                       fail_count=failed,
-                                       message=f"{failed} malformed records")
+            return SimpleRecordsResult(
+                total_count=len(values),
+                success_count=len(valid),
+                fail_count=failed,
+                message=f"{failed} malformed records",
+            )
 
     class Transform(DemoStage):
         name = "transform"
@@ -175,9 +192,12 @@ def _stage_classes() -> dict[str, type[BaseStage[DemoState]]]:
                     (deferred if is_deferred(values[index]) else processed).append(index)
             state.processed = processed
             state.deferred = deferred
-            return SimpleRecordsResult(total_count=len(valid), success_count=len(processed),
-                                       unprocessed_count=len(deferred),
-                                       message=f"{len(deferred)} records deferred")
+            return SimpleRecordsResult(
+                total_count=len(valid),
+                success_count=len(processed),
+                unprocessed_count=len(deferred),
+                message=f"{len(deferred)} records deferred",
+            )
 
     class Publish(DemoStage):
         name = "publish"
@@ -189,13 +209,15 @@ def _stage_classes() -> dict[str, type[BaseStage[DemoState]]]:
             published = 0
             for chunk in self.batches(len(transform.processed)):
                 published += len(chunk)
-            return SimpleRecordsResult(total_count=total, success_count=published,
-                                       fail_count=failed,
-                                       unprocessed_count=len(transform.deferred),
-                                       message=f"published {published} records")
+            return SimpleRecordsResult(
+                total_count=total,
+                success_count=published,
+                fail_count=failed,
+                unprocessed_count=len(transform.deferred),
+                message=f"published {published} records",
+            )
 
-    return {"generate": Generate, "validate": Validate, "transform": Transform,
-            "publish": Publish}
+    return {"generate": Generate, "validate": Validate, "transform": Transform, "publish": Publish}
 
 
 def build_demo(
@@ -223,8 +245,7 @@ def build_demo(
     if crash_at is not None and crash_at not in STAGES:
         raise ValueError(f"crash_at must be one of {', '.join(STAGES)}, got {crash_at!r}")
     classes = _stage_classes()
-    common: dict[str, Any] = {"work_delay": work_delay, "progress": progress,
-                              "on_crash": on_crash}
+    common: dict[str, Any] = {"work_delay": work_delay, "progress": progress, "on_crash": on_crash}
     stages: list[BaseStage[DemoState]] = []
     for name in STAGES:
         kw = dict(common, crash=crash_at == name)
@@ -233,8 +254,15 @@ def build_demo(
         stages.append(classes[name](**kw))
     # A short backoff: the demo's only failures are the crashes it was asked for.
     engine_options.setdefault("backoff", Backoff(initial=0.2, max_delay=1.0))
-    return TaskEngine(task_id, stages, DemoState, store, lease_ttl=lease_ttl,
-                      wait_for_lease=wait_for_lease, **engine_options)
+    return TaskEngine(
+        task_id,
+        stages,
+        DemoState,
+        store,
+        lease_ttl=lease_ttl,
+        wait_for_lease=wait_for_lease,
+        **engine_options,
+    )
 
 
 def factory(task_id: str, store: StateStore) -> TaskEngine[DemoState]:

@@ -104,5 +104,4 @@ def decode(data: bytes, *, key: str, expected_format: str) -> Envelope:
             raise corrupt(f"{name} must be a string, found {doc[name]!r}")
     if not isinstance(body, dict):
         raise corrupt(f"{body_field} must be a JSON object, found {type(body).__name__}")
-    return Envelope(fmt, revision, doc["write_id"], doc["writer"], epoch,
-                    doc["written_at"], body)
+    return Envelope(fmt, revision, doc["write_id"], doc["writer"], epoch, doc["written_at"], body)

@@ -38,13 +38,15 @@ class BackendSpec:
     requires: tuple[str, ...] = ()
 
 
-_FSSPEC = BackendSpec("eleanor_cloud.backends.fsspec:from_url", "eleanor-cloud[fsspec]",
-                      ("fsspec",))
+_FSSPEC = BackendSpec(
+    "eleanor_cloud.backends.fsspec:from_url", "eleanor-cloud[fsspec]", ("fsspec",)
+)
 _BUILTIN: dict[str, BackendSpec] = {
     "memory": BackendSpec("eleanor_cloud.backends.memory:from_url"),
     "file": BackendSpec("eleanor_cloud.backends.local:from_url"),
-    "s3": BackendSpec("eleanor_cloud.backends.s3:from_url", "eleanor-cloud[s3]",
-                      ("boto3", "botocore")),
+    "s3": BackendSpec(
+        "eleanor_cloud.backends.s3:from_url", "eleanor-cloud[s3]", ("boto3", "botocore")
+    ),
     "gs": BackendSpec(_FSSPEC.target, "eleanor-cloud[gcs]", ("fsspec", "gcsfs")),
     "gcs": BackendSpec(_FSSPEC.target, "eleanor-cloud[gcs]", ("fsspec", "gcsfs")),
     "az": BackendSpec(_FSSPEC.target, "eleanor-cloud[azure]", ("fsspec", "adlfs")),
@@ -55,8 +57,9 @@ _BUILTIN: dict[str, BackendSpec] = {
 _registered: dict[str, BackendSpec] = {}
 
 
-def register_backend(scheme: str, target: str, *, install: str | None = None,
-                     requires: tuple[str, ...] = ()) -> None:
+def register_backend(
+    scheme: str, target: str, *, install: str | None = None, requires: tuple[str, ...] = ()
+) -> None:
     """Map ``scheme`` to a ``module:function`` factory, overriding built-ins."""
     if not scheme or "://" in scheme:
         raise ConfigurationError(f"invalid scheme {scheme!r}: give the bare name, e.g. 'myfs'")
@@ -86,7 +89,8 @@ def _spec_for(scheme: str, url: str) -> BackendSpec:
     raise ConfigurationError(
         f"unknown store URL scheme {scheme!r} in {url!r}; known schemes: {', '.join(known)}"
         f" (third-party backends register the entry-point group {ENTRY_POINT_GROUP!r})",
-        operation="open_store")
+        operation="open_store",
+    )
 
 
 def resolve(url: str) -> BackendFactory:
@@ -102,13 +106,15 @@ def resolve(url: str) -> BackendFactory:
             hint = spec.install or missing
             raise MissingDependency(
                 f"store URL {url!r} needs the {missing!r} package: pip install '{hint}'",
-                install=hint) from exc
+                install=hint,
+            ) from exc
         raise
     try:
         factory: BackendFactory = getattr(module, attr)
     except AttributeError as exc:
-        raise ConfigurationError(f"backend {spec.target!r} for scheme {scheme!r} has no "
-                                 f"{attr!r}") from exc
+        raise ConfigurationError(
+            f"backend {spec.target!r} for scheme {scheme!r} has no {attr!r}"
+        ) from exc
     return factory
 
 
@@ -133,7 +139,8 @@ def open_store(
     if isinstance(url, ObjectBackend):
         if options:
             raise ConfigurationError(
-                f"backend options {sorted(options)} cannot apply to a backend instance")
+                f"backend options {sorted(options)} cannot apply to a backend instance"
+            )
         backend, url_prefix = url, ""
     else:
         text = os.fspath(url)
@@ -145,7 +152,13 @@ def open_store(
         except EleanorError:
             raise
         except TypeError as exc:
-            raise ConfigurationError(f"bad option for store {text!r}: {exc}",
-                                     operation="open_store") from exc
-    return StateStore(backend, url_prefix if prefix is None else prefix, writer=writer,
-                      clock=clock, max_workers=max_workers)
+            raise ConfigurationError(
+                f"bad option for store {text!r}: {exc}", operation="open_store"
+            ) from exc
+    return StateStore(
+        backend,
+        url_prefix if prefix is None else prefix,
+        writer=writer,
+        clock=clock,
+        max_workers=max_workers,
+    )

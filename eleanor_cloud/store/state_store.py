@@ -82,7 +82,8 @@ class StateStore:
         if not isinstance(backend, ObjectBackend):
             raise InvalidState(
                 f"backend must implement ObjectBackend (read/write/delete/list), got "
-                f"{type(backend).__name__}")
+                f"{type(backend).__name__}"
+            )
         if max_workers < 1:
             raise InvalidState(f"max_workers must be at least 1, got {max_workers}")
         self.backend = backend
@@ -138,8 +139,9 @@ class StateStore:
         while len(cache) > _CACHE_LIMIT:
             cache.popitem(last=False)
 
-    def _next_revision(self, key: str, mode: Replace | Overwrite, fmt: str,
-                       parse: Callable[[dict[str, Any]], M]) -> int:
+    def _next_revision(
+        self, key: str, mode: Replace | Overwrite, fmt: str, parse: Callable[[dict[str, Any]], M]
+    ) -> int:
         """The revision a replace or overwrite writes: one more than the one it updates.
 
         Any thread may hold a version another thread read (an explicit ``Replace``), so
@@ -161,13 +163,20 @@ class StateStore:
             data, version = self.backend.read(key)
         except NotFound:
             if isinstance(mode, Replace):
-                raise Conflict(f"{key!r} does not exist (expected version "
-                               f"{mode.version.token})", key=key, operation=str(mode)) from None
+                raise Conflict(
+                    f"{key!r} does not exist (expected version {mode.version.token})",
+                    key=key,
+                    operation=str(mode),
+                ) from None
             return 1
         record = self._decode(key, data, version, fmt, parse)
         if isinstance(mode, Replace) and version != mode.version:
-            raise Conflict(f"{key!r} is not at version {mode.version.token}", key=key,
-                           operation=str(mode), current=record)
+            raise Conflict(
+                f"{key!r} is not at version {mode.version.token}",
+                key=key,
+                operation=str(mode),
+                current=record,
+            )
         return record.revision + 1
 
     def _forget_key(self, key: str) -> None:
@@ -197,25 +206,30 @@ class StateStore:
         return record
 
     @staticmethod
-    def _decode(key: str, data: bytes, version: Version, fmt: str,
-                parse: Callable[[dict[str, Any]], M]) -> Record[M]:
+    def _decode(
+        key: str, data: bytes, version: Version, fmt: str, parse: Callable[[dict[str, Any]], M]
+    ) -> Record[M]:
         env = decode(data, key=key, expected_format=fmt)
         try:
             value = parse(env.body)
         except CorruptState as exc:
             if exc.key is not None:
                 raise
-            raise CorruptState(f"corrupt object at {key!r}: {exc}", key=key,
-                               operation="decode") from exc
+            raise CorruptState(
+                f"corrupt object at {key!r}: {exc}", key=key, operation="decode"
+            ) from exc
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "<root>"
             raise CorruptState(
                 f"corrupt object at {key!r}: field {where!r}: {first['msg']} "
-                f"({exc.error_count()} validation error(s))", key=key, operation="decode",
+                f"({exc.error_count()} validation error(s))",
+                key=key,
+                operation="decode",
             ) from exc
-        return Record(key, value, version, env.revision, env.write_id, env.writer,
-                      env.epoch, env.written_at)
+        return Record(
+            key, value, version, env.revision, env.write_id, env.writer, env.epoch, env.written_at
+        )
 
     def _write(
         self,
@@ -230,13 +244,15 @@ class StateStore:
         if mode is None:
             mode = cached[0].to_replace() if cached else CREATE
         revision = 1 if isinstance(mode, Create) else self._next_revision(key, mode, fmt, parse)
-        env = Envelope(fmt, revision, str(uuid.uuid4()), self.writer, self.epoch,
-                       format_ts(self.clock()), body)
+        env = Envelope(
+            fmt, revision, str(uuid.uuid4()), self.writer, self.epoch, format_ts(self.clock()), body
+        )
         try:
             data = encode(env)
         except ValueError as exc:  # lone surrogates (UnicodeEncodeError), NaN/Infinity
-            raise InvalidState(f"cannot store {key!r}: not valid UTF-8 JSON: {exc}", key=key,
-                               operation="encode") from exc
+            raise InvalidState(
+                f"cannot store {key!r}: not valid UTF-8 JSON: {exc}", key=key, operation="encode"
+            ) from exc
         try:
             version = self.backend.write(key, data, mode)
         except (Conflict, Unavailable) as exc:
@@ -247,11 +263,18 @@ class StateStore:
                 raise
             return mine
         self._remember(key, version, revision)
-        return Record(key, value, version, revision, env.write_id, env.writer, env.epoch,
-                      env.written_at)
+        return Record(
+            key, value, version, revision, env.write_id, env.writer, env.epoch, env.written_at
+        )
 
-    def _reconcile(self, key: str, write_id: str, fmt: str,
-                   parse: Callable[[dict[str, Any]], M], exc: Exception) -> Record[M] | None:
+    def _reconcile(
+        self,
+        key: str,
+        write_id: str,
+        fmt: str,
+        parse: Callable[[dict[str, Any]], M],
+        exc: Exception,
+    ) -> Record[M] | None:
         try:
             data, version = self.backend.read(key)
         except NotFound:
@@ -274,7 +297,8 @@ class StateStore:
     def _stage_body(state: BaseStageState[Any]) -> dict[str, Any]:
         if not isinstance(state, BaseStageState):
             raise InvalidState(
-                f"expected a BaseStageState subclass instance, got {type(state).__name__}")
+                f"expected a BaseStageState subclass instance, got {type(state).__name__}"
+            )
         keys.validate_task_id(state.task_id)
         keys.validate_stage_name(state.stage_name)
         where = f"{state.task_id}/{state.stage_name}"
@@ -293,28 +317,39 @@ class StateStore:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "<root>"
             raise InvalidState(
-                f"state of {where} is invalid: field {field!r}: {first['msg']}") from exc
+                f"state of {where} is invalid: field {field!r}: {first['msg']}"
+            ) from exc
         # ...and read back equal: JSON mode turns NaN into null and bytes into str in
         # untyped fields, so the resumed stage would see other data than it saved.
         if again != state:
-            changed = next((name for name in type(state).model_fields
-                            if getattr(again, name, None) != getattr(state, name, None)),
-                           "<extra fields>")
+            changed = next(
+                (
+                    name
+                    for name in type(state).model_fields
+                    if getattr(again, name, None) != getattr(state, name, None)
+                ),
+                "<extra fields>",
+            )
             raise InvalidState(
                 f"state of {where} would not read back as saved: field {changed!r} changes "
-                "in JSON (NaN/Infinity, bytes, tuples or sets in untyped fields)")
+                "in JSON (NaN/Infinity, bytes, tuples or sets in untyped fields)"
+            )
         return body
 
     @staticmethod
-    def _stage_parser(state_class: type[S], task_id: str,
-                      stage_name: str) -> Callable[[dict[str, Any]], S]:
+    def _stage_parser(
+        state_class: type[S], task_id: str, stage_name: str
+    ) -> Callable[[dict[str, Any]], S]:
         def parse(body: dict[str, Any]) -> S:
             state = state_class.model_validate(body)
             if state.task_id != task_id or state.stage_name != stage_name:
                 raise CorruptState(
                     f"it holds the state of {state.task_id!r}/{state.stage_name!r}, not "
-                    f"{task_id!r}/{stage_name!r}", operation="decode")
+                    f"{task_id!r}/{stage_name!r}",
+                    operation="decode",
+                )
             return state
+
         return parse
 
     def create(self, state: S) -> Record[S]:
@@ -338,12 +373,16 @@ class StateStore:
         """Read one stage state with its version; ``NotFound`` names task and stage."""
         key = self.stage_key(task_id, stage_name)
         try:
-            return self._read(key, STAGE_FORMAT,
-                              self._stage_parser(state_class, task_id, stage_name))
+            return self._read(
+                key, STAGE_FORMAT, self._stage_parser(state_class, task_id, stage_name)
+            )
         except NotFound as exc:
             raise NotFound(
                 f"no state for stage {stage_name!r} of task {task_id!r} "
-                f"in {self.backend.description}", key=key, operation="load") from exc
+                f"in {self.backend.description}",
+                key=key,
+                operation="load",
+            ) from exc
 
     def load(self, task_id: str, stage_name: str, state_class: type[S]) -> S:
         """Read one stage state."""
@@ -358,8 +397,11 @@ class StateStore:
     def load_task_records(self, task_id: str, state_class: type[S]) -> dict[str, Record[S]]:
         """All stage states of a task: one LIST, then the GETs on a small thread pool."""
         prefix = keys.task_prefix(self.prefix, task_id)
-        names = [n for n in (keys.stage_name_from_key(k) for k in self.backend.list(prefix))
-                 if n is not None]
+        names = [
+            n
+            for n in (keys.stage_name_from_key(k) for k in self.backend.list(prefix))
+            if n is not None
+        ]
 
         def load_one(name: str) -> Record[S] | None:
             try:
@@ -394,16 +436,25 @@ class StateStore:
         keys.validate_task_id(manifest.task_id)
         for name in manifest.stages:
             keys.validate_stage_name(name)
-        return self._write(self.manifest_key(manifest.task_id), manifest.model_dump(mode="json"),
-                           manifest, MANIFEST_FORMAT, CREATE, TaskManifest.model_validate)
+        return self._write(
+            self.manifest_key(manifest.task_id),
+            manifest.model_dump(mode="json"),
+            manifest,
+            MANIFEST_FORMAT,
+            CREATE,
+            TaskManifest.model_validate,
+        )
 
     def load_manifest_record(self, task_id: str) -> Record[TaskManifest]:
         key = self.manifest_key(task_id)
         try:
             return self._read(key, MANIFEST_FORMAT, TaskManifest.model_validate)
         except NotFound as exc:
-            raise NotFound(f"no task {task_id!r} in {self.backend.description}", key=key,
-                           operation="load_manifest") from exc
+            raise NotFound(
+                f"no task {task_id!r} in {self.backend.description}",
+                key=key,
+                operation="load_manifest",
+            ) from exc
 
     def load_manifest(self, task_id: str) -> TaskManifest:
         """The task's manifest; ``NotFound`` if the task was never bound."""
@@ -414,7 +465,7 @@ class StateStore:
         base = self.prefix + "/" if self.prefix else ""
         for entry in self.backend.list(base, delimiter="/"):
             if entry.endswith("/"):
-                task_id = entry[len(base):-1]
+                task_id = entry[len(base) : -1]
                 if keys.is_valid_task_id(task_id):  # foreign folders are not tasks
                     yield task_id
 
@@ -441,8 +492,14 @@ class StateStore:
     def write_lease(self, lease: Lease, mode: WriteMode) -> Record[Lease]:
         """Conditionally write the lease; the engine decides the mode."""
         keys.validate_task_id(lease.task_id)
-        return self._write(self.lease_key(lease.task_id), lease.model_dump(mode="json"),
-                           lease, LEASE_FORMAT, mode, Lease.model_validate)
+        return self._write(
+            self.lease_key(lease.task_id),
+            lease.model_dump(mode="json"),
+            lease,
+            LEASE_FORMAT,
+            mode,
+            Lease.model_validate,
+        )
 
     def delete_lease(self, task_id: str, if_version: Version | None) -> None:
         key = self.lease_key(task_id)

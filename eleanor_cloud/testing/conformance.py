@@ -133,14 +133,19 @@ class AmbiguousWriteBackend(CountingBackend):
         super().write(key, data, mode)  # applied; the answer never arrives
         if self.how == "retry":
             return super().write(key, data, mode)
-        raise Unavailable(f"{self.description}: connection lost after sending {key!r}",
-                          key=key, operation=str(mode))
+        raise Unavailable(
+            f"{self.description}: connection lost after sending {key!r}",
+            key=key,
+            operation=str(mode),
+        )
 
 
 # -- subprocess workers (module level so they pickle under the spawn start method) -------
 
-def _create_worker(factory: BackendFactory, key: str, data: bytes,
-                   barrier: Any, results: Any) -> None:
+
+def _create_worker(
+    factory: BackendFactory, key: str, data: bytes, barrier: Any, results: Any
+) -> None:
     backend = factory()
     barrier.wait(timeout=60)
     try:
@@ -169,8 +174,9 @@ def _increment(store: StateStore, task_id: str, times: int) -> int:
     return conflicts
 
 
-def _cas_worker(factory: BackendFactory, task_id: str, times: int,
-                barrier: Any, results: Any) -> None:
+def _cas_worker(
+    factory: BackendFactory, task_id: str, times: int, barrier: Any, results: Any
+) -> None:
     store = StateStore(factory(), PREFIX)
     barrier.wait(timeout=60)
     try:
@@ -179,8 +185,9 @@ def _cas_worker(factory: BackendFactory, task_id: str, times: int,
         results.put(("error", repr(exc)))
 
 
-def _run_processes(target: Callable[..., None], args_list: list[tuple[Any, ...]],
-                   timeout: float) -> list[tuple[str, Any]]:
+def _run_processes(
+    target: Callable[..., None], args_list: list[tuple[Any, ...]], timeout: float
+) -> list[tuple[str, Any]]:
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(len(args_list))
     results = ctx.Queue()
@@ -225,21 +232,25 @@ class BackendConformance:
         name = getattr(request.node, "originalname", request.node.name)
         reason = self.emulator_gaps.get(name)
         if reason:
-            request.applymarker(pytest.mark.xfail(reason=f"emulator gap: {reason}",
-                                                  strict=True))
+            request.applymarker(pytest.mark.xfail(reason=f"emulator gap: {reason}", strict=True))
 
     @pytest.fixture
     def store(self, backend: ObjectBackend) -> StateStore:
         return StateStore(backend, PREFIX)
 
-    def _shared_factory(self, backend: ObjectBackend,
-                        factory: BackendFactory | None) -> BackendFactory:
+    def _shared_factory(
+        self, backend: ObjectBackend, factory: BackendFactory | None
+    ) -> BackendFactory:
         if not backend.capabilities.shared_across_processes:
-            pytest.skip(f"{backend.description} is not shared across processes "
-                        "(capabilities.shared_across_processes=False)")
+            pytest.skip(
+                f"{backend.description} is not shared across processes "
+                "(capabilities.shared_across_processes=False)"
+            )
         if factory is None:
-            pytest.fail("backend is shared across processes but the test class gives no "
-                        "backend_factory fixture")
+            pytest.fail(
+                "backend is shared across processes but the test class gives no "
+                "backend_factory fixture"
+            )
         return factory
 
     @staticmethod
@@ -354,12 +365,17 @@ class BackendConformance:
             backend.write(f"{PREFIX}/{name}", b"x", CREATE)
         backend.write("elsewhere/t1/a.json", b"x", CREATE)
         listed = list(backend.list(f"{PREFIX}/t1/"))
-        assert listed == [f"{PREFIX}/t1/a.json", f"{PREFIX}/t1/b.json",
-                          f"{PREFIX}/t1/sub/c.json"]
+        assert listed == [f"{PREFIX}/t1/a.json", f"{PREFIX}/t1/b.json", f"{PREFIX}/t1/sub/c.json"]
         assert list(backend.list(f"{PREFIX}/t1/", delimiter="/")) == [
-            f"{PREFIX}/t1/a.json", f"{PREFIX}/t1/b.json", f"{PREFIX}/t1/sub/"]
+            f"{PREFIX}/t1/a.json",
+            f"{PREFIX}/t1/b.json",
+            f"{PREFIX}/t1/sub/",
+        ]
         assert list(backend.list(f"{PREFIX}/", delimiter="/")) == [
-            f"{PREFIX}/t1/", f"{PREFIX}/t10/", f"{PREFIX}/t2/"]
+            f"{PREFIX}/t1/",
+            f"{PREFIX}/t10/",
+            f"{PREFIX}/t2/",
+        ]
         assert list(backend.list(f"{PREFIX}/nothing/")) == []
 
     def test_list_many_keys(self, backend: ObjectBackend) -> None:
@@ -448,10 +464,14 @@ class BackendConformance:
     # -- store-level contract ----------------------------------------------------------
 
     def test_store_round_trips_typed_state(self, store: StateStore) -> None:
-        state = CounterState(task_id="t-1", stage_name="extract", count=3,
-                             status=StageStatus.COMPLETE, note="ünïcødé ✓",
-                             result=SimpleRecordsResult(total_count=5, success_count=4,
-                                                        fail_count=1))
+        state = CounterState(
+            task_id="t-1",
+            stage_name="extract",
+            count=3,
+            status=StageStatus.COMPLETE,
+            note="ünïcødé ✓",
+            result=SimpleRecordsResult(total_count=5, success_count=4, fail_count=1),
+        )
         created = store.create(state)
         assert created.revision == 1
         fresh = StateStore(store.backend, PREFIX)
@@ -502,8 +522,9 @@ class BackendConformance:
 
     @pytest.mark.parametrize("how", ["retry", "raise"])
     @pytest.mark.parametrize("first", [True, False], ids=["create", "replace"])
-    def test_ambiguous_outcome_is_reconciled(self, backend: ObjectBackend, how: str,
-                                             first: bool) -> None:
+    def test_ambiguous_outcome_is_reconciled(
+        self, backend: ObjectBackend, how: str, first: bool
+    ) -> None:
         flaky = AmbiguousWriteBackend(backend, how)
         store = StateStore(flaky, PREFIX)
         state = CounterState(task_id=f"amb-{uuid.uuid4().hex[:8]}", stage_name="counter")
@@ -516,8 +537,7 @@ class BackendConformance:
         expected_revision = 1 if first else 2
         assert record.revision == expected_revision
         assert flaky.calls["read"] == 1  # one reconciliation read, only on this path
-        stored = StateStore(backend, PREFIX).load_record(state.task_id, "counter",
-                                                         CounterState)
+        stored = StateStore(backend, PREFIX).load_record(state.task_id, "counter", CounterState)
         assert stored.write_id == record.write_id
         assert stored.revision == expected_revision  # written once
         assert stored.value.count == 7
@@ -556,12 +576,23 @@ class BackendConformance:
         reader.save(loaded)
         assert dict(counting.calls) == {"write": 1}
 
-    @pytest.mark.parametrize(("task_id", "stage_name"), [
-        ("../escape", "s"), ("t", "../../etc/passwd"), ("", "s"), ("t", ""),
-        ("a/b", "s"), ("t", "_task"), (".hidden", "s"), ("t", "x" * 151), ("t", "s p"),
-    ])
-    def test_bad_keys_rejected_before_io(self, backend: ObjectBackend, task_id: str,
-                                         stage_name: str) -> None:
+    @pytest.mark.parametrize(
+        ("task_id", "stage_name"),
+        [
+            ("../escape", "s"),
+            ("t", "../../etc/passwd"),
+            ("", "s"),
+            ("t", ""),
+            ("a/b", "s"),
+            ("t", "_task"),
+            (".hidden", "s"),
+            ("t", "x" * 151),
+            ("t", "s p"),
+        ],
+    )
+    def test_bad_keys_rejected_before_io(
+        self, backend: ObjectBackend, task_id: str, stage_name: str
+    ) -> None:
         counting = CountingBackend(backend)
         store = StateStore(counting, PREFIX)
         with pytest.raises((InvalidKey, InvalidState)):
@@ -585,19 +616,31 @@ class BackendConformance:
             store.save(state)
         assert sum(counting.calls.values()) == 0
 
-    @pytest.mark.parametrize("body", [
-        b'{"format": "eleanor.stage-state/1", "revision": 1, "wri',
-        b"\x00\xff not json at all",
-        b"[1, 2, 3]",
-        (b'{"format": "eleanor.stage-state/99", "revision": 1, "write_id": "w", "writer": "x",'
-        b' "epoch": 0, "written_at": "2026-01-01T00:00:00Z", "state": {}}'),
-        (b'{"format": "eleanor.stage-state/1", "revision": 1, "write_id": "w", "writer": "x",'
-        b' "epoch": 0, "written_at": "2026-01-01T00:00:00Z", "state": {"attempts": -4}}'),
-        (b'{"format": "eleanor.stage-state/1", "revision": 1, "write_id": "w", "writer": "x",'
-        b' "epoch": 0, "written_at": "2026-01-01T00:00:00Z",'
-        b' "state": {"task_id": "other", "stage_name": "counter"}}'),
-    ], ids=["truncated", "binary", "wrong-shape", "unknown-format", "invalid-state",
-            "wrong-task"])
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b'{"format": "eleanor.stage-state/1", "revision": 1, "wri',
+            b"\x00\xff not json at all",
+            b"[1, 2, 3]",
+            (
+                b'{"format": "eleanor.stage-state/99", "revision": 1, "write_id": "w",'
+                b' "writer": "x",'
+                b' "epoch": 0, "written_at": "2026-01-01T00:00:00Z", "state": {}}'
+            ),
+            (
+                b'{"format": "eleanor.stage-state/1", "revision": 1, "write_id": "w",'
+                b' "writer": "x",'
+                b' "epoch": 0, "written_at": "2026-01-01T00:00:00Z", "state": {"attempts": -4}}'
+            ),
+            (
+                b'{"format": "eleanor.stage-state/1", "revision": 1, "write_id": "w",'
+                b' "writer": "x",'
+                b' "epoch": 0, "written_at": "2026-01-01T00:00:00Z",'
+                b' "state": {"task_id": "other", "stage_name": "counter"}}'
+            ),
+        ],
+        ids=["truncated", "binary", "wrong-shape", "unknown-format", "invalid-state", "wrong-task"],
+    )
     def test_corrupt_objects_are_reported_and_never_overwritten(
         self, backend: ObjectBackend, body: bytes
     ) -> None:
@@ -660,8 +703,9 @@ class BackendConformance:
         assert results == [2]
         stranger = StateStore(store.backend, PREFIX)  # never saw any version
         latest = store.load_record("rev-1", "counter", CounterState)
-        again = stranger.save(latest.value.model_copy(update={"count": 2}),
-                              mode=latest.version.to_replace())
+        again = stranger.save(
+            latest.value.model_copy(update={"count": 2}), mode=latest.version.to_replace()
+        )
         assert again.revision == 3
         with pytest.raises(Conflict) as info:
             StateStore(store.backend, PREFIX).save(latest.value, mode=record.version.to_replace())

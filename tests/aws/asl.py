@@ -23,8 +23,9 @@ class AslError(Exception):
     """The definition uses something this interpreter does not know, or a path is missing."""
 
 
-def load(name: str, function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:x") \
-        -> dict[str, Any]:
+def load(
+    name: str, function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:x"
+) -> dict[str, Any]:
     """Load a definition with its ``${StageRunnerFunctionArn}`` substitution applied."""
     text = (STATEMACHINES / name).read_text()
     return json.loads(text.replace("${StageRunnerFunctionArn}", function_arn))
@@ -78,16 +79,17 @@ class Execution:
     visited: list[str] = field(default_factory=list)
     waits: list[int] = field(default_factory=list)
     invocations: int = 0
-    status: str = "RUNNING"       # SUCCEEDED / FAILED
+    status: str = "RUNNING"  # SUCCEEDED / FAILED
     error: str | None = None
     output: Any = None
 
 
-Invoke = Callable[[str, Any], Any]   # (FunctionName, Payload) -> the function's output
+Invoke = Callable[[str, Any], Any]  # (FunctionName, Payload) -> the function's output
 
 
-def run(definition: dict[str, Any], execution_input: Any, invoke: Invoke, *,
-        max_transitions: int = 200) -> Execution:
+def run(
+    definition: dict[str, Any], execution_input: Any, invoke: Invoke, *, max_transitions: int = 200
+) -> Execution:
     """Execute ``definition`` on ``execution_input``; Task states call ``invoke``."""
     states: dict[str, Any] = definition["States"]
     name: str = definition["StartAt"]
@@ -98,18 +100,22 @@ def run(definition: dict[str, Any], execution_input: Any, invoke: Invoke, *,
         ex.visited.append(name)
         kind = state["Type"]
         if kind == "Pass":
-            result = apply_template(state["Parameters"], data) if "Parameters" in state \
-                else data
+            result = apply_template(state["Parameters"], data) if "Parameters" in state else data
             data = set_path(data, state.get("ResultPath", "$"), result)
         elif kind == "Task":
             if state["Resource"] != "arn:aws:states:::lambda:invoke":
                 raise AslError(f"unsupported resource {state['Resource']!r}")
             params = apply_template(state["Parameters"], data)
             ex.invocations += 1
-            response = {"Payload": invoke(params["FunctionName"], params["Payload"]),
-                        "StatusCode": 200}
-            result = apply_template(state["ResultSelector"], response) \
-                if "ResultSelector" in state else response
+            response = {
+                "Payload": invoke(params["FunctionName"], params["Payload"]),
+                "StatusCode": 200,
+            }
+            result = (
+                apply_template(state["ResultSelector"], response)
+                if "ResultSelector" in state
+                else response
+            )
             data = set_path(data, state.get("ResultPath", "$"), result)
         elif kind == "Choice":
             target = state.get("Default")
@@ -129,8 +135,9 @@ def run(definition: dict[str, Any], execution_input: Any, invoke: Invoke, *,
             name = target
             continue
         elif kind == "Wait":
-            seconds = get_path(data, state["SecondsPath"]) if "SecondsPath" in state \
-                else state["Seconds"]
+            seconds = (
+                get_path(data, state["SecondsPath"]) if "SecondsPath" in state else state["Seconds"]
+            )
             if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 0:
                 raise AslError(f"Wait needs a non-negative integer, got {seconds!r}")
             ex.waits.append(seconds)

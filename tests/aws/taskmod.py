@@ -20,7 +20,7 @@ from eleanor_cloud.aws import lambda_handler, store_from_env
 from eleanor_cloud.engine import BaseStage, StageContext, TaskEngine
 
 SIDE_ENV = "ELEANOR_TEST_SIDE"
-SLOW_ENV = "ELEANOR_TEST_SLOW_STAGE"     # this stage works SLOW_SECONDS instead
+SLOW_ENV = "ELEANOR_TEST_SLOW_STAGE"  # this stage works SLOW_SECONDS instead
 SLOW_SECONDS_ENV = "ELEANOR_TEST_SLOW_SECONDS"
 
 
@@ -33,8 +33,9 @@ class TState(BaseStageState[SimpleRecordsResult]):
 class Step(BaseStage[TState]):
     """A stage that records that it ran, then works ``work`` seconds."""
 
-    def __init__(self, name: str, *, work: float, expected: float | None,
-                 fail: bool = False) -> None:
+    def __init__(
+        self, name: str, *, work: float, expected: float | None, fail: bool = False
+    ) -> None:
         super().__init__(name, expected_duration=expected)
         self.work = work
         self.fail = fail
@@ -67,12 +68,20 @@ def build_lambda_engine(event: Mapping[str, Any]) -> TaskEngine[TState]:
     ``lease_ttl`` and ``skew`` set the engine's lease TTL and clock-skew tolerance.
     """
     work = float(event.get("work", 0.4))
-    stages = [Step(name, work=work, expected=1.0, fail=event.get("fail") == name)
-              for name in LAMBDA_STAGES]
+    stages = [
+        Step(name, work=work, expected=1.0, fail=event.get("fail") == name)
+        for name in LAMBDA_STAGES
+    ]
     policy = RetryPolicy.NONE if event.get("fail") else RetryPolicy.STAGE
-    return TaskEngine(str(event["task_id"]), stages, TState, store_from_env(),
-                      retry_policy=policy, lease_ttl=float(event.get("lease_ttl", 30.0)),
-                      clock_skew_tolerance=float(event.get("skew", 5.0)))
+    return TaskEngine(
+        str(event["task_id"]),
+        stages,
+        TState,
+        store_from_env(),
+        retry_policy=policy,
+        lease_ttl=float(event.get("lease_ttl", 30.0)),
+        clock_skew_tolerance=float(event.get("skew", 5.0)),
+    )
 
 
 handler = lambda_handler(build_lambda_engine)
@@ -82,8 +91,18 @@ RUNNER_STAGES = ("a", "b", "c")
 
 def build_runner_engine(task_id: str, store: StateStore) -> TaskEngine[TState]:
     """The CLI/runner factory signature: three short stages (b can be made slow)."""
-    stages = [Step("a", work=0.05, expected=None), Step("b", work=0.3, expected=None),
-              Step("c", work=0.05, expected=None)]
+    stages = [
+        Step("a", work=0.05, expected=None),
+        Step("b", work=0.3, expected=None),
+        Step("c", work=0.05, expected=None),
+    ]
     # A long TTL: a restart that resumes at once proves the lease was released.
-    return TaskEngine(task_id, stages, TState, store, retry_policy=RetryPolicy.STAGE,
-                      max_attempts=3, lease_ttl=120.0)
+    return TaskEngine(
+        task_id,
+        stages,
+        TState,
+        store,
+        retry_policy=RetryPolicy.STAGE,
+        max_attempts=3,
+        lease_ttl=120.0,
+    )

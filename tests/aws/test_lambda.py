@@ -26,8 +26,8 @@ from tests.aws import asl
 from tests.aws.taskmod import LAMBDA_STAGES, SIDE_ENV, TState
 
 ROOT = Path(__file__).resolve().parents[2]
-TIMEOUT = 2.5          # the simulated function timeout, seconds
-MARGIN = 0.3           # ELEANOR_SAFETY_MARGIN_SECONDS
+TIMEOUT = 2.5  # the simulated function timeout, seconds
+MARGIN = 0.3  # ELEANOR_SAFETY_MARGIN_SECONDS
 
 
 class Context:
@@ -44,19 +44,37 @@ class Context:
 
 def _invoke_in_fresh_process(env: dict[str, str], event: Any) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.aws.invoke_lambda", "tests.aws.taskmod:handler",
-         json.dumps(event), str(TIMEOUT)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "tests.aws.invoke_lambda",
+            "tests.aws.taskmod:handler",
+            json.dumps(event),
+            str(TIMEOUT),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return out
 
 
 def test_state_machine_loop_completes_the_task_across_fresh_processes(
-        moto_server_url: str, s3_bucket: str, tmp_path: Path) -> None:
-    env = {**os.environ, "AWS_ENDPOINT_URL_S3": moto_server_url,
-           "ELEANOR_STORE": f"s3://{s3_bucket}/ck", "ELEANOR_SAFETY_MARGIN_SECONDS": str(MARGIN),
-           SIDE_ENV: str(tmp_path), "PYTHONPATH": str(ROOT)}
+    moto_server_url: str, s3_bucket: str, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL_S3": moto_server_url,
+        "ELEANOR_STORE": f"s3://{s3_bucket}/ck",
+        "ELEANOR_SAFETY_MARGIN_SECONDS": str(MARGIN),
+        SIDE_ENV: str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+    }
     store = ec.open_store(f"s3://{s3_bucket}/ck", endpoint_url=moto_server_url)
     invocations: list[dict[str, Any]] = []
 
@@ -70,8 +88,9 @@ def test_state_machine_loop_completes_the_task_across_fresh_processes(
         assert lease is not None and lease.value.released
         return out["result"]
 
-    execution = asl.run(asl.load("task-loop.asl.json"),
-                        {"task_id": "lambda-loop", "work": 0.4}, invoke)
+    execution = asl.run(
+        asl.load("task-loop.asl.json"), {"task_id": "lambda-loop", "work": 0.4}, invoke
+    )
 
     assert execution.status == "SUCCEEDED", execution
     assert execution.output["done"] is True and execution.output["status"] == "COMPLETE"
@@ -93,8 +112,9 @@ def test_state_machine_loop_completes_the_task_across_fresh_processes(
         pids.add(lines[0].split()[0])
     assert len(pids) == len(invocations)
     states = store.load_task("lambda-loop", TState)
-    assert all(states[n].status is StageStatus.COMPLETE and states[n].attempts == 1
-               for n in LAMBDA_STAGES)
+    assert all(
+        states[n].status is StageStatus.COMPLETE and states[n].attempts == 1 for n in LAMBDA_STAGES
+    )
 
 
 class Gate(BaseStage[TState]):
@@ -120,13 +140,15 @@ def test_a_retry_of_the_same_event_while_the_first_still_runs_waits_and_loops() 
     gate = Gate()
 
     def build(event: Any) -> TaskEngine[TState]:
-        return TaskEngine(event["task_id"], [gate], TState, store, lease_ttl=20.0,
-                          clock_skew_tolerance=1.0)
+        return TaskEngine(
+            event["task_id"], [gate], TState, store, lease_ttl=20.0, clock_skew_tolerance=1.0
+        )
 
     handler = lambda_handler(build, safety_margin=1.0)
     first: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: first.update(
-        handler({"task_id": "retried"}, Context(30.0))))
+    thread = threading.Thread(
+        target=lambda: first.update(handler({"task_id": "retried"}, Context(30.0)))
+    )
     thread.start()
     try:
         assert gate.entered.wait(30)
@@ -161,32 +183,46 @@ def test_a_task_in_error_fails_the_state_machine() -> None:
     store = ec.open_store("memory://")
 
     def build(event: Any) -> TaskEngine[TState]:
-        return TaskEngine(event["task_id"], [Quick("ok", expected_duration=0.1),
-                                             Boom("bad", expected_duration=0.1)],
-                          TState, store, retry_policy=RetryPolicy.NONE)
+        return TaskEngine(
+            event["task_id"],
+            [Quick("ok", expected_duration=0.1), Boom("bad", expected_duration=0.1)],
+            TState,
+            store,
+            retry_policy=RetryPolicy.NONE,
+        )
 
     handler = lambda_handler(build, safety_margin=0.5)
-    execution = asl.run(asl.load("task-loop.asl.json"), {"task_id": "fails"},
-                        lambda _fn, payload: handler(payload, Context(10.0)))
+    execution = asl.run(
+        asl.load("task-loop.asl.json"),
+        {"task_id": "fails"},
+        lambda _fn, payload: handler(payload, Context(10.0)),
+    )
     assert execution.status == "FAILED" and execution.error == "TaskError"
     assert execution.visited[-2:] == ["IsTaskDone", "TaskFailed"]
-    assert execution.output["run"] == {"task_id": "fails", "status": "ERROR", "done": True,
-                                       "next_stage": None, "wait_seconds": 0}
+    assert execution.output["run"] == {
+        "task_id": "fails",
+        "status": "ERROR",
+        "done": True,
+        "next_stage": None,
+        "wait_seconds": 0,
+    }
 
 
 def test_a_canceled_task_fails_the_state_machine_as_canceled() -> None:
     store = ec.open_store("memory://")
 
     def build(event: Any) -> TaskEngine[TState]:
-        return TaskEngine(event["task_id"], [Quick("only", expected_duration=0.1)], TState,
-                          store)
+        return TaskEngine(event["task_id"], [Quick("only", expected_duration=0.1)], TState, store)
 
     engine = build({"task_id": "gone"})
     engine.bind()
     engine.cancel()
     handler = lambda_handler(build, safety_margin=0.5)
-    execution = asl.run(asl.load("task-loop.asl.json"), {"task_id": "gone"},
-                        lambda _fn, payload: handler(payload, Context(10.0)))
+    execution = asl.run(
+        asl.load("task-loop.asl.json"),
+        {"task_id": "gone"},
+        lambda _fn, payload: handler(payload, Context(10.0)),
+    )
     assert execution.status == "FAILED" and execution.error == "TaskCanceled"
 
 
@@ -194,8 +230,7 @@ def test_a_stage_longer_than_any_invocation_is_an_error_not_an_endless_loop() ->
     store = ec.open_store("memory://")
 
     def build(event: Any) -> TaskEngine[TState]:
-        return TaskEngine(event["task_id"], [Quick("long", expected_duration=100.0)],
-                          TState, store)
+        return TaskEngine(event["task_id"], [Quick("long", expected_duration=100.0)], TState, store)
 
     handler = lambda_handler(build, safety_margin=1.0)
     with pytest.raises(StageDoesNotFit, match=r"'long' expects 100\.0s"):
@@ -216,17 +251,30 @@ def test_time_spent_taking_a_dead_lease_over_is_not_a_stage_that_cannot_fit() ->
     store = ec.open_store("memory://")
 
     def build(event: Any) -> TaskEngine[TState]:
-        return TaskEngine(event["task_id"], [Quick("q", expected_duration=1.5)], TState,
-                          store, lease_ttl=1.0, clock_skew_tolerance=0.2)
+        return TaskEngine(
+            event["task_id"],
+            [Quick("q", expected_duration=1.5)],
+            TState,
+            store,
+            lease_ttl=1.0,
+            clock_skew_tolerance=0.2,
+        )
 
     # The previous invocation was killed holding the lease: nobody renews or releases it.
     build({"task_id": "dead"}).bind()
     now = utc_now()
     store.epoch = 1
-    store.write_lease(Lease(task_id="dead", holder="killed-invocation", epoch=1,
-                            acquired_at=format_ts(now - timedelta(seconds=2.0)),
-                            expires_at=format_ts(now - timedelta(seconds=1.0)),
-                            ttl_seconds=1.0), CREATE)
+    store.write_lease(
+        Lease(
+            task_id="dead",
+            holder="killed-invocation",
+            epoch=1,
+            acquired_at=format_ts(now - timedelta(seconds=2.0)),
+            expires_at=format_ts(now - timedelta(seconds=1.0)),
+            ttl_seconds=1.0,
+        ),
+        CREATE,
+    )
     store.epoch = 0
     handler = lambda_handler(build, safety_margin=0.5)
     # A budget of 2s: watching the dead lease for 1.2s before the takeover leaves too
@@ -258,8 +306,7 @@ def test_the_safety_margin_comes_from_the_environment(monkeypatch: pytest.Monkey
     monkeypatch.setenv("ELEANOR_SAFETY_MARGIN_SECONDS", "4")
 
     def build(event: Any) -> TaskEngine[TState]:
-        return TaskEngine(event["task_id"], [Quick("q", expected_duration=0.1)], TState,
-                          store)
+        return TaskEngine(event["task_id"], [Quick("q", expected_duration=0.1)], TState, store)
 
     out = lambda_handler(build)({"task_id": "env-margin"}, Context(10.0))
     assert out["done"] is True
@@ -284,12 +331,17 @@ def test_a_retry_backoff_longer_than_any_invocation_is_an_error_too() -> None:
     store = ec.open_store("memory://")
 
     def build(event: Any) -> TaskEngine[TState]:
-        return TaskEngine(event["task_id"], [Flaky()], TState, store,
-                          backoff=Backoff(initial=100.0, max_delay=100.0, jitter=0.0))
+        return TaskEngine(
+            event["task_id"],
+            [Flaky()],
+            TState,
+            store,
+            backoff=Backoff(initial=100.0, max_delay=100.0, jitter=0.0),
+        )
 
     handler = lambda_handler(build, safety_margin=1.0)
     first = handler({"task_id": "backoff"}, Context(10.0))
     assert first["done"] is False and first["stages_run"] == ["flaky"]
-    assert first["wait_seconds"] == 0           # it made progress: loop at once
+    assert first["wait_seconds"] == 0  # it made progress: loop at once
     with pytest.raises(StageDoesNotFit, match=r"backoff 100\.000s"):
         handler({"task_id": "backoff"}, Context(10.0))

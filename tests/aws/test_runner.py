@@ -37,9 +37,13 @@ FACTORY = "tests.aws.taskmod:build_runner_engine"
 
 @pytest.fixture
 def env(moto_server_url: str, s3_bucket: str, tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "AWS_ENDPOINT_URL_S3": moto_server_url,
-            "ELEANOR_STORE": f"s3://{s3_bucket}/ecs", SIDE_ENV: str(tmp_path),
-            "PYTHONPATH": str(ROOT)}
+    return {
+        **os.environ,
+        "AWS_ENDPOINT_URL_S3": moto_server_url,
+        "ELEANOR_STORE": f"s3://{s3_bucket}/ecs",
+        SIDE_ENV: str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+    }
 
 
 @pytest.fixture
@@ -53,17 +57,24 @@ def entry(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def _start(env: dict[str, str], task_id: str, grace: str | None = None, *,
-           entry: str = "python-m") -> subprocess.Popen[str]:
+def _start(
+    env: dict[str, str], task_id: str, grace: str | None = None, *, entry: str = "python-m"
+) -> subprocess.Popen[str]:
     if entry == "cli":
-        cmd = [str(Path(sys.executable).parent / "eleanor-cloud"), "run", FACTORY,
-               "--task-id", task_id]
+        cmd = [
+            str(Path(sys.executable).parent / "eleanor-cloud"),
+            "run",
+            FACTORY,
+            "--task-id",
+            task_id,
+        ]
         env = {**env, "ELEANOR_GRACE_SECONDS": grace} if grace is not None else env
     else:
         cmd = [sys.executable, "-m", "eleanor_cloud.aws", FACTORY, "--task-id", task_id]
         cmd += ["--grace-seconds", grace] if grace is not None else []
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
@@ -98,8 +109,12 @@ def _runs(side: Path, stage: str) -> list[str]:
 
 
 def test_sigterm_past_the_grace_period_records_the_attempt_and_the_next_container_resumes(
-        env: dict[str, str], store: ec.StateStore, tmp_path: Path,
-        procs: list[subprocess.Popen[str]], entry: str) -> None:
+    env: dict[str, str],
+    store: ec.StateStore,
+    tmp_path: Path,
+    procs: list[subprocess.Popen[str]],
+    entry: str,
+) -> None:
     slow = {**env, SLOW_ENV: "b", SLOW_SECONDS_ENV: "60"}
     first = _start(slow, "spot", "0.5", entry=entry)
     procs.append(first)
@@ -133,8 +148,8 @@ def test_sigterm_past_the_grace_period_records_the_attempt_and_the_next_containe
     assert [h.end_status for h in b.history] == [StageStatus.RETRY, StageStatus.COMPLETE]
     assert b.attempts == 2
     assert b.history[0].message.startswith("interrupted: SIGTERM")  # kept, not rewritten
-    assert len(_runs(tmp_path, "a")) == 1       # COMPLETE stages were skipped
-    assert len(_runs(tmp_path, "b")) == 2       # the interrupted attempt, then the retry
+    assert len(_runs(tmp_path, "a")) == 1  # COMPLETE stages were skipped
+    assert len(_runs(tmp_path, "b")) == 2  # the interrupted attempt, then the retry
     assert len(_runs(tmp_path, "c")) == 1
     lease = store.load_lease("spot")
     assert lease is not None and lease.value.released
@@ -142,8 +157,12 @@ def test_sigterm_past_the_grace_period_records_the_attempt_and_the_next_containe
 
 
 def test_sigterm_within_the_grace_period_lets_the_stage_finish_and_stops_before_the_next(
-        env: dict[str, str], store: ec.StateStore, tmp_path: Path,
-        procs: list[subprocess.Popen[str]], entry: str) -> None:
+    env: dict[str, str],
+    store: ec.StateStore,
+    tmp_path: Path,
+    procs: list[subprocess.Popen[str]],
+    entry: str,
+) -> None:
     # b works 1.5 s, well inside a 60 s grace period.
     slowish = {**env, SLOW_ENV: "b", SLOW_SECONDS_ENV: "1.5"}
     first = _start(slowish, "graceful", "60", entry=entry)
@@ -156,7 +175,7 @@ def test_sigterm_within_the_grace_period_lets_the_stage_finish_and_stops_before_
     b = store.load("graceful", "b", TState)
     assert b.status is StageStatus.COMPLETE and b.attempts == 1
     assert [h.end_status for h in b.history] == [StageStatus.COMPLETE]
-    assert "c" not in store.load_task("graceful", TState)   # nothing new was started
+    assert "c" not in store.load_task("graceful", TState)  # nothing new was started
     lease = store.load_lease("graceful")
     assert lease is not None and lease.value.released
 
@@ -169,10 +188,10 @@ def test_sigterm_within_the_grace_period_lets_the_stage_finish_and_stops_before_
 
 
 def test_without_a_signal_the_runner_maps_the_outcome_to_exit_codes(
-        store: ec.StateStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store: ec.StateStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(SIDE_ENV, str(tmp_path))
-    outcome = ContainerRunner(build_runner_engine("plain", store),
-                              grace_seconds=1).run()
+    outcome = ContainerRunner(build_runner_engine("plain", store), grace_seconds=1).run()
     assert outcome.exit_code == EXIT_OK and outcome.signal is None
     assert outcome.summary is not None and outcome.summary.done
 
@@ -184,24 +203,27 @@ def test_without_a_signal_the_runner_maps_the_outcome_to_exit_codes(
     assert outcome.summary is not None and outcome.summary.next_stage == "a"
 
 
-def test_grace_period_from_the_task_definition_environment(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ELEANOR_GRACE_SECONDS", "ELEANOR_STOP_TIMEOUT_SECONDS",
-                 "ELEANOR_GRACE_MARGIN_SECONDS"):
+def test_grace_period_from_the_task_definition_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "ELEANOR_GRACE_SECONDS",
+        "ELEANOR_STOP_TIMEOUT_SECONDS",
+        "ELEANOR_GRACE_MARGIN_SECONDS",
+    ):
         monkeypatch.delenv(name, raising=False)
-    assert grace_from_env() == 25.0                   # ECS's default stopTimeout 30 - 5
+    assert grace_from_env() == 25.0  # ECS's default stopTimeout 30 - 5
     monkeypatch.setenv("ELEANOR_STOP_TIMEOUT_SECONDS", "120")
     monkeypatch.setenv("ELEANOR_GRACE_MARGIN_SECONDS", "15")
-    assert grace_from_env() == 105.0                  # infra/ecs-runner.yaml's defaults
+    assert grace_from_env() == 105.0  # infra/ecs-runner.yaml's defaults
     monkeypatch.setenv("ELEANOR_GRACE_SECONDS", "7.5")
-    assert grace_from_env() == 7.5                    # an explicit value wins
+    assert grace_from_env() == 7.5  # an explicit value wins
     monkeypatch.setenv("ELEANOR_GRACE_SECONDS", "-1")
     with pytest.raises(ec.ConfigurationError):
         grace_from_env()
 
 
-def _read_until(proc: subprocess.Popen[str], needle: str,
-                timeout: float = 60.0) -> threading.Thread:
+def _read_until(
+    proc: subprocess.Popen[str], needle: str, timeout: float = 60.0
+) -> threading.Thread:
     """Wait (bounded) until the runner logs ``needle`` on stderr; keep draining after."""
     assert proc.stderr is not None
     stream = proc.stderr
@@ -222,14 +244,14 @@ def _read_until(proc: subprocess.Popen[str], needle: str,
             break
         seen.append(line)
         if needle in line:
-            return pumping   # it ends at EOF, when the process exits
+            return pumping  # it ends at EOF, when the process exits
     proc.kill()
     pytest.fail(f"{needle!r} not logged within {timeout}s:\n{''.join(seen)}")
 
 
 def test_a_second_signal_ends_the_grace_period_at_once(
-        env: dict[str, str], store: ec.StateStore, tmp_path: Path,
-        procs: list[subprocess.Popen[str]]) -> None:
+    env: dict[str, str], store: ec.StateStore, tmp_path: Path, procs: list[subprocess.Popen[str]]
+) -> None:
     slow = {**env, SLOW_ENV: "b", SLOW_SECONDS_ENV: "60"}
     proc = _start(slow, "twice", "600")
     procs.append(proc)
@@ -237,7 +259,7 @@ def test_a_second_signal_ends_the_grace_period_at_once(
     proc.send_signal(signal.SIGINT)
     pumping = _read_until(proc, "letting stage 'b' finish")  # the first was handled
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=60)                            # long before the 600 s grace
+    proc.wait(timeout=60)  # long before the 600 s grace
     pumping.join(30)
     assert proc.returncode == EXIT_INTERRUPTED
     b = store.load("twice", "b", TState)
@@ -246,32 +268,41 @@ def test_a_second_signal_ends_the_grace_period_at_once(
 
 
 def test_a_lease_left_by_a_killed_container_is_waited_for_then_taken_over(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from eleanor_cloud.clock import utc_now
     from eleanor_cloud.engine import LeaseManager, TaskEngine
     from tests.aws.taskmod import Step
 
     monkeypatch.setenv(SIDE_ENV, str(tmp_path))
     store = ec.open_store("memory://")
-    engine = TaskEngine("orphan", [Step("a", work=0.0, expected=None)], TState, store,
-                        lease_ttl=1.0, clock_skew_tolerance=0.2)
+    engine = TaskEngine(
+        "orphan",
+        [Step("a", work=0.0, expected=None)],
+        TState,
+        store,
+        lease_ttl=1.0,
+        clock_skew_tolerance=0.2,
+    )
     engine.bind()
     # A container SIGKILLed past its stopTimeout: its lease stays live until it expires.
-    dead = LeaseManager(store, "orphan", holder="dead-container", ttl=1.0, clock=utc_now,
-                        sleep=time.sleep)
+    dead = LeaseManager(
+        store, "orphan", holder="dead-container", ttl=1.0, clock=utc_now, sleep=time.sleep
+    )
     dead.acquire()
     started = time.monotonic()
     outcome = ContainerRunner(engine, grace_seconds=1).run()
     waited = time.monotonic() - started
     assert outcome.exit_code == EXIT_OK
-    assert 0.5 <= waited < 10          # it waited for the expiry, not for a fixed time
+    assert 0.5 <= waited < 10  # it waited for the expiry, not for a fixed time
     lease = store.load_lease("orphan")
     assert lease is not None and lease.value.holder == engine.holder
     assert lease.value.epoch == 2 and lease.value.released
 
 
 def test_a_live_lease_beyond_the_lease_wait_fails_the_run(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from eleanor_cloud.clock import utc_now
     from eleanor_cloud.engine import LeaseManager
 
@@ -279,8 +310,9 @@ def test_a_live_lease_beyond_the_lease_wait_fails_the_run(
     store = ec.open_store("memory://")
     engine = build_runner_engine("busy", store)
     engine.bind()
-    LeaseManager(store, "busy", holder="other-container", ttl=600.0, clock=utc_now,
-                 sleep=time.sleep).acquire()
+    LeaseManager(
+        store, "busy", holder="other-container", ttl=600.0, clock=utc_now, sleep=time.sleep
+    ).acquire()
     with pytest.raises(ec.LeaseHeld, match="other-container"):
         ContainerRunner(engine, grace_seconds=1, lease_wait=0.0).run()
     assert not (tmp_path / "a.runs").exists()

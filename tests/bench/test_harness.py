@@ -21,8 +21,14 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench") / "quick.json"
     # A subprocess: the harness starts its own moto server and mock_aws, and its
     # third-party warnings must not meet this suite's filterwarnings=error.
-    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)],
-                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "targets met" in done.stdout
     data: dict[str, Any] = json.loads(out.read_text())
@@ -88,8 +94,13 @@ def test_history_growth_is_reported(report: dict[str, Any]) -> None:
 def test_peer_request_counts_are_stable(report: dict[str, Any]) -> None:
     assert report["sections"]["peer"]["raw_refused"] == 0
     rows = {r["variant"]: r for r in report["sections"]["peer"]["rows"]}
-    assert set(rows) == {"powertools first", "eleanor first", "powertools repeat",
-                         "eleanor repeat", "raw S3 replay of eleanor first"}
+    assert set(rows) == {
+        "powertools first",
+        "eleanor first",
+        "powertools repeat",
+        "eleanor repeat",
+        "raw S3 replay of eleanor first",
+    }
     for row in rows.values():
         assert row["request_count_stable"], row
     assert rows["eleanor first"]["requests"] <= 2 * 1 + 4

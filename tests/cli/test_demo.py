@@ -19,8 +19,14 @@ FAST = ["--work-delay", "0.002"]
 
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "eleanor-cloud"), *args], capture_output=True, text=True,
-                          env=env, timeout=90, check=False)
+    return subprocess.run(
+        [str(BIN / "eleanor-cloud"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=90,
+        check=False,
+    )
 
 
 def test_demo_runs_to_complete_with_counts(invoke) -> None:
@@ -41,8 +47,11 @@ def test_demo_runs_to_complete_with_counts(invoke) -> None:
 
 def test_demo_is_deterministic_per_seed(invoke) -> None:
     def counts(task: str, seed: str) -> dict[str, int]:
-        doc = json.loads(invoke("demo", *FAST, "--task-id", task, "--seed", seed,
-                                "--records", "200", "--json").stdout)
+        doc = json.loads(
+            invoke(
+                "demo", *FAST, "--task-id", task, "--seed", seed, "--records", "200", "--json"
+            ).stdout
+        )
         return {k: v for k, v in doc["result"].items() if k.endswith("_count")}
 
     first, again, other = counts("d1", "5"), counts("d2", "5"), counts("d3", "6")
@@ -93,8 +102,9 @@ def test_crash_and_resume_in_two_processes(cli_env: dict[str, str], store: ec.St
     assert crashed.returncode == -signal.SIGKILL, (crashed.returncode, crashed.stderr)
     assert "[transform] --crash-at transform: killing this process" in crashed.stdout
     assert "[publish]" not in crashed.stdout
-    states = {n: store.load("demo", n, AnyStageState) for n in ("generate", "validate",
-                                                                 "transform")}
+    states = {
+        n: store.load("demo", n, AnyStageState) for n in ("generate", "validate", "transform")
+    }
     assert states["generate"].status is StageStatus.COMPLETE
     assert states["validate"].status is StageStatus.COMPLETE
     assert states["transform"].status is StageStatus.RUNNING
@@ -110,8 +120,10 @@ def test_crash_and_resume_in_two_processes(cli_env: dict[str, str], store: ec.St
     # Whether the dead run's lease is still live when this process starts depends on
     # the machine's speed; either way the resume names it before taking it over.
     dead = lease.value.holder
-    assert (f"the lease is held by {dead} (epoch 1)" in out
-            or f"the lease of {dead} (epoch 1) expired" in out)
+    assert (
+        f"the lease is held by {dead} (epoch 1)" in out
+        or f"the lease of {dead} (epoch 1) expired" in out
+    )
     assert "took over the expired lease (epoch 2)" in out
     assert "[generate] attempt" not in out and "[validate] attempt" not in out
     assert "[transform] attempt 2: started" in out
@@ -127,7 +139,9 @@ def test_crash_and_resume_in_two_processes(cli_env: dict[str, str], store: ec.St
 
     history = json.loads(_cli(["history", "demo", "transform", "--json"], cli_env).stdout)
     assert [(e["attempt"], e["end_status"]) for e in history["entries"]] == [
-        (1, "RETRY"), (2, "COMPLETE")]
+        (1, "RETRY"),
+        (2, "COMPLETE"),
+    ]
     assert "interrupted" in history["entries"][0]["message"]
 
 
@@ -160,14 +174,27 @@ def test_demo_crash_stage_is_validated(invoke) -> None:
     assert result.exit_code == 2
 
 
-def test_bundled_demo_is_importable_from_the_package(tmp_path: Path,
-                                                    cli_env: dict[str, str]) -> None:
+def test_bundled_demo_is_importable_from_the_package(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
     # `run` with the demo factory from an unrelated directory: it ships in the package.
     env = dict(cli_env, ELEANOR_STORE=str(tmp_path / "s"))
-    out = subprocess.run([str(BIN / "eleanor-cloud"), "run",
-                          "eleanor_cloud.examples.demo:factory", "--task-id", "via-run",
-                          "--json"], capture_output=True, text=True, env=env, cwd=tmp_path,
-                         timeout=90, check=False)
+    out = subprocess.run(
+        [
+            str(BIN / "eleanor-cloud"),
+            "run",
+            "eleanor_cloud.examples.demo:factory",
+            "--task-id",
+            "via-run",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=90,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["action"] == "run" and doc["status"] == "COMPLETE"

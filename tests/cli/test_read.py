@@ -14,8 +14,11 @@ STAGES3 = ("extract", "transform", "load")
 
 
 def test_status_table_lists_stages_results_and_lease(store: ec.StateStore, invoke) -> None:
-    seed_task(store, "job-1", [("extract", S.COMPLETE, 1), ("transform", S.RUNNING, 2),
-                               ("load", S.CREATED, 0)])
+    seed_task(
+        store,
+        "job-1",
+        [("extract", S.COMPLETE, 1), ("transform", S.RUNNING, 2), ("load", S.CREATED, 0)],
+    )
     soon = format_ts(utc_now() + timedelta(seconds=45))
     seed_lease(store, "job-1", expires_at=soon, epoch=3)
 
@@ -37,8 +40,11 @@ def test_status_table_lists_stages_results_and_lease(store: ec.StateStore, invok
 
 
 def test_status_json_shape(store: ec.StateStore, invoke) -> None:
-    seed_task(store, "job-2", [("extract", S.COMPLETE, 1), ("transform", S.COMPLETE, 2),
-                               ("load", S.COMPLETE, 1)])
+    seed_task(
+        store,
+        "job-2",
+        [("extract", S.COMPLETE, 1), ("transform", S.COMPLETE, 2), ("load", S.COMPLETE, 1)],
+    )
     past = format_ts(utc_now() - timedelta(seconds=30))
     seed_lease(store, "job-2", expires_at=past, epoch=2, released=True)
 
@@ -56,8 +62,13 @@ def test_status_json_shape(store: ec.StateStore, invoke) -> None:
     assert transform["attempts"] == 2 and transform["status"] == "COMPLETE"
     assert transform["last_message"] == "ok" and transform["last_run_seconds"] == 0.5
     assert transform["revision"] == 1 and transform["updated_at"].endswith("Z")
-    assert doc["result"] == {"total_count": 10, "success_count": 8, "fail_count": 1,
-                             "unprocessed_count": 1, "message": "load done"}
+    assert doc["result"] == {
+        "total_count": 10,
+        "success_count": 8,
+        "fail_count": 1,
+        "unprocessed_count": 1,
+        "message": "load done",
+    }
     assert doc["lease"]["epoch"] == 2 and doc["lease"]["released"] is True
     assert doc["lease"]["live"] is False and doc["lease"]["broken"] is False
     # No prose mixed into the JSON output.
@@ -65,8 +76,11 @@ def test_status_json_shape(store: ec.StateStore, invoke) -> None:
 
 
 def test_status_of_failed_task_exits_1(store: ec.StateStore, invoke) -> None:
-    seed_task(store, "bad", [("extract", S.COMPLETE, 1), ("transform", S.ERROR, 3),
-                             ("load", S.CREATED, 0)])
+    seed_task(
+        store,
+        "bad",
+        [("extract", S.COMPLETE, 1), ("transform", S.ERROR, 3), ("load", S.CREATED, 0)],
+    )
     result = invoke("status", "bad")
     assert result.exit_code == 1
     assert result.stdout.startswith("task bad: ERROR  (failed stage: transform")
@@ -143,17 +157,31 @@ def test_tasks_on_empty_store(store_dir, invoke) -> None:
 
 
 def test_history_all_stages_and_one_stage(store: ec.StateStore, invoke) -> None:
-    seed_task(store, "h", [("extract", S.COMPLETE, 1), ("transform", S.COMPLETE, 3),
-                           ("load", S.CREATED, 0)])
+    seed_task(
+        store,
+        "h",
+        [("extract", S.COMPLETE, 1), ("transform", S.COMPLETE, 3), ("load", S.CREATED, 0)],
+    )
 
     doc = json.loads(invoke("history", "h", "--json").stdout)
     assert doc["schema"] == 1 and doc["kind"] == "history" and doc["stage"] is None
     assert [(e["stage"], e["attempt"], e["end_status"]) for e in doc["entries"]] == [
-        ("extract", 1, "COMPLETE"), ("transform", 1, "RETRY"), ("transform", 2, "RETRY"),
-        ("transform", 3, "COMPLETE")]
+        ("extract", 1, "COMPLETE"),
+        ("transform", 1, "RETRY"),
+        ("transform", 2, "RETRY"),
+        ("transform", 3, "COMPLETE"),
+    ]
     assert doc["entries"][1]["message"] == "boom 1"
-    assert set(doc["entries"][0]) == {"stage", "attempt", "begin_status", "end_status",
-                                      "begin_ts", "end_ts", "run_time_seconds", "message"}
+    assert set(doc["entries"][0]) == {
+        "stage",
+        "attempt",
+        "begin_status",
+        "end_status",
+        "begin_ts",
+        "end_ts",
+        "run_time_seconds",
+        "message",
+    }
 
     one = invoke("history", "h", "transform")
     lines = one.stdout.splitlines()

@@ -101,8 +101,7 @@ def test_run_completes_and_exits_0(factory, invoke, store: ec.StateStore) -> Non
     assert [s["attempts"] for s in doc["stages"]] == [1, 1, 1]
 
 
-def test_run_failure_exits_1_then_retry_redrives(factory, invoke,
-                                                 store: ec.StateStore) -> None:
+def test_run_failure_exits_1_then_retry_redrives(factory, invoke, store: ec.StateStore) -> None:
     module, work = factory
     (work / "FAIL").touch()
 
@@ -159,8 +158,7 @@ def test_cancel(factory, invoke, store: ec.StateStore) -> None:
     assert again.exit_code == 0 and json.loads(again.stdout)["changed"] == []
 
 
-def test_rollback_states_only_and_with_factory(factory, invoke,
-                                               store: ec.StateStore) -> None:
+def test_rollback_states_only_and_with_factory(factory, invoke, store: ec.StateStore) -> None:
     module, work = factory
     assert invoke("run", f"{module}:build", "--task-id", "t5").exit_code == 0
 
@@ -185,15 +183,17 @@ def test_rollback_states_only_and_with_factory(factory, invoke,
     assert unknown.exit_code == 2 and "no stage 'nosuch'" in unknown.stderr
 
 
-@pytest.mark.parametrize(("spec", "expected"), [
-    ("nomodule_xyz:build", "no module named 'nomodule_xyz'"),
-    ("{module}:missing", "has no attribute 'missing'"),
-    ("{module}:NOT_CALLABLE", "is not callable"),
-    ("{module}", "is not MODULE:FACTORY"),
-    ("{module}:not_an_engine", "not a TaskEngine"),
-])
-def test_bad_factory_is_a_one_line_usage_error(factory, invoke, spec: str,
-                                               expected: str) -> None:
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("nomodule_xyz:build", "no module named 'nomodule_xyz'"),
+        ("{module}:missing", "has no attribute 'missing'"),
+        ("{module}:NOT_CALLABLE", "is not callable"),
+        ("{module}", "is not MODULE:FACTORY"),
+        ("{module}:not_an_engine", "not a TaskEngine"),
+    ],
+)
+def test_bad_factory_is_a_one_line_usage_error(factory, invoke, spec: str, expected: str) -> None:
     module, _ = factory
     result = invoke("run", spec.format(module=module), "--task-id", "x")
     assert result.exit_code == 2
@@ -202,8 +202,12 @@ def test_bad_factory_is_a_one_line_usage_error(factory, invoke, spec: str,
 
 
 def test_unknown_task_for_manage_commands(invoke) -> None:
-    for command in (["cancel", "ghost"], ["retry", "ghost"], ["rollback", "ghost", "--to", "a"],
-                    ["lease", "ghost"]):
+    for command in (
+        ["cancel", "ghost"],
+        ["retry", "ghost"],
+        ["rollback", "ghost", "--to", "a"],
+        ["lease", "ghost"],
+    ):
         result = invoke(*command)
         assert result.exit_code == 1, command
         assert "'ghost'" in result.stderr and result.stderr.count("\n") == 1

@@ -20,8 +20,14 @@ def _cli(args: list[str], endpoint: str, **env_extra: str) -> subprocess.Complet
     env = dict(os.environ)
     env.pop("ELEANOR_STORE", None)
     env.update(AWS_ENDPOINT_URL_S3=endpoint, NO_COLOR="1", **env_extra)
-    return subprocess.run([str(BIN / "eleanor-cloud"), *args], capture_output=True, text=True,
-                          env=env, timeout=60, check=False)
+    return subprocess.run(
+        [str(BIN / "eleanor-cloud"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -29,8 +35,9 @@ def s3_store(moto_server_url: str, s3_bucket: str, s3_client: Any) -> ec.StateSt
     return ec.open_store(f"s3://{s3_bucket}/checkpoints", client=s3_client)
 
 
-def test_tasks_and_status_on_s3(s3_store: ec.StateStore, s3_bucket: str,
-                                moto_server_url: str) -> None:
+def test_tasks_and_status_on_s3(
+    s3_store: ec.StateStore, s3_bucket: str, moto_server_url: str
+) -> None:
     seed_task(s3_store, "s3-done", [("extract", S.COMPLETE, 1), ("load", S.COMPLETE, 2)])
     seed_task(s3_store, "s3-failed", [("extract", S.COMPLETE, 1), ("load", S.ERROR, 3)])
     url = f"s3://{s3_bucket}/checkpoints"
@@ -40,10 +47,13 @@ def test_tasks_and_status_on_s3(s3_store: ec.StateStore, s3_bucket: str,
     doc = json.loads(listed.stdout)
     assert doc["store"].startswith(f"s3://{s3_bucket}")
     assert [(t["task_id"], t["status"]) for t in doc["tasks"]] == [
-        ("s3-done", "COMPLETE"), ("s3-failed", "ERROR")]
+        ("s3-done", "COMPLETE"),
+        ("s3-failed", "ERROR"),
+    ]
 
-    page = json.loads(_cli(["--store", url, "tasks", "--limit", "1", "--json"],
-                           moto_server_url).stdout)
+    page = json.loads(
+        _cli(["--store", url, "tasks", "--limit", "1", "--json"], moto_server_url).stdout
+    )
     assert [t["task_id"] for t in page["tasks"]] == ["s3-done"]
     assert page["next_after"] == "s3-done"
 
@@ -74,20 +84,35 @@ def test_unknown_task_on_s3(s3_bucket: str, moto_server_url: str) -> None:
     assert "'ghost'" in result.stderr and s3_bucket in result.stderr
 
 
-def test_python_dash_m_entry_point_matches_console_script(s3_bucket: str,
-                                                         moto_server_url: str) -> None:
+def test_python_dash_m_entry_point_matches_console_script(
+    s3_bucket: str, moto_server_url: str
+) -> None:
     env = dict(os.environ, AWS_ENDPOINT_URL_S3=moto_server_url)
-    out = subprocess.run([sys.executable, "-m", "eleanor_cloud.cli", "--store",
-                          f"s3://{s3_bucket}", "tasks", "--json"], capture_output=True,
-                         text=True, env=env, timeout=60, check=False)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eleanor_cloud.cli",
+            "--store",
+            f"s3://{s3_bucket}",
+            "tasks",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["tasks"] == []
 
 
 def test_demo_runs_on_s3_and_lists(s3_bucket: str, moto_server_url: str) -> None:
     url = f"s3://{s3_bucket}/runs"
-    demo = _cli(["--store", url, "demo", "--work-delay", "0", "--records", "60", "--json"],
-                moto_server_url)
+    demo = _cli(
+        ["--store", url, "demo", "--work-delay", "0", "--records", "60", "--json"], moto_server_url
+    )
     assert demo.returncode == 0, demo.stderr
     doc = json.loads(demo.stdout)
     assert doc["status"] == "COMPLETE" and doc["store"].startswith(f"s3://{s3_bucket}")
@@ -98,12 +123,21 @@ def test_demo_runs_on_s3_and_lists(s3_bucket: str, moto_server_url: str) -> None
 
 def test_missing_credentials_is_one_line() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_SHARED_CREDENTIALS_FILE="/nonexistent", AWS_CONFIG_FILE="/nonexistent",
-               AWS_EC2_METADATA_DISABLED="true", AWS_DEFAULT_REGION="us-east-1",
-               AWS_ENDPOINT_URL_S3="http://127.0.0.1:9")
-    result = subprocess.run([str(BIN / "eleanor-cloud"), "--store", "s3://some-bucket",
-                             "tasks"], capture_output=True, text=True, env=env, timeout=60,
-                            check=False)
+    env.update(
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
+        AWS_CONFIG_FILE="/nonexistent",
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL_S3="http://127.0.0.1:9",
+    )
+    result = subprocess.run(
+        [str(BIN / "eleanor-cloud"), "--store", "s3://some-bucket", "tasks"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr
     assert "credentials" in result.stderr and "s3://some-bucket" in result.stderr

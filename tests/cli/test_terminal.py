@@ -15,8 +15,14 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 def _spawn(args: list[str], env: dict[str, str]) -> tuple[str, int | None, int | None]:
     term_env = dict(env, TERM="xterm-256color")
     term_env.pop("NO_COLOR", None)
-    child = pexpect.spawn(str(BIN / "eleanor-cloud"), args, env=term_env, encoding="utf-8",
-                          timeout=60, dimensions=(50, 220))
+    child = pexpect.spawn(
+        str(BIN / "eleanor-cloud"),
+        args,
+        env=term_env,
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(50, 220),
+    )
     child.expect(pexpect.EOF)
     output = child.before
     child.close()
@@ -52,12 +58,24 @@ def test_demo_crash_and_resume_on_a_terminal(cli_env: dict[str, str]) -> None:
 def test_status_on_a_terminal_and_plain_when_piped(cli_env: dict[str, str]) -> None:
     import subprocess
 
-    assert subprocess.run([str(BIN / "eleanor-cloud"), "demo", "--work-delay", "0"],
-                          env=cli_env, capture_output=True, check=False).returncode == 0
+    assert (
+        subprocess.run(
+            [str(BIN / "eleanor-cloud"), "demo", "--work-delay", "0"],
+            env=cli_env,
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
     tty, status, _ = _spawn(["status", "demo"], cli_env)
     assert status == 0
     assert "┃ STAGE" in ANSI.sub("", tty)
-    piped = subprocess.run([str(BIN / "eleanor-cloud"), "status", "demo"], env=cli_env,
-                           capture_output=True, text=True, check=False)
+    piped = subprocess.run(
+        [str(BIN / "eleanor-cloud"), "status", "demo"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert "\x1b[" not in piped.stdout and "┃" not in piped.stdout
     assert piped.stdout.splitlines()[1].split()[:2] == ["STAGE", "STATUS"]

@@ -42,9 +42,14 @@ class DemoState(BaseStageState[Out]):
 class FnStage(BaseStage[DemoState]):
     """A stage whose body is a function, for short tests."""
 
-    def __init__(self, name: str, fn: Callable[[DemoState, StageContext[DemoState]], Any],
-                 *, rollback: Callable[[DemoState, StageContext[DemoState]], None] | None = None,
-                 expected_duration: float | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[DemoState, StageContext[DemoState]], Any],
+        *,
+        rollback: Callable[[DemoState, StageContext[DemoState]], None] | None = None,
+        expected_duration: float | None = None,
+    ) -> None:
         super().__init__(name, expected_duration=expected_duration)
         self.fn = fn
         self._rollback = rollback

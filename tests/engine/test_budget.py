@@ -16,25 +16,37 @@ S = StageStatus
 
 
 def state(status: StageStatus, *ends: StageStatus) -> DemoState:
-    history = [StageStateHistoryEntry(attempt=i + 1, begin_status=S.CREATED, begin_ts="x",
-                                      end_status=e, end_ts="y", message="m",
-                                      run_time_seconds=0.0) for i, e in enumerate(ends)]
-    return DemoState(task_id="t", stage_name="a", status=status, attempts=len(ends),
-                     history=history)
+    history = [
+        StageStateHistoryEntry(
+            attempt=i + 1,
+            begin_status=S.CREATED,
+            begin_ts="x",
+            end_status=e,
+            end_ts="y",
+            message="m",
+            run_time_seconds=0.0,
+        )
+        for i, e in enumerate(ends)
+    ]
+    return DemoState(
+        task_id="t", stage_name="a", status=status, attempts=len(ends), history=history
+    )
 
 
-@pytest.mark.parametrize(("st", "expected"), [
-    (state(S.CREATED), 0),
-    (state(S.RETRY, S.RETRY, S.RETRY), 2),
-    (state(S.COMPLETE, S.RETRY, S.COMPLETE), 2),         # the success counts too
-    (state(S.ERROR, S.RETRY, S.ERROR), 2),
-    (state(S.RETRY, S.RETRY, S.ERROR), 0),               # redriven: fresh run
-    (state(S.RETRY, S.RETRY, S.ERROR, S.RETRY), 1),
-    (state(S.CREATED, S.COMPLETE), 0),                   # rolled back: fresh run
-    (state(S.COMPLETE, S.RETRY, S.COMPLETE, S.RETRY, S.COMPLETE), 2),
-])
-def test_current_run_counts_attempts_since_the_last_reset(st: DemoState,
-                                                          expected: int) -> None:
+@pytest.mark.parametrize(
+    ("st", "expected"),
+    [
+        (state(S.CREATED), 0),
+        (state(S.RETRY, S.RETRY, S.RETRY), 2),
+        (state(S.COMPLETE, S.RETRY, S.COMPLETE), 2),  # the success counts too
+        (state(S.ERROR, S.RETRY, S.ERROR), 2),
+        (state(S.RETRY, S.RETRY, S.ERROR), 0),  # redriven: fresh run
+        (state(S.RETRY, S.RETRY, S.ERROR, S.RETRY), 1),
+        (state(S.CREATED, S.COMPLETE), 0),  # rolled back: fresh run
+        (state(S.COMPLETE, S.RETRY, S.COMPLETE, S.RETRY, S.COMPLETE), 2),
+    ],
+)
+def test_current_run_counts_attempts_since_the_last_reset(st: DemoState, expected: int) -> None:
     assert current_run(st) == expected
 
 
@@ -61,19 +73,36 @@ def crashed_task(store: StateStore, clock: FakeClock, attempts_before: int) -> N
     clock.advance(10)
 
 
-@pytest.mark.parametrize(("policy", "max_attempts", "before", "end", "calls"), [
-    (RetryPolicy.STAGE, 3, 0, S.RETRY, 1),   # interrupted attempt 1 of 3: retried
-    (RetryPolicy.STAGE, 3, 2, S.ERROR, 0),   # it was the last attempt: the task fails
-    (RetryPolicy.NONE, 3, 0, S.ERROR, 0),    # NONE: an interruption is a failure
-    (RetryPolicy.GLOBAL, 2, 0, S.RETRY, 1),
-])
+@pytest.mark.parametrize(
+    ("policy", "max_attempts", "before", "end", "calls"),
+    [
+        (RetryPolicy.STAGE, 3, 0, S.RETRY, 1),  # interrupted attempt 1 of 3: retried
+        (RetryPolicy.STAGE, 3, 2, S.ERROR, 0),  # it was the last attempt: the task fails
+        (RetryPolicy.NONE, 3, 0, S.ERROR, 0),  # NONE: an interruption is a failure
+        (RetryPolicy.GLOBAL, 2, 0, S.RETRY, 1),
+    ],
+)
 def test_an_interrupted_attempt_counts_against_the_budget(
-        store: StateStore, clock: FakeClock, policy: RetryPolicy, max_attempts: int,
-        before: int, end: StageStatus, calls: int) -> None:
+    store: StateStore,
+    clock: FakeClock,
+    policy: RetryPolicy,
+    max_attempts: int,
+    before: int,
+    end: StageStatus,
+    calls: int,
+) -> None:
     crashed_task(store, clock, before)
     stage = FnStage("a", lambda s, c: Out(value=c.attempt))
-    summary = TaskEngine("t", [stage], DemoState, store, clock=clock, sleep=clock.sleep,
-                         retry_policy=policy, max_attempts=max_attempts).run()
+    summary = TaskEngine(
+        "t",
+        [stage],
+        DemoState,
+        store,
+        clock=clock,
+        sleep=clock.sleep,
+        retry_policy=policy,
+        max_attempts=max_attempts,
+    ).run()
     assert stage.calls == calls
     a = store.load("t", "a", DemoState)
     interrupted = a.history[before]
@@ -97,8 +126,5 @@ def test_a_failed_acquire_leaves_no_thread_behind(store: StateStore, clock: Fake
     before = threading.active_count()
     for _ in range(3):
         with pytest.raises(LeaseHeld):
-            TaskEngine("t", [FnStage("a", lambda s, c: Out())], DemoState, store,
-                       clock=clock).run()
+            TaskEngine("t", [FnStage("a", lambda s, c: Out())], DemoState, store, clock=clock).run()
     assert threading.active_count() == before
-
-

@@ -31,8 +31,7 @@ def other_store(store: StateStore) -> StateStore:
     return StateStore(store.backend, store.prefix, writer="operator")
 
 
-def test_cancel_before_running_cancels_every_stage(store: StateStore,
-                                                   clock: FakeClock) -> None:
+def test_cancel_before_running_cancels_every_stage(store: StateStore, clock: FakeClock) -> None:
     stages = [FnStage(n, ok) for n in "abc"]
     engine = TaskEngine("t", stages, DemoState, store, clock=clock)
     engine.bind()
@@ -45,15 +44,22 @@ def test_cancel_before_running_cancels_every_stage(store: StateStore,
 
 
 def test_cancel_leaves_completed_stages_alone(store: StateStore, clock: FakeClock) -> None:
-    engine = TaskEngine("t", [FnStage("a", ok), FnStage("b", lambda s, c: 1 / 0)],
-                        DemoState, store, clock=clock, retry_policy=RetryPolicy.NONE)
+    engine = TaskEngine(
+        "t",
+        [FnStage("a", ok), FnStage("b", lambda s, c: 1 / 0)],
+        DemoState,
+        store,
+        clock=clock,
+        retry_policy=RetryPolicy.NONE,
+    )
     engine.run()
     summary = cancel_task(other_store(store), "t", DemoState)
     assert [s.status for s in summary.stages] == [StageStatus.COMPLETE, StageStatus.ERROR]
 
 
 def test_cancel_during_a_stage_stops_the_holder_at_its_next_write(
-        backend: CountingBackend, store: StateStore, clock: FakeClock) -> None:
+    backend: CountingBackend, store: StateStore, clock: FakeClock
+) -> None:
     def cancel_meanwhile(state: DemoState, ctx: Any) -> Out:
         thread = threading.Thread(target=cancel_task, args=(other_store(store), "t"))
         thread.start()
@@ -62,8 +68,7 @@ def test_cancel_during_a_stage_stops_the_holder_at_its_next_write(
 
     stages = [FnStage("a", ok), FnStage("b", cancel_meanwhile), FnStage("c", ok)]
     events: list[Any] = []
-    summary = TaskEngine("t", stages, DemoState, store, clock=clock,
-                         on_event=events.append).run()
+    summary = TaskEngine("t", stages, DemoState, store, clock=clock, on_event=events.append).run()
     assert summary.status is StageStatus.CANCELED and summary.done
     assert [s.calls for s in stages] == [1, 1, 0]
     b = store.load("t", "b", DemoState)
@@ -80,7 +85,8 @@ def test_cancel_during_a_stage_stops_the_holder_at_its_next_write(
 
 
 def test_ctx_cancelled_sees_a_cancel_and_the_stage_can_stop_early(
-        store: StateStore, clock: FakeClock) -> None:
+    store: StateStore, clock: FakeClock
+) -> None:
     seen: list[bool] = []
 
     def polite(state: DemoState, ctx: StageContext[DemoState]) -> Out:
@@ -89,8 +95,9 @@ def test_ctx_cancelled_sees_a_cancel_and_the_stage_can_stop_early(
         seen.append(ctx.cancelled)
         raise RuntimeError("stopped early")
 
-    summary = TaskEngine("t", [FnStage("a", polite)], DemoState, store, clock=clock,
-                         cancel_check_interval=0).run()
+    summary = TaskEngine(
+        "t", [FnStage("a", polite)], DemoState, store, clock=clock, cancel_check_interval=0
+    ).run()
     assert seen == [False, True]
     assert summary.status is StageStatus.CANCELED
     a = store.load("t", "a", DemoState)
@@ -99,7 +106,8 @@ def test_ctx_cancelled_sees_a_cancel_and_the_stage_can_stop_early(
 
 
 def test_ctx_cancelled_reads_are_rate_limited_by_the_clock(
-        backend: CountingBackend, store: StateStore, clock: FakeClock) -> None:
+    backend: CountingBackend, store: StateStore, clock: FakeClock
+) -> None:
     def poll(state: DemoState, ctx: StageContext[DemoState]) -> Out:
         backend.reset()
         for _ in range(50):
@@ -111,13 +119,15 @@ def test_ctx_cancelled_reads_are_rate_limited_by_the_clock(
         state.counter = reads_before
         return Out()
 
-    TaskEngine("t", [FnStage("a", poll)], DemoState, store, clock=clock,
-               cancel_check_interval=10).run()
+    TaskEngine(
+        "t", [FnStage("a", poll)], DemoState, store, clock=clock, cancel_check_interval=10
+    ).run()
     assert store.load("t", "a", DemoState).counter == 1
 
 
 def test_rollback_runs_in_reverse_order_and_resets_to_created(
-        store: StateStore, clock: FakeClock) -> None:
+    store: StateStore, clock: FakeClock
+) -> None:
     order: list[str] = []
 
     def undo(state: DemoState, ctx: StageContext[DemoState]) -> None:
@@ -130,7 +140,11 @@ def test_rollback_runs_in_reverse_order_and_resets_to_created(
     summary = engine.rollback("b")
     assert order == ["d:d", "c:c", "b:b"]
     assert [s.status for s in summary.stages] == [
-        StageStatus.COMPLETE, StageStatus.CREATED, StageStatus.CREATED, StageStatus.CREATED]
+        StageStatus.COMPLETE,
+        StageStatus.CREATED,
+        StageStatus.CREATED,
+        StageStatus.CREATED,
+    ]
     for name in "bcd":
         state = store.load("t", name, DemoState)
         assert state.result is None
@@ -147,16 +161,15 @@ def test_rollback_runs_in_reverse_order_and_resets_to_created(
 
 
 def test_rollback_resets_failed_stages_without_calling_their_rollback(
-        store: StateStore, clock: FakeClock) -> None:
+    store: StateStore, clock: FakeClock
+) -> None:
     order: list[str] = []
 
     def undo(state: DemoState, ctx: StageContext[DemoState]) -> None:
         order.append(ctx.stage_name)
 
-    stages = [FnStage("a", ok, rollback=undo), FnStage("b", lambda s, c: 1 / 0,
-                                                       rollback=undo)]
-    engine = TaskEngine("t", stages, DemoState, store, clock=clock,
-                        retry_policy=RetryPolicy.NONE)
+    stages = [FnStage("a", ok, rollback=undo), FnStage("b", lambda s, c: 1 / 0, rollback=undo)]
+    engine = TaskEngine("t", stages, DemoState, store, clock=clock, retry_policy=RetryPolicy.NONE)
     assert engine.run().status is StageStatus.ERROR
     summary = engine.rollback("a")
     assert order == ["a"]
@@ -173,32 +186,51 @@ def test_a_failing_rollback_stops_there(store: StateStore, clock: FakeClock) -> 
     with pytest.raises(OSError, match="cannot undo"):
         engine.rollback("a")
     statuses = {n: s.status for n, s in store.load_task("t", DemoState).items()}
-    assert statuses == {"a": StageStatus.COMPLETE, "b": StageStatus.COMPLETE,
-                        "c": StageStatus.CREATED}
+    assert statuses == {
+        "a": StageStatus.COMPLETE,
+        "b": StageStatus.COMPLETE,
+        "c": StageStatus.CREATED,
+    }
     lease = store.load_lease("t")
     assert lease is not None and lease.value.released
 
 
 def test_auto_rollback_compensates_completed_stages_when_the_task_fails(
-        store: StateStore, clock: FakeClock) -> None:
+    store: StateStore, clock: FakeClock
+) -> None:
     order: list[str] = []
 
     def undo(state: DemoState, ctx: StageContext[DemoState]) -> None:
         order.append(ctx.stage_name)
 
-    stages = [FnStage("a", ok, rollback=undo), FnStage("b", ok, rollback=undo),
-              FnStage("c", lambda s, c: 1 / 0, rollback=undo), FnStage("d", ok, rollback=undo)]
-    summary = TaskEngine("t", stages, DemoState, store, clock=clock, sleep=clock.sleep,
-                         auto_rollback=True, max_attempts=2).run()
+    stages = [
+        FnStage("a", ok, rollback=undo),
+        FnStage("b", ok, rollback=undo),
+        FnStage("c", lambda s, c: 1 / 0, rollback=undo),
+        FnStage("d", ok, rollback=undo),
+    ]
+    summary = TaskEngine(
+        "t",
+        stages,
+        DemoState,
+        store,
+        clock=clock,
+        sleep=clock.sleep,
+        auto_rollback=True,
+        max_attempts=2,
+    ).run()
     assert order == ["b", "a"]
     assert summary.status is StageStatus.ERROR
     assert [s.status for s in summary.stages] == [
-        StageStatus.CREATED, StageStatus.CREATED, StageStatus.ERROR, StageStatus.CREATED]
+        StageStatus.CREATED,
+        StageStatus.CREATED,
+        StageStatus.ERROR,
+        StageStatus.CREATED,
+    ]
     assert store.load("t", "a", DemoState).result is None
 
 
-def test_rollback_is_refused_while_another_holder_runs(store: StateStore,
-                                                       clock: FakeClock) -> None:
+def test_rollback_is_refused_while_another_holder_runs(store: StateStore, clock: FakeClock) -> None:
     inside, release = threading.Event(), threading.Event()
 
     def hold(state: DemoState, ctx: Any) -> Out:
@@ -206,8 +238,7 @@ def test_rollback_is_refused_while_another_holder_runs(store: StateStore,
         assert release.wait(10)
         return Out()
 
-    engine = TaskEngine("t", [FnStage("a", ok), FnStage("b", hold)], DemoState, store,
-                        clock=clock)
+    engine = TaskEngine("t", [FnStage("a", ok), FnStage("b", hold)], DemoState, store, clock=clock)
     thread = threading.Thread(target=engine.run)
     thread.start()
     try:
@@ -220,8 +251,7 @@ def test_rollback_is_refused_while_another_holder_runs(store: StateStore,
     assert store.load("t", "a", DemoState).status is StageStatus.COMPLETE
 
 
-def test_store_only_operations_preserve_user_fields(store: StateStore,
-                                                    clock: FakeClock) -> None:
+def test_store_only_operations_preserve_user_fields(store: StateStore, clock: FakeClock) -> None:
     stages = [FnStage(n, ok) for n in "abc"]
     engine = TaskEngine("t", stages, DemoState, store, clock=clock)
     engine.run()
@@ -231,7 +261,10 @@ def test_store_only_operations_preserve_user_fields(store: StateStore,
     assert status.result == {"value": 1, "note": "c"}  # a plain dict via AnyStageState
     summary = rollback_task(ops, "t", "b", clock=clock)
     assert [s.status for s in summary.stages] == [
-        StageStatus.COMPLETE, StageStatus.CREATED, StageStatus.CREATED]
+        StageStatus.COMPLETE,
+        StageStatus.CREATED,
+        StageStatus.CREATED,
+    ]
     # the typed class still reads every state: the user field survived the round trip
     for name in "abc":
         assert store.load("t", name, DemoState).counter == 1
@@ -251,7 +284,8 @@ def test_store_only_operations_on_a_missing_task_raise_not_found(store: StateSto
 
 
 def test_rollback_takes_a_dead_holders_lease_over_after_watching_it(
-        store: StateStore, clock: FakeClock) -> None:
+    store: StateStore, clock: FakeClock
+) -> None:
     from eleanor_cloud.backends.base import Replace
 
     TaskEngine("t", [FnStage(n, ok) for n in "abc"], DemoState, store, clock=clock).run()
@@ -260,12 +294,17 @@ def test_rollback_takes_a_dead_holders_lease_over_after_watching_it(
     released = ops.load_lease("t")
     assert released is not None
     ops.epoch = released.value.epoch
-    ops.write_lease(released.value.model_copy(update={"released": False, "holder": "dead/1"}),
-                    Replace(released.version))
+    ops.write_lease(
+        released.value.model_copy(update={"released": False, "holder": "dead/1"}),
+        Replace(released.version),
+    )
     clock.advance(120)  # long past its expiry by this host's clock
     summary = rollback_task(ops, "t", "b", clock=clock, sleep=clock.sleep)
     assert [s.status for s in summary.stages] == [
-        StageStatus.COMPLETE, StageStatus.CREATED, StageStatus.CREATED]
+        StageStatus.COMPLETE,
+        StageStatus.CREATED,
+        StageStatus.CREATED,
+    ]
     # Not taken on the word of the dead holder's expires_at: watched for its TTL + 5s.
     assert sum(clock.sleeps) >= released.value.ttl_seconds + 5
     lease = ops.load_lease("t")

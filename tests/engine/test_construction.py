@@ -34,52 +34,64 @@ class Unnamed(BaseStage[DemoState]):
     pass
 
 
-@pytest.mark.parametrize(("kwargs", "fragment"), [
-    ({"stages": []}, "must not be empty"),
-    ({"stages": stages("a", "b", "a")}, "duplicate stage name 'a'"),
-    ({"stages": [object()]}, "must be a BaseStage"),
-    ({"stages": [Unnamed()]}, "has no name"),
-    ({"stages": [FnStage("ok", ok, expected_duration=-1)]}, "expected_duration"),
-    ({"state_class": NotAState}, "subclass of BaseStageState"),
-    ({"state_class": dict}, "subclass of BaseStageState"),
-    ({"state_class": NeedsValue}, "'required'"),
-    ({"max_attempts": 0}, "max_attempts"),
-    ({"max_attempts": True}, "max_attempts"),
-    ({"retry_policy": "STAGE"}, "retry_policy"),
-    ({"retry_policy": RetryPolicy.GLOBAL, "max_attempts": 2}, "below the number of stages"),
-    ({"lease_ttl": 0}, "lease_ttl"),
-    ({"wait_for_lease": -1}, "wait_for_lease"),
-    ({"clock_skew_tolerance": -0.5}, "clock_skew_tolerance"),
-    ({"renew_interval": 0}, "renew_interval"),
-    ({"cancel_check_interval": -1}, "cancel_check_interval"),
-    ({"backoff": 3}, "backoff"),
-    ({"metadata": {"k": 1}}, "metadata"),
-    ({"store": object()}, "StateStore"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"stages": []}, "must not be empty"),
+        ({"stages": stages("a", "b", "a")}, "duplicate stage name 'a'"),
+        ({"stages": [object()]}, "must be a BaseStage"),
+        ({"stages": [Unnamed()]}, "has no name"),
+        ({"stages": [FnStage("ok", ok, expected_duration=-1)]}, "expected_duration"),
+        ({"state_class": NotAState}, "subclass of BaseStageState"),
+        ({"state_class": dict}, "subclass of BaseStageState"),
+        ({"state_class": NeedsValue}, "'required'"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"max_attempts": True}, "max_attempts"),
+        ({"retry_policy": "STAGE"}, "retry_policy"),
+        ({"retry_policy": RetryPolicy.GLOBAL, "max_attempts": 2}, "below the number of stages"),
+        ({"lease_ttl": 0}, "lease_ttl"),
+        ({"wait_for_lease": -1}, "wait_for_lease"),
+        ({"clock_skew_tolerance": -0.5}, "clock_skew_tolerance"),
+        ({"renew_interval": 0}, "renew_interval"),
+        ({"cancel_check_interval": -1}, "cancel_check_interval"),
+        ({"backoff": 3}, "backoff"),
+        ({"metadata": {"k": 1}}, "metadata"),
+        ({"store": object()}, "StateStore"),
+    ],
+)
 def test_bad_input_is_refused_before_any_write(
-        backend: CountingBackend, store: StateStore, kwargs: dict[str, Any],
-        fragment: str) -> None:
-    args: dict[str, Any] = {"task_id": "t", "stages": stages("a", "b", "c"),
-                            "state_class": DemoState, "store": store}
+    backend: CountingBackend, store: StateStore, kwargs: dict[str, Any], fragment: str
+) -> None:
+    args: dict[str, Any] = {
+        "task_id": "t",
+        "stages": stages("a", "b", "c"),
+        "state_class": DemoState,
+        "store": store,
+    }
     args.update(kwargs)
     with pytest.raises(InvalidState, match=fragment.replace("(", r"\(")):
-        TaskEngine(args.pop("task_id"), args.pop("stages"), args.pop("state_class"),
-                   args.pop("store"), **args)
+        TaskEngine(
+            args.pop("task_id"),
+            args.pop("stages"),
+            args.pop("state_class"),
+            args.pop("store"),
+            **args,
+        )
     assert backend.total == 0
     assert list(backend.inner.list("")) == []
 
 
 @pytest.mark.parametrize("bad", ["../x", "_task", "a/b", ".hidden", "x" * 151])
-def test_unsafe_stage_names_are_refused(backend: CountingBackend, store: StateStore,
-                                        bad: str) -> None:
+def test_unsafe_stage_names_are_refused(
+    backend: CountingBackend, store: StateStore, bad: str
+) -> None:
     with pytest.raises(InvalidKey):
         TaskEngine("t", [FnStage(bad, ok)], DemoState, store)
     assert backend.total == 0
 
 
 @pytest.mark.parametrize("bad", ["../x", "a/b", "", "_lease"])
-def test_unsafe_task_ids_are_refused(backend: CountingBackend, store: StateStore,
-                                     bad: str) -> None:
+def test_unsafe_task_ids_are_refused(backend: CountingBackend, store: StateStore, bad: str) -> None:
     with pytest.raises(InvalidKey):
         TaskEngine(bad, stages("a"), DemoState, store)
     assert backend.total == 0
@@ -91,8 +103,9 @@ def test_bad_backoff_values_are_refused() -> None:
             Backoff(**kwargs)  # type: ignore[arg-type]
 
 
-def test_bad_run_arguments_are_refused_before_any_write(backend: CountingBackend,
-                                                        store: StateStore) -> None:
+def test_bad_run_arguments_are_refused_before_any_write(
+    backend: CountingBackend, store: StateStore
+) -> None:
     from datetime import datetime
 
     engine = TaskEngine("t", stages("a"), DemoState, store)
@@ -106,7 +119,8 @@ def test_bad_run_arguments_are_refused_before_any_write(backend: CountingBackend
 
 
 def test_bind_is_one_write_and_missing_stages_read_as_created(
-        backend: CountingBackend, store: StateStore) -> None:
+    backend: CountingBackend, store: StateStore
+) -> None:
     engine = TaskEngine("t", stages("a", "b"), DemoState, store, metadata={"owner": "me"})
     manifest = engine.bind()
     assert backend.calls == {"write": 1}
@@ -147,8 +161,9 @@ def test_binding_a_different_state_class_names_both(store: StateStore) -> None:
     assert "OtherState" in str(info.value)
 
 
-def test_unbound_status_reads_as_unbound_without_writing(backend: CountingBackend,
-                                                         store: StateStore) -> None:
+def test_unbound_status_reads_as_unbound_without_writing(
+    backend: CountingBackend, store: StateStore
+) -> None:
     summary = TaskEngine("t", stages("a"), DemoState, store).status()
     assert summary.status is StageStatus.UNBOUND
     assert backend.calls["write"] == 0
@@ -168,9 +183,10 @@ def test_engine_imports_no_cloud_sdk() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, eleanor_cloud.engine; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('boto3', 'botocore', 'fsspec', 's3fs')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys, eleanor_cloud.engine; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('boto3', 'botocore', 'fsspec', 's3fs')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

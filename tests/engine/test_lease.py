@@ -27,12 +27,25 @@ def store_as(backend: Any, writer: str, clock: FakeClock) -> StateStore:
     return StateStore(backend, "pfx", writer=writer, clock=clock)
 
 
-def put_lease(store: StateStore, clock: FakeClock, *, holder: str = "other", epoch: int = 1,
-              expires_in: float = 60.0, released: bool = False) -> None:
+def put_lease(
+    store: StateStore,
+    clock: FakeClock,
+    *,
+    holder: str = "other",
+    epoch: int = 1,
+    expires_in: float = 60.0,
+    released: bool = False,
+) -> None:
     now = clock()
-    lease = Lease(task_id="t", holder=holder, epoch=epoch, acquired_at=format_ts(now),
-                  expires_at=format_ts(now + timedelta(seconds=expires_in)),
-                  ttl_seconds=60.0, released=released)
+    lease = Lease(
+        task_id="t",
+        holder=holder,
+        epoch=epoch,
+        acquired_at=format_ts(now),
+        expires_at=format_ts(now + timedelta(seconds=expires_in)),
+        ttl_seconds=60.0,
+        released=released,
+    )
     store.epoch = epoch
     for _ in range(100):  # a running holder's renewer may replace it in between
         current = store.load_lease("t")
@@ -52,8 +65,9 @@ def wait_until(predicate: Any, timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
-def test_fresh_lease_is_created_and_released_not_deleted(store: StateStore,
-                                                         clock: FakeClock) -> None:
+def test_fresh_lease_is_created_and_released_not_deleted(
+    store: StateStore, clock: FakeClock
+) -> None:
     seen: list[Lease] = []
 
     def look(state: DemoState, ctx: Any) -> Out:
@@ -62,8 +76,9 @@ def test_fresh_lease_is_created_and_released_not_deleted(store: StateStore,
         seen.append(record.value)
         return Out()
 
-    TaskEngine("t", [FnStage("a", look)], DemoState, store, clock=clock, lease_ttl=30,
-               holder="me").run()
+    TaskEngine(
+        "t", [FnStage("a", look)], DemoState, store, clock=clock, lease_ttl=30, holder="me"
+    ).run()
     held = seen[0]
     assert (held.holder, held.epoch, held.released, held.ttl_seconds) == ("me", 1, False, 30)
     assert parse_ts(held.expires_at) == clock() + timedelta(seconds=30)
@@ -73,15 +88,20 @@ def test_fresh_lease_is_created_and_released_not_deleted(store: StateStore,
 
 
 def test_a_released_lease_is_reacquired_with_the_next_epoch_without_fencing(
-        backend: CountingBackend, store: StateStore, clock: FakeClock) -> None:
+    backend: CountingBackend, store: StateStore, clock: FakeClock
+) -> None:
     # The first run stops after "a" (b cannot fit its time budget) and releases the lease.
-    first = TaskEngine("t", [FnStage("a", ok), FnStage("b", ok, expected_duration=60.0)],
-                       DemoState, store, clock=clock).run(time_budget=30.0)
+    first = TaskEngine(
+        "t",
+        [FnStage("a", ok), FnStage("b", ok, expected_duration=60.0)],
+        DemoState,
+        store,
+        clock=clock,
+    ).run(time_budget=30.0)
     assert first.next_stage == "b"
     before = {n: r.revision for n, r in store.load_task_records("t", DemoState).items()}
     backend.reset()
-    TaskEngine("t", [FnStage("a", ok), FnStage("b", ok)], DemoState, store,
-               clock=clock).run()
+    TaskEngine("t", [FnStage("a", ok), FnStage("b", ok)], DemoState, store, clock=clock).run()
     lease = store.load_lease("t")
     assert lease is not None and lease.value.epoch == 2 and lease.value.released
     after = {n: r.revision for n, r in store.load_task_records("t", DemoState).items()}
@@ -91,7 +111,8 @@ def test_a_released_lease_is_reacquired_with_the_next_epoch_without_fencing(
 
 @pytest.mark.parametrize("expires_in", [60.0, -3.0])  # -3s is within the 5s skew tolerance
 def test_a_live_lease_raises_lease_held_and_writes_no_state(
-        store: StateStore, clock: FakeClock, expires_in: float) -> None:
+    store: StateStore, clock: FakeClock, expires_in: float
+) -> None:
     TaskEngine("t", [FnStage("a", ok)], DemoState, store, clock=clock).bind()
     put_lease(store, clock, holder="host-9/123", expires_in=expires_in)
     stage = FnStage("a", ok)
@@ -104,18 +125,28 @@ def test_a_live_lease_raises_lease_held_and_writes_no_state(
 
 
 def test_wait_for_lease_polls_with_the_injected_sleep_then_gives_up(
-        store: StateStore, clock: FakeClock) -> None:
+    store: StateStore, clock: FakeClock
+) -> None:
     TaskEngine("t", [FnStage("a", ok)], DemoState, store, clock=clock).bind()
     put_lease(store, clock, expires_in=3600)
     with pytest.raises(LeaseHeld):
-        TaskEngine("t", [FnStage("a", ok)], DemoState, store, clock=clock, sleep=clock.sleep,
-                   wait_for_lease=20, lease_ttl=40).run()
+        TaskEngine(
+            "t",
+            [FnStage("a", ok)],
+            DemoState,
+            store,
+            clock=clock,
+            sleep=clock.sleep,
+            wait_for_lease=20,
+            lease_ttl=40,
+        ).run()
     assert clock.sleeps and sum(clock.sleeps) == pytest.approx(20)
     assert max(clock.sleeps) <= 10  # polls at least every ttl/4
 
 
-def test_wait_for_lease_acquires_once_the_holder_releases(store: StateStore,
-                                                          clock: FakeClock) -> None:
+def test_wait_for_lease_acquires_once_the_holder_releases(
+    store: StateStore, clock: FakeClock
+) -> None:
     TaskEngine("t", [FnStage("a", ok)], DemoState, store, clock=clock).bind()
     put_lease(store, clock, expires_in=3600)
     polls: list[float] = []
@@ -123,11 +154,13 @@ def test_wait_for_lease_acquires_once_the_holder_releases(store: StateStore,
     def sleep(seconds: float) -> None:
         polls.append(seconds)
         if len(polls) == 2:
-            put_lease(store_as(store.backend, "x", clock), clock, epoch=1, expires_in=3600,
-                      released=True)
+            put_lease(
+                store_as(store.backend, "x", clock), clock, epoch=1, expires_in=3600, released=True
+            )
 
-    summary = TaskEngine("t", [FnStage("a", ok)], DemoState, store, clock=clock, sleep=sleep,
-                         wait_for_lease=600).run()
+    summary = TaskEngine(
+        "t", [FnStage("a", ok)], DemoState, store, clock=clock, sleep=sleep, wait_for_lease=600
+    ).run()
     assert summary.status is StageStatus.COMPLETE
     assert len(polls) == 2
     lease = store.load_lease("t")
@@ -135,21 +168,31 @@ def test_wait_for_lease_acquires_once_the_holder_releases(store: StateStore,
 
 
 def test_an_expired_lease_is_taken_over_and_the_task_fenced(
-        backend: CountingBackend, clock: FakeClock) -> None:
+    backend: CountingBackend, clock: FakeClock
+) -> None:
     old = store_as(backend, "old-holder", clock)
     TaskEngine("t", [FnStage(n, ok) for n in "abcd"], DemoState, old, clock=clock).bind()
     # the old holder completed a, was running b, and never wrote c or d
     old.epoch = 1
-    old.save(DemoState(task_id="t", stage_name="a", status=StageStatus.COMPLETE, attempts=1,
-                       history=[], result=Out(value=1)))
+    old.save(
+        DemoState(
+            task_id="t",
+            stage_name="a",
+            status=StageStatus.COMPLETE,
+            attempts=1,
+            history=[],
+            result=Out(value=1),
+        )
+    )
     old.save(DemoState(task_id="t", stage_name="b", status=StageStatus.RUNNING, attempts=1))
     put_lease(old, clock, holder="old-holder", expires_in=10)
     clock.advance(16)  # past expiry + 5s tolerance
     new = store_as(backend, "new-holder", clock)
     events: list[Any] = []
     stages = [FnStage(n, ok) for n in "abcd"]
-    summary = TaskEngine("t", stages, DemoState, new, clock=clock, sleep=clock.sleep,
-                         on_event=events.append).run()
+    summary = TaskEngine(
+        "t", stages, DemoState, new, clock=clock, sleep=clock.sleep, on_event=events.append
+    ).run()
     assert summary.status is StageStatus.COMPLETE
     assert [s.calls for s in stages] == [0, 1, 1, 1]
     assert events[0].kind == "lease_takeover"
@@ -168,7 +211,8 @@ def test_an_expired_lease_is_taken_over_and_the_task_fenced(
 
 
 def test_after_a_fence_no_cached_version_of_the_old_holder_can_write(
-        backend: CountingBackend, clock: FakeClock) -> None:
+    backend: CountingBackend, clock: FakeClock
+) -> None:
     zombie = store_as(backend, "zombie", clock)
     TaskEngine("t", [FnStage(n, ok) for n in "abc"], DemoState, zombie, clock=clock).bind()
     zombie.epoch = 1
@@ -179,20 +223,23 @@ def test_after_a_fence_no_cached_version_of_the_old_holder_can_write(
     fenced = fence_task(successor, "t", ["a", "b", "c"], DemoState)
     assert {n: r.epoch for n, r in fenced.items()} == {"a": 2, "b": 2, "c": 2}
     assert fenced["c"].value.status is StageStatus.CREATED
-    before = {n: (r.revision, r.writer) for n, r in
-              successor.load_task_records("t", DemoState).items()}
+    before = {
+        n: (r.revision, r.writer) for n, r in successor.load_task_records("t", DemoState).items()
+    }
     for state in (a, b.model_copy(update={"status": StageStatus.COMPLETE})):
         with pytest.raises(Conflict):
             zombie.save(state)
     with pytest.raises(Conflict):  # its first write of c would have been a create
         zombie.save(DemoState(task_id="t", stage_name="c", status=StageStatus.RUNNING))
-    after = {n: (r.revision, r.writer) for n, r in
-             successor.load_task_records("t", DemoState).items()}
+    after = {
+        n: (r.revision, r.writer) for n, r in successor.load_task_records("t", DemoState).items()
+    }
     assert after == before
 
 
 def test_a_paused_holder_is_fenced_out_and_stops_with_lease_lost(
-        backend: CountingBackend, clock: FakeClock) -> None:
+    backend: CountingBackend, clock: FakeClock
+) -> None:
     inside, resume = threading.Event(), threading.Event()
 
     def slow(state: DemoState, ctx: Any) -> Out:
@@ -202,9 +249,15 @@ def test_a_paused_holder_is_fenced_out_and_stops_with_lease_lost(
 
     zombie_store = store_as(backend, "zombie", clock)
     # renewals never happen in this test (the holder is "paused")
-    zombie = TaskEngine("t", [FnStage("a", ok), FnStage("b", slow), FnStage("c", ok)],
-                        DemoState, zombie_store, clock=clock, lease_ttl=10,
-                        renew_interval=3600)
+    zombie = TaskEngine(
+        "t",
+        [FnStage("a", ok), FnStage("b", slow), FnStage("c", ok)],
+        DemoState,
+        zombie_store,
+        clock=clock,
+        lease_ttl=10,
+        renew_interval=3600,
+    )
     outcome: list[BaseException] = []
 
     def run_zombie() -> None:
@@ -220,13 +273,21 @@ def test_a_paused_holder_is_fenced_out_and_stops_with_lease_lost(
     successor_stages = [FnStage(n, ok) for n in "abc"]
     # The successor takes over only after watching the lease stand still for its TTL
     # plus the skew tolerance, measured on the injected clock: so it sleeps on it too.
-    summary = TaskEngine("t", successor_stages, DemoState, store_as(backend, "successor", clock),
-                         clock=clock, sleep=clock.sleep).run()
+    summary = TaskEngine(
+        "t",
+        successor_stages,
+        DemoState,
+        store_as(backend, "successor", clock),
+        clock=clock,
+        sleep=clock.sleep,
+    ).run()
     assert summary.status is StageStatus.COMPLETE
     assert sum(clock.sleeps) >= 10 + 5  # it watched: the zombie's TTL + the tolerance
     assert [s.calls for s in successor_stages] == [0, 1, 1]
-    snapshot = {n: (r.revision, r.writer, r.epoch) for n, r in
-                StateStore(backend, "pfx").load_task_records("t", DemoState).items()}
+    snapshot = {
+        n: (r.revision, r.writer, r.epoch)
+        for n, r in StateStore(backend, "pfx").load_task_records("t", DemoState).items()
+    }
     lease_after = StateStore(backend, "pfx").load_lease("t")
     backend.reset()
     resume.set()
@@ -235,27 +296,32 @@ def test_a_paused_holder_is_fenced_out_and_stops_with_lease_lost(
     assert "fenced out" in str(outcome[0])
     # the zombie did try to write b's outcome, and it did not land
     assert ("write", "pfx/t/b.json") in backend.log
-    final = {n: (r.revision, r.writer, r.epoch) for n, r in
-             StateStore(backend, "pfx").load_task_records("t", DemoState).items()}
+    final = {
+        n: (r.revision, r.writer, r.epoch)
+        for n, r in StateStore(backend, "pfx").load_task_records("t", DemoState).items()
+    }
     assert final == snapshot
     assert all(writer == "successor" for _, writer, _ in final.values())
     assert StateStore(backend, "pfx").load("t", "b", DemoState).result == Out(value=2)
     assert StateStore(backend, "pfx").load_lease("t") == lease_after
 
 
-def test_the_lease_is_renewed_while_a_stage_runs(backend: CountingBackend,
-                                                 clock: FakeClock) -> None:
+def test_the_lease_is_renewed_while_a_stage_runs(
+    backend: CountingBackend, clock: FakeClock
+) -> None:
     reader = StateStore(backend, "pfx")
 
     def long(state: DemoState, ctx: Any) -> Out:
         clock.advance(100)  # without renewal the 30s lease would now be expired
-        wait_until(lambda: (lease := reader.load_lease("t")) is not None
-                   and lease.value.renewals >= 2)
+        wait_until(
+            lambda: (lease := reader.load_lease("t")) is not None and lease.value.renewals >= 2
+        )
         return Out()
 
     store = store_as(backend, "me", clock)
-    summary = TaskEngine("t", [FnStage("a", long)], DemoState, store, clock=clock,
-                         lease_ttl=30, renew_interval=0.01).run()
+    summary = TaskEngine(
+        "t", [FnStage("a", long)], DemoState, store, clock=clock, lease_ttl=30, renew_interval=0.01
+    ).run()
     assert summary.status is StageStatus.COMPLETE
     lease = reader.load_lease("t")
     assert lease is not None
@@ -264,7 +330,8 @@ def test_the_lease_is_renewed_while_a_stage_runs(backend: CountingBackend,
 
 
 def test_a_refused_renewal_marks_the_lease_lost_and_nothing_more_is_written(
-        backend: CountingBackend, clock: FakeClock) -> None:
+    backend: CountingBackend, clock: FakeClock
+) -> None:
     thief = store_as(backend, "thief", clock)
 
     def notices(state: DemoState, ctx: StageContext[DemoState]) -> Out:
@@ -276,8 +343,15 @@ def test_a_refused_renewal_marks_the_lease_lost_and_nothing_more_is_written(
     events: list[Any] = []
     stages = [FnStage("a", notices), FnStage("b", ok)]
     with pytest.raises(LeaseLost, match="thief"):
-        TaskEngine("t", stages, DemoState, store_as(backend, "me", clock), clock=clock,
-                   renew_interval=0.01, on_event=events.append).run()
+        TaskEngine(
+            "t",
+            stages,
+            DemoState,
+            store_as(backend, "me", clock),
+            clock=clock,
+            renew_interval=0.01,
+            on_event=events.append,
+        ).run()
     a = thief.load("t", "a", DemoState)
     assert a.status is StageStatus.RUNNING  # the outcome was not written
     assert thief.load_task("t", DemoState).keys() == {"a"}
@@ -288,7 +362,8 @@ def test_a_refused_renewal_marks_the_lease_lost_and_nothing_more_is_written(
 
 
 def test_two_engines_at_once_exactly_one_runs_and_the_other_gets_lease_held(
-        backend: CountingBackend, clock: FakeClock) -> None:
+    backend: CountingBackend, clock: FakeClock
+) -> None:
     calls: list[tuple[str, str]] = []
     lock = threading.Lock()
     other_done = threading.Event()
@@ -301,11 +376,17 @@ def test_two_engines_at_once_exactly_one_runs_and_the_other_gets_lease_held(
                 calls.append((who, ctx.stage_name))
             assert other_done.wait(10)  # hold the lease until the other one has given up
             return Out()
+
         return run
 
     def go(who: str) -> None:
-        engine = TaskEngine("t", [FnStage(n, body(who)) for n in "ab"], DemoState,
-                            store_as(backend, who, clock), clock=clock)
+        engine = TaskEngine(
+            "t",
+            [FnStage(n, body(who)) for n in "ab"],
+            DemoState,
+            store_as(backend, who, clock),
+            clock=clock,
+        )
         start.wait()
         try:
             results[who] = engine.run()
@@ -326,7 +407,8 @@ def test_two_engines_at_once_exactly_one_runs_and_the_other_gets_lease_held(
 
 
 def test_two_engines_at_once_the_waiting_one_finds_the_task_done(
-        backend: CountingBackend, clock: FakeClock) -> None:
+    backend: CountingBackend, clock: FakeClock
+) -> None:
     runs: list[str] = []
     waiting, finished = threading.Event(), threading.Event()
     start = threading.Barrier(2)
@@ -337,6 +419,7 @@ def test_two_engines_at_once_the_waiting_one_finds_the_task_done(
             runs.append(f"{who}:{ctx.stage_name}")
             assert waiting.wait(10)  # the other engine is polling the lease now
             return Out()
+
         return run
 
     def sleep(seconds: float) -> None:
@@ -344,9 +427,15 @@ def test_two_engines_at_once_the_waiting_one_finds_the_task_done(
         assert finished.wait(10)
 
     def go(who: str) -> None:
-        engine = TaskEngine("t", [FnStage(n, body(who)) for n in "ab"], DemoState,
-                            store_as(backend, who, clock), clock=clock, sleep=sleep,
-                            wait_for_lease=60)
+        engine = TaskEngine(
+            "t",
+            [FnStage(n, body(who)) for n in "ab"],
+            DemoState,
+            store_as(backend, who, clock),
+            clock=clock,
+            sleep=sleep,
+            wait_for_lease=60,
+        )
         start.wait()
         results[who] = engine.run()
         finished.set()
@@ -358,5 +447,6 @@ def test_two_engines_at_once_the_waiting_one_finds_the_task_done(
         t.join(20)
     assert len(runs) == 2 and len({r.split(":")[0] for r in runs}) == 1
     assert all(r.status is StageStatus.COMPLETE for r in results.values())
-    assert sum(s.attempts for s in StateStore(backend, "pfx").load_task(
-        "t", DemoState).values()) == 2
+    assert (
+        sum(s.attempts for s in StateStore(backend, "pfx").load_task("t", DemoState).values()) == 2
+    )

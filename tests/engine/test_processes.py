@@ -29,9 +29,13 @@ def start(action: str, store: Path, workdir: Path, cwd: Path, *extra: str) -> su
     cwd.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.engine.worker", action, str(store), str(workdir),
-         *extra],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [sys.executable, "-m", "tests.engine.worker", action, str(store), str(workdir), *extra],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def reader(store: Path) -> StateStore:
@@ -45,8 +49,9 @@ def dirs(tmp_path: Path) -> tuple[Path, Path]:
     return store, workdir
 
 
-def test_sigkill_mid_stage_then_another_process_resumes(dirs: tuple[Path, Path],
-                                                         tmp_path: Path) -> None:
+def test_sigkill_mid_stage_then_another_process_resumes(
+    dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
     store, workdir = dirs
     (workdir / "block-s3").touch()
     first = start("run", store, workdir, tmp_path / "host-a", "--ttl", "1", "--skew", "0")
@@ -60,8 +65,9 @@ def test_sigkill_mid_stage_then_another_process_resumes(dirs: tuple[Path, Path],
     assert interrupted.status is StageStatus.RUNNING and interrupted.attempts == 1
     (workdir / "block-s3").unlink()
 
-    second = start("run", store, workdir, tmp_path / "host-b", "--ttl", "1", "--skew", "0",
-                   "--wait", "30")
+    second = start(
+        "run", store, workdir, tmp_path / "host-b", "--ttl", "1", "--skew", "0", "--wait", "30"
+    )
     rc, summary = finish(second)
     assert rc == 0, summary
     assert summary["status"] == "COMPLETE"
@@ -79,33 +85,40 @@ def test_sigkill_mid_stage_then_another_process_resumes(dirs: tuple[Path, Path],
     assert lease is not None and lease.value.epoch == 2 and lease.value.released
 
 
-def test_sigstopped_zombie_is_fenced_and_stops_with_lease_lost(dirs: tuple[Path, Path],
-                                                               tmp_path: Path) -> None:
+def test_sigstopped_zombie_is_fenced_and_stops_with_lease_lost(
+    dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
     store, workdir = dirs
     (workdir / "block-s2").touch()
     # The zombie never renews (its renewer would otherwise be the first to notice):
     # this test proves the storage fence, not the renewer.
-    zombie = start("run", store, workdir, tmp_path / "host-a", "--ttl", "1", "--skew", "0",
-                   "--renew", "3600")
+    zombie = start(
+        "run", store, workdir, tmp_path / "host-a", "--ttl", "1", "--skew", "0", "--renew", "3600"
+    )
     try:
         wait_for_file(workdir / "ready-s2")
         zombie.send_signal(signal.SIGSTOP)
         (workdir / "block-s2").unlink()
-        successor = start("run", store, workdir, tmp_path / "host-b", "--ttl", "1",
-                          "--skew", "0", "--wait", "30")
+        successor = start(
+            "run", store, workdir, tmp_path / "host-b", "--ttl", "1", "--skew", "0", "--wait", "30"
+        )
         rc, summary = finish(successor)
         assert rc == 0, summary
         assert summary["status"] == "COMPLETE"
-        snapshot = {n: (r.revision, r.writer, r.epoch) for n, r in
-                    reader(store).load_task_records("job", DemoState).items()}
+        snapshot = {
+            n: (r.revision, r.writer, r.epoch)
+            for n, r in reader(store).load_task_records("job", DemoState).items()
+        }
         lease = reader(store).load_lease("job")
         (workdir / "go-s2").touch()
     finally:
         zombie.send_signal(signal.SIGCONT)
     rc, outcome = finish(zombie)
     assert rc == 3 and outcome["error"] == "LeaseLost", outcome
-    final = {n: (r.revision, r.writer, r.epoch) for n, r in
-             reader(store).load_task_records("job", DemoState).items()}
+    final = {
+        n: (r.revision, r.writer, r.epoch)
+        for n, r in reader(store).load_task_records("job", DemoState).items()
+    }
     assert final == snapshot
     assert {writer.split("/")[1] for _, writer, _ in final.values()} == {str(successor.pid)}
     assert {epoch for _, _, epoch in final.values()} == {2}
@@ -118,8 +131,9 @@ def test_sigstopped_zombie_is_fenced_and_stops_with_lease_lost(dirs: tuple[Path,
     assert ran(workdir, "s3") == {successor.pid}
 
 
-def test_cancel_from_another_process_stops_the_running_holder(dirs: tuple[Path, Path],
-                                                              tmp_path: Path) -> None:
+def test_cancel_from_another_process_stops_the_running_holder(
+    dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
     store, workdir = dirs
     (workdir / "block-s3").touch()
     runner = start("run", store, workdir, tmp_path / "host-a", "--cancel-check", "0.05")
@@ -135,7 +149,12 @@ def test_cancel_from_another_process_stops_the_running_holder(dirs: tuple[Path, 
     assert rc == 0, summary
     assert summary["status"] == "CANCELED"
     assert [s["status"] for s in summary["stages"]] == [
-        "COMPLETE", "COMPLETE", "CANCELED", "CANCELED", "CANCELED"]
+        "COMPLETE",
+        "COMPLETE",
+        "CANCELED",
+        "CANCELED",
+        "CANCELED",
+    ]
     assert not ran(workdir, "s4") and not ran(workdir, "s5")
     s3 = reader(store).load("job", "s3", DemoState)
     assert s3.attempts == 1 == len(s3.history)
@@ -144,7 +163,8 @@ def test_cancel_from_another_process_stops_the_running_holder(dirs: tuple[Path, 
 
 
 def test_two_processes_at_once_one_runs_the_other_gets_lease_held(
-        dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
     store, workdir = dirs
     (workdir / "block-s1").touch()
     procs = [start("run", store, workdir, tmp_path / f"host-{i}") for i in range(2)]

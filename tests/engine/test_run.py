@@ -23,13 +23,16 @@ def make_stages(n: int, clock: FakeClock | None = None) -> list[FnStage]:
             if clock is not None:
                 clock.advance(1.5)
             return Out(value=i, note=ctx.stage_name)
+
         return run
+
     return [FnStage(f"s{i}", body(i)) for i in range(n)]
 
 
 @pytest.mark.parametrize("n", [1, 3, 10])
-def test_fresh_run_costs_2n_plus_3_requests(backend: CountingBackend, store: StateStore,
-                                            clock: FakeClock, n: int) -> None:
+def test_fresh_run_costs_2n_plus_3_requests(
+    backend: CountingBackend, store: StateStore, clock: FakeClock, n: int
+) -> None:
     engine = TaskEngine("t", make_stages(n), DemoState, store, clock=clock)
     summary = engine.run()
     assert summary.status is StageStatus.COMPLETE
@@ -41,7 +44,8 @@ def test_fresh_run_costs_2n_plus_3_requests(backend: CountingBackend, store: Sta
 
 
 def test_resume_of_a_completed_task_reads_one_list_and_n_gets(
-        backend: CountingBackend, store: StateStore, clock: FakeClock) -> None:
+    backend: CountingBackend, store: StateStore, clock: FakeClock
+) -> None:
     n = 6
     TaskEngine("t", make_stages(n), DemoState, store, clock=clock).run()
     backend.reset()
@@ -51,8 +55,9 @@ def test_resume_of_a_completed_task_reads_one_list_and_n_gets(
     assert all(s.calls == 0 for s in again)
     # A finished task is read, not leased: the manifest names the stages (no LIST).
     assert backend.calls["list"] == 0
-    stage_gets = [k for op, k in backend.log if op == "read" and k.rsplit("/", 1)[-1]
-                  .startswith("s")]
+    stage_gets = [
+        k for op, k in backend.log if op == "read" and k.rsplit("/", 1)[-1].startswith("s")
+    ]
     assert len(stage_gets) == n
     # manifest create refused + its read, then one GET per stage: no writes at all
     assert [k for op, k in backend.log if op == "write" and "_task" not in k] == []
@@ -115,8 +120,9 @@ def test_fields_set_on_state_are_saved_and_none_keeps_the_result(store: StateSto
         assert isinstance(result, Out)
         return Out(value=ctx.state_of("a").counter + result.value)
 
-    summary = TaskEngine("t", [FnStage("a", set_fields), FnStage("b", read_earlier)],
-                         DemoState, store).run()
+    summary = TaskEngine(
+        "t", [FnStage("a", set_fields), FnStage("b", read_earlier)], DemoState, store
+    ).run()
     assert store.load("t", "a", DemoState).counter == 41
     assert store.load("t", "a", DemoState).result == Out(value=7)
     assert summary.result == Out(value=48)
@@ -156,10 +162,10 @@ def test_state_of_refuses_current_later_and_unknown_stages(store: StateStore) ->
     assert errors[3] == "stage 'c' may only read earlier stages; 'c' is not before it"
 
 
-def test_wrong_result_type_is_a_failed_attempt_with_a_clear_message(
-        store: StateStore) -> None:
-    engine = TaskEngine("t", [FnStage("a", lambda s, c: Other())], DemoState, store,
-                        retry_policy=RetryPolicy.NONE)
+def test_wrong_result_type_is_a_failed_attempt_with_a_clear_message(store: StateStore) -> None:
+    engine = TaskEngine(
+        "t", [FnStage("a", lambda s, c: Other())], DemoState, store, retry_policy=RetryPolicy.NONE
+    )
     summary = engine.run()
     assert summary.status is StageStatus.ERROR
     state = store.load("t", "a", DemoState)
@@ -170,13 +176,15 @@ def test_wrong_result_type_is_a_failed_attempt_with_a_clear_message(
 
 
 def test_invalid_state_left_by_a_stage_fails_the_attempt_and_is_discarded(
-        store: StateStore) -> None:
+    store: StateStore,
+) -> None:
     def corrupt(state: DemoState, ctx: StageContext[DemoState]) -> Out:
         state.counter = "not a number"  # type: ignore[assignment]
         return Out()
 
-    summary = TaskEngine("t", [FnStage("a", corrupt)], DemoState, store,
-                         retry_policy=RetryPolicy.NONE).run()
+    summary = TaskEngine(
+        "t", [FnStage("a", corrupt)], DemoState, store, retry_policy=RetryPolicy.NONE
+    ).run()
     assert summary.status is StageStatus.ERROR
     state = store.load("t", "a", DemoState)
     assert state.counter == 0
@@ -184,8 +192,7 @@ def test_invalid_state_left_by_a_stage_fails_the_attempt_and_is_discarded(
     assert "counter" in state.history[0].message
 
 
-def test_a_failed_attempt_discards_the_stages_changes(store: StateStore,
-                                                      clock: FakeClock) -> None:
+def test_a_failed_attempt_discards_the_stages_changes(store: StateStore, clock: FakeClock) -> None:
     calls: list[int] = []
 
     def flaky(state: DemoState, ctx: StageContext[DemoState]) -> Out:
@@ -195,14 +202,14 @@ def test_a_failed_attempt_discards_the_stages_changes(store: StateStore,
             raise ValueError("boom")
         return Out()
 
-    TaskEngine("t", [FnStage("a", flaky)], DemoState, store, clock=clock,
-               sleep=clock.sleep).run()
+    TaskEngine("t", [FnStage("a", flaky)], DemoState, store, clock=clock, sleep=clock.sleep).run()
     assert calls == [0, 0]
     assert store.load("t", "a", DemoState).counter == 10
 
 
 def test_events_and_log_records_name_task_and_stage(
-        store: StateStore, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    store: StateStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
     events: list[EngineEvent] = []
     attempts = {"n": 0}
 
@@ -214,13 +221,23 @@ def test_events_and_log_records_name_task_and_stage(
         return Out()
 
     caplog.set_level(logging.DEBUG, logger="eleanor_cloud.engine")
-    TaskEngine("t", [FnStage("a", once_flaky)], DemoState, store, clock=clock,
-               sleep=clock.sleep, on_event=events.append).run()
+    TaskEngine(
+        "t",
+        [FnStage("a", once_flaky)],
+        DemoState,
+        store,
+        clock=clock,
+        sleep=clock.sleep,
+        on_event=events.append,
+    ).run()
     kinds = [(e.kind, e.stage_name, e.attempt) for e in events]
     assert kinds == [
-        ("lease_acquired", None, 0), ("task_started", None, 0),
-        ("stage_started", "a", 1), ("stage_retry", "a", 1),
-        ("stage_started", "a", 2), ("stage_completed", "a", 2),
+        ("lease_acquired", None, 0),
+        ("task_started", None, 0),
+        ("stage_started", "a", 1),
+        ("stage_retry", "a", 1),
+        ("stage_started", "a", 2),
+        ("stage_completed", "a", 2),
         ("task_completed", None, 0),
     ]
     retry = events[3]
@@ -246,7 +263,8 @@ def test_a_failing_event_handler_does_not_break_the_task(store: StateStore) -> N
 
 
 def test_time_budget_starts_no_stage_that_cannot_finish(
-        backend: CountingBackend, store: StateStore, clock: FakeClock) -> None:
+    backend: CountingBackend, store: StateStore, clock: FakeClock
+) -> None:
     stages = make_stages(4, clock)  # each advances the clock by 1.5s
     for stage in stages:
         stage.expected_duration = 2.0
@@ -278,7 +296,8 @@ def test_remaining_time_is_visible_to_the_stage(store: StateStore, clock: FakeCl
         return Out()
 
     TaskEngine("t", [FnStage("a", look)], DemoState, store, clock=clock).run(
-        deadline=clock() + timedelta(seconds=10), time_budget=20)
+        deadline=clock() + timedelta(seconds=10), time_budget=20
+    )
     TaskEngine("u", [FnStage("a", look)], DemoState, store, clock=clock).run()
     assert seen == [10.0, 7.0, None, None]
 
@@ -289,8 +308,7 @@ def test_timestamps_are_utc_iso8601(store: StateStore, clock: FakeClock) -> None
     assert entry.begin_ts == format_ts(clock()) == "2026-01-01T00:00:00.000000Z"
 
 
-def test_a_state_that_cannot_be_stored_fails_the_attempt_not_the_run(
-        store: StateStore) -> None:
+def test_a_state_that_cannot_be_stored_fails_the_attempt_not_the_run(store: StateStore) -> None:
     from pydantic import BaseModel, ConfigDict
 
     from eleanor_cloud.models import BaseStageState
@@ -306,8 +324,13 @@ def test_a_state_that_cannot_be_stored_fails_the_attempt_not_the_run(
         pass
 
     stage = Weird("a", lambda s, c: Loose(thing=object()))
-    summary = TaskEngine("t", [stage], LooseState, store,  # type: ignore[list-item]
-                         retry_policy=RetryPolicy.NONE).run()
+    summary = TaskEngine(
+        "t",
+        [stage],
+        LooseState,
+        store,  # type: ignore[list-item]
+        retry_policy=RetryPolicy.NONE,
+    ).run()
     assert summary.status is StageStatus.ERROR
     message = store.load("t", "a", LooseState).history[0].message
     assert "not JSON-serializable" in message
@@ -316,8 +339,9 @@ def test_a_state_that_cannot_be_stored_fails_the_attempt_not_the_run(
 def test_on_event_can_be_replaced_after_construction(store: StateStore) -> None:
     first: list[str] = []
     second: list[str] = []
-    engine = TaskEngine("t", make_stages(1), DemoState, store,
-                        on_event=lambda e: first.append(e.kind))
+    engine = TaskEngine(
+        "t", make_stages(1), DemoState, store, on_event=lambda e: first.append(e.kind)
+    )
     assert engine.on_event is not None
     engine.on_event = lambda e: second.append(e.kind)
     engine.run()
@@ -326,8 +350,9 @@ def test_on_event_can_be_replaced_after_construction(store: StateStore) -> None:
         engine.on_event = 3  # type: ignore[assignment]
 
 
-def test_status_is_read_only_and_matches_the_run(backend: CountingBackend, store: StateStore,
-                                                 clock: FakeClock) -> None:
+def test_status_is_read_only_and_matches_the_run(
+    backend: CountingBackend, store: StateStore, clock: FakeClock
+) -> None:
     engine = TaskEngine("t", make_stages(3), DemoState, store, clock=clock)
     summary = engine.run()
     backend.reset()

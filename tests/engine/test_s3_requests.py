@@ -39,7 +39,8 @@ def stages(n: int) -> list[FnStage]:
 
 
 def test_uninterrupted_10_stage_run_costs_at_most_2n_plus_4_requests(
-        s3_store: tuple[StateStore, Counter[str]]) -> None:
+    s3_store: tuple[StateStore, Counter[str]],
+) -> None:
     store, sent = s3_store
     n = 10
     summary = TaskEngine("t", stages(n), DemoState, store).run()
@@ -51,7 +52,8 @@ def test_uninterrupted_10_stage_run_costs_at_most_2n_plus_4_requests(
 
 
 def test_resume_of_a_completed_10_stage_task_is_n_gets_and_no_lease(
-        s3_store: tuple[StateStore, Counter[str]]) -> None:
+    s3_store: tuple[StateStore, Counter[str]],
+) -> None:
     store, sent = s3_store
     n = 10
     TaskEngine("t", stages(n), DemoState, store).run()

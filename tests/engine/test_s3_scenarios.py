@@ -43,9 +43,23 @@ class Workers:
         cwd.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.engine.worker", action, self.url,
-             str(self.workdir), "--endpoint", self.endpoint, *extra],
-            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "tests.engine.worker",
+                action,
+                self.url,
+                str(self.workdir),
+                "--endpoint",
+                self.endpoint,
+                *extra,
+            ],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.started.append(proc)
         return proc
 
@@ -74,8 +88,7 @@ def workdir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def workers(url: str, moto_server_url: str, workdir: Path,
-            tmp_path: Path) -> Iterator[Workers]:
+def workers(url: str, moto_server_url: str, workdir: Path, tmp_path: Path) -> Iterator[Workers]:
     pool = Workers(url, moto_server_url, workdir, tmp_path)
     try:
         yield pool
@@ -84,7 +97,8 @@ def workers(url: str, moto_server_url: str, workdir: Path,
 
 
 def test_sigkill_mid_stage_on_s3_then_another_process_resumes(
-        workers: Workers, reader: StateStore, workdir: Path) -> None:
+    workers: Workers, reader: StateStore, workdir: Path
+) -> None:
     (workdir / "block-s3").touch()
     first = workers.start("run", "host-a", "--ttl", "1", "--skew", "0")
     wait_for_file(workdir / "ready-s3")
@@ -100,7 +114,7 @@ def test_sigkill_mid_stage_on_s3_then_another_process_resumes(
     assert rc == 0, summary
     assert summary["status"] == "COMPLETE"
     a, b = first.pid, second.pid
-    assert ran(workdir, "s1") == {a} and ran(workdir, "s2") == {a}   # not re-run
+    assert ran(workdir, "s1") == {a} and ran(workdir, "s2") == {a}  # not re-run
     assert ran(workdir, "s3") == {a, b}
     assert ran(workdir, "s4") == {b} and ran(workdir, "s5") == {b}
     s3 = reader.load("job", "s3", DemoState)
@@ -110,13 +124,14 @@ def test_sigkill_mid_stage_on_s3_then_another_process_resumes(
     assert s3.history[1].end_status is StageStatus.COMPLETE
     assert s3.result is not None and s3.result.value == 2
     records = reader.load_task_records("job", DemoState)
-    assert {r.epoch for r in records.values()} == {2}   # the successor fenced every stage
+    assert {r.epoch for r in records.values()} == {2}  # the successor fenced every stage
     lease = reader.load_lease("job")
     assert lease is not None and lease.value.epoch == 2 and lease.value.released
 
 
 def test_sigstopped_zombie_on_s3_is_fenced_and_stops_with_lease_lost(
-        workers: Workers, reader: StateStore, workdir: Path) -> None:
+    workers: Workers, reader: StateStore, workdir: Path
+) -> None:
     (workdir / "block-s2").touch()
     # The zombie never renews (its renewer would otherwise be the first to notice):
     # this proves the storage fence (S3 If-Match), not the renewer.
@@ -125,13 +140,14 @@ def test_sigstopped_zombie_on_s3_is_fenced_and_stops_with_lease_lost(
         wait_for_file(workdir / "ready-s2")
         zombie.send_signal(signal.SIGSTOP)
         (workdir / "block-s2").unlink()
-        successor = workers.start("run", "host-b", "--ttl", "1", "--skew", "0",
-                                  "--wait", "30")
+        successor = workers.start("run", "host-b", "--ttl", "1", "--skew", "0", "--wait", "30")
         rc, summary = finish(successor)
         assert rc == 0, summary
         assert summary["status"] == "COMPLETE"
-        snapshot = {n: (r.revision, r.write_id, r.epoch) for n, r in
-                    reader.load_task_records("job", DemoState).items()}
+        snapshot = {
+            n: (r.revision, r.write_id, r.epoch)
+            for n, r in reader.load_task_records("job", DemoState).items()
+        }
         lease = reader.load_lease("job")
         (workdir / "go-s2").touch()
     finally:
@@ -154,7 +170,8 @@ def test_sigstopped_zombie_on_s3_is_fenced_and_stops_with_lease_lost(
 
 
 def test_cancel_from_another_process_on_s3_stops_the_running_holder(
-        workers: Workers, reader: StateStore, workdir: Path) -> None:
+    workers: Workers, reader: StateStore, workdir: Path
+) -> None:
     (workdir / "block-s3").touch()
     runner = workers.start("run", "host-a", "--cancel-check", "0.05")
     wait_for_file(workdir / "ready-s3")
@@ -164,7 +181,12 @@ def test_cancel_from_another_process_on_s3_stops_the_running_holder(
     assert rc == 0, summary
     assert summary["status"] == "CANCELED"
     assert [s["status"] for s in summary["stages"]] == [
-        "COMPLETE", "COMPLETE", "CANCELED", "CANCELED", "CANCELED"]
+        "COMPLETE",
+        "COMPLETE",
+        "CANCELED",
+        "CANCELED",
+        "CANCELED",
+    ]
     assert not ran(workdir, "s4") and not ran(workdir, "s5")
     s3 = reader.load("job", "s3", DemoState)
     assert s3.status is StageStatus.CANCELED
@@ -175,8 +197,9 @@ def test_cancel_from_another_process_on_s3_stops_the_running_holder(
     assert lease is not None and lease.value.released
 
 
-def test_interrupt_mid_stage_on_s3_and_resume(url: str, moto_server_url: str,
-                                              reader: StateStore) -> None:
+def test_interrupt_mid_stage_on_s3_and_resume(
+    url: str, moto_server_url: str, reader: StateStore
+) -> None:
     """TaskEngine.interrupt over HTTP: the If-Match write of the interrupted attempt
     lands, the stage's late outcome does not, and a fresh engine resumes the task."""
     started, go = threading.Event(), threading.Event()
@@ -191,8 +214,7 @@ def test_interrupt_mid_stage_on_s3_and_resume(url: str, moto_server_url: str,
         return Out(value=ctx.attempt)
 
     store = open_store(url, endpoint_url=moto_server_url)
-    engine = TaskEngine("job", [FnStage("s1", quick), FnStage("s2", block)], DemoState,
-                        store)
+    engine = TaskEngine("job", [FnStage("s1", quick), FnStage("s2", block)], DemoState, store)
     outcome: list[Any] = []
     worker = threading.Thread(target=lambda: outcome.append(engine.run()), daemon=True)
     worker.start()
@@ -209,8 +231,12 @@ def test_interrupt_mid_stage_on_s3_and_resume(url: str, moto_server_url: str,
     assert outcome[0].next_stage == "s2" and not outcome[0].done
     assert reader.load_record("job", "s2", DemoState).write_id == recorded.write_id
 
-    again = TaskEngine("job", [FnStage("s1", quick), FnStage("s2", quick)], DemoState,
-                       open_store(url, endpoint_url=moto_server_url))
+    again = TaskEngine(
+        "job",
+        [FnStage("s1", quick), FnStage("s2", quick)],
+        DemoState,
+        open_store(url, endpoint_url=moto_server_url),
+    )
     assert again.run().status is StageStatus.COMPLETE
     s2 = reader.load("job", "s2", DemoState)
     assert s2.attempts == 2 == len(s2.history)

@@ -99,7 +99,8 @@ def stage_writes(backend: CountingBackend, name: str) -> list[str]:
 
 
 def test_request_stop_during_a_stage_lets_it_finish_and_starts_no_next_stage(
-        backend: CountingBackend, store: StateStore, clock: FakeClock) -> None:
+    backend: CountingBackend, store: StateStore, clock: FakeClock
+) -> None:
     block = Blocker()
     stages = [FnStage("s1", block), FnStage("s2", done), FnStage("s3", done)]
     engine = TaskEngine("t", stages, DemoState, store, clock=clock)
@@ -117,7 +118,7 @@ def test_request_stop_during_a_stage_lets_it_finish_and_starts_no_next_stage(
     assert stages[1].calls == 0 and stages[2].calls == 0
     s1 = store.load("t", "s1", DemoState)
     assert s1.status is StageStatus.COMPLETE and s1.attempts == 1 == len(s1.history)
-    assert stage_writes(backend, "s2") == []           # s2 was not even marked RUNNING
+    assert stage_writes(backend, "s2") == []  # s2 was not even marked RUNNING
     lease = store.load_lease("t")
     assert lease is not None and lease.value.released
     assert [e.message for e in events if e.kind == "task_paused"] == ["scale-in"]
@@ -138,11 +139,18 @@ def test_request_stop_is_checked_before_a_retry(store: StateStore, clock: FakeCl
         raise RuntimeError("flaky")
 
     stage = FnStage("s1", fail_and_stop)
-    engine = TaskEngine("t", [stage], DemoState, store, clock=clock, sleep=clock.sleep,
-                        backoff=Backoff(initial=5.0, jitter=0.0))
+    engine = TaskEngine(
+        "t",
+        [stage],
+        DemoState,
+        store,
+        clock=clock,
+        sleep=clock.sleep,
+        backoff=Backoff(initial=5.0, jitter=0.0),
+    )
     summary = engine.run()
     assert stage.calls == 1
-    assert clock.sleeps == []                         # no backoff for a retry never made
+    assert clock.sleeps == []  # no backoff for a retry never made
     assert summary.status is StageStatus.RUNNING and summary.next_stage == "s1"
     assert summary.message == "deploy"
     s1 = store.load("t", "s1", DemoState)
@@ -163,8 +171,9 @@ class _Seen(logging.Handler):
 def test_request_stop_ends_a_long_backoff_at_once(store: StateStore, clock: FakeClock) -> None:
     stage = FnStage("s1", lambda s, c: (_ for _ in ()).throw(RuntimeError("flaky")))
     # The default sleep: the engine waits on its stop event instead of time.sleep.
-    engine = TaskEngine("t", [stage], DemoState, store, clock=clock,
-                        backoff=Backoff(initial=600.0, jitter=0.0))
+    engine = TaskEngine(
+        "t", [stage], DemoState, store, clock=clock, backoff=Backoff(initial=600.0, jitter=0.0)
+    )
     seen = _Seen("retrying in")
     logger = logging.getLogger("eleanor_cloud.engine")
     logger.addHandler(seen)
@@ -174,7 +183,7 @@ def test_request_stop_ends_a_long_backoff_at_once(store: StateStore, clock: Fake
         running = InThread(engine.run)
         wait(seen.hit, "the engine to enter its 600 s backoff")
         engine.request_stop("shutdown")
-        summary = running.result()                    # within WAIT, not 600 s
+        summary = running.result()  # within WAIT, not 600 s
     finally:
         logger.removeHandler(seen)
         logger.setLevel(old_level)
@@ -197,7 +206,8 @@ def test_stop_reasons_must_be_non_empty_strings(store: StateStore) -> None:
 
 
 def test_interrupt_mid_stage_records_the_attempt_and_the_late_outcome_never_lands(
-        backend: CountingBackend, store: StateStore, clock: FakeClock) -> None:
+    backend: CountingBackend, store: StateStore, clock: FakeClock
+) -> None:
     block = Blocker()
     stages = [FnStage("s1", done), FnStage("s2", block), FnStage("s3", done)]
     engine = TaskEngine("t", stages, DemoState, store, clock=clock)
@@ -218,18 +228,18 @@ def test_interrupt_mid_stage_records_the_attempt_and_the_late_outcome_never_land
     lease = store.load_lease("t")
     assert lease is not None and lease.value.released
     writes_before = list(backend.log)
-    assert [(e.kind, e.stage_name, e.attempt, e.status) for e in events
-            if e.kind == "stage_interrupted"] == [
-        ("stage_interrupted", "s2", 1, StageStatus.RETRY)]
+    assert [
+        (e.kind, e.stage_name, e.attempt, e.status) for e in events if e.kind == "stage_interrupted"
+    ] == [("stage_interrupted", "s2", 1, StageStatus.RETRY)]
 
-    block.go.set()                                    # the stage now "completes"
+    block.go.set()  # the stage now "completes"
     summary: TaskSummary = running.result()
-    assert block.saw_cancelled == [True]              # ctx.cancelled told the stage
+    assert block.saw_cancelled == [True]  # ctx.cancelled told the stage
     assert summary.status is StageStatus.RUNNING and not summary.done
     assert summary.next_stage == "s2"
     assert summary.message == "interrupted: spot reclaim"
     # Nothing was written after the interruption: not s2's outcome, not s3.
-    assert [w for w in backend.log[len(writes_before):] if w[0] == "write"] == []
+    assert [w for w in backend.log[len(writes_before) :] if w[0] == "write"] == []
     assert store.load_record("t", "s2", DemoState).write_id == record.write_id
     assert stages[2].calls == 0
 
@@ -240,16 +250,23 @@ def test_interrupt_mid_stage_records_the_attempt_and_the_late_outcome_never_land
     s2 = store.load("t", "s2", DemoState)
     assert s2.attempts == 2 == len(s2.history)
     assert [h.end_status for h in s2.history] == [StageStatus.RETRY, StageStatus.COMPLETE]
-    assert s2.history[0].message == "interrupted: spot reclaim"   # kept as written
+    assert s2.history[0].message == "interrupted: spot reclaim"  # kept as written
     assert s2.history[1].begin_status is StageStatus.RETRY
     assert s2.result == Out(value=2, note="s2")
 
 
 def test_interrupt_when_the_budget_is_spent_records_error(
-        store: StateStore, clock: FakeClock) -> None:
+    store: StateStore, clock: FakeClock
+) -> None:
     block = Blocker()
-    engine = TaskEngine("t", [FnStage("s1", block), FnStage("s2", done)], DemoState, store,
-                        clock=clock, max_attempts=1)
+    engine = TaskEngine(
+        "t",
+        [FnStage("s1", block), FnStage("s2", done)],
+        DemoState,
+        store,
+        clock=clock,
+        max_attempts=1,
+    )
     events = events_of(engine)
     running = InThread(engine.run)
     wait(block.started, "s1 to start")
@@ -266,14 +283,15 @@ def test_interrupt_when_the_budget_is_spent_records_error(
 
 
 def test_interrupt_with_no_attempt_running_returns_false_and_stops_the_run(
-        store: StateStore, clock: FakeClock) -> None:
+    store: StateStore, clock: FakeClock
+) -> None:
     stage = FnStage("s1", done)
     engine = TaskEngine("t", [stage], DemoState, store, clock=clock)
     assert engine.interrupt("too late") is False
     summary = engine.run()
     assert stage.calls == 0
     assert summary.status is StageStatus.RUNNING and summary.message == "too late"
-    assert engine.interrupt("again") is False         # after the run: nothing in flight
+    assert engine.interrupt("again") is False  # after the run: nothing in flight
     lease = store.load_lease("t")
     assert lease is not None and lease.value.released
 
@@ -348,7 +366,8 @@ class Gate:
 
 @pytest.mark.parametrize("first", ["stage", "interrupt"])
 def test_interrupt_racing_the_stage_outcome_exactly_one_is_recorded(
-        backend: CountingBackend, clock: FakeClock, first: str) -> None:
+    backend: CountingBackend, clock: FakeClock, first: str
+) -> None:
     gate = Gate(backend, "/t/s1.json")
     store = StateStore(gate, "pfx", clock=clock)
 
@@ -359,9 +378,9 @@ def test_interrupt_racing_the_stage_outcome_exactly_one_is_recorded(
     stages = [FnStage("s1", arm), FnStage("s2", done)]
     engine = TaskEngine("t", stages, DemoState, store, clock=clock)
     running = InThread(engine.run)
-    gate.arrived(1)                   # the stage's outcome write waits at the gate...
+    gate.arrived(1)  # the stage's outcome write waits at the gate...
     interrupting = InThread(lambda: engine.interrupt("race"))
-    gate.arrived(2)                   # ...and so does the interruption's: both CAS
+    gate.arrived(2)  # ...and so does the interruption's: both CAS
     order = [0, 1] if first == "stage" else [1, 0]
     gate.let(order[0])
     gate.let(order[1])
@@ -370,19 +389,19 @@ def test_interrupt_racing_the_stage_outcome_exactly_one_is_recorded(
 
     assert gate.outcomes[order[0]] == "ok" and gate.outcomes[order[1]] == "Conflict"
     s1 = store.load("t", "s1", DemoState)
-    assert s1.attempts == 1 == len(s1.history)        # exactly one outcome recorded
+    assert s1.attempts == 1 == len(s1.history)  # exactly one outcome recorded
     if first == "stage":
         assert interrupted is False
         assert s1.status is StageStatus.COMPLETE
         assert s1.history[0].end_status is StageStatus.COMPLETE
-        assert summary.message == "race"              # the run stopped at the boundary
+        assert summary.message == "race"  # the run stopped at the boundary
     else:
         assert interrupted is True
         assert s1.status is StageStatus.RETRY
         assert s1.history[0].message == "interrupted: race"
         assert summary.message == "interrupted: race"
     assert summary.status is StageStatus.RUNNING
-    assert stages[1].calls == 0                       # either way no further stage
+    assert stages[1].calls == 0  # either way no further stage
     lease = store.load_lease("t")
     assert lease is not None and lease.value.released
 
@@ -393,15 +412,19 @@ def test_interrupt_racing_completion_unordered_never_records_two_outcomes() -> N
         task = f"t{round_no}"
         go = threading.Event()
 
-        def body(state: DemoState, ctx: StageContext[DemoState], go: threading.Event = go,
-                 ) -> Out:
+        def body(
+            state: DemoState,
+            ctx: StageContext[DemoState],
+            go: threading.Event = go,
+        ) -> Out:
             wait(go, "the race to start")
             return Out(value=1)
 
         engine = TaskEngine(task, [FnStage("s1", body)], DemoState, store)
         started = threading.Event()
         engine.on_event = lambda e, started=started: (
-            started.set() if e.kind == "stage_started" else None)
+            started.set() if e.kind == "stage_started" else None
+        )
         running = InThread(engine.run)
         wait(started, "s1 to start")
         go.set()
@@ -425,30 +448,29 @@ def test_interrupt_racing_completion_unordered_never_records_two_outcomes() -> N
 
 def test_lease_release_is_idempotent_also_from_two_threads() -> None:
     store = StateStore(MemoryBackend("lease"), "pfx")
-    lease = LeaseManager(store, "t", holder="me", ttl=60.0, clock=utc_now,
-                         sleep=lambda _s: None)
+    lease = LeaseManager(store, "t", holder="me", ttl=60.0, clock=utc_now, sleep=lambda _s: None)
     lease.acquire()
     lease.start_renewing()
     releasers = [InThread(lease.release) for _ in range(2)]
     for releaser in releasers:
         releaser.result()
-    lease.release()                                   # a third call: still a no-op
+    lease.release()  # a third call: still a no-op
     stored = store.load_lease("t")
     assert stored is not None and stored.value.released and stored.value.holder == "me"
-    assert stored.revision == 2                       # created, released once
+    assert stored.revision == 2  # created, released once
     assert not lease.lost
 
-    never = LeaseManager(store, "u", holder="me", ttl=60.0, clock=utc_now,
-                         sleep=lambda _s: None)
+    never = LeaseManager(store, "u", holder="me", ttl=60.0, clock=utc_now, sleep=lambda _s: None)
     never.release()
-    never.release()                                   # never acquired: both no-ops
+    never.release()  # never acquired: both no-ops
     assert store.load_lease("u") is None
 
 
 def test_policy_none_interrupt_is_final(store: StateStore, clock: FakeClock) -> None:
     block = Blocker()
-    engine = TaskEngine("t", [FnStage("s1", block)], DemoState, store, clock=clock,
-                        retry_policy=RetryPolicy.NONE)
+    engine = TaskEngine(
+        "t", [FnStage("s1", block)], DemoState, store, clock=clock, retry_policy=RetryPolicy.NONE
+    )
     running = InThread(engine.run)
     wait(block.started, "s1 to start")
     assert engine.interrupt("no retries") is True

@@ -75,9 +75,16 @@ def main() -> int:
         print(json.dumps(cancel_task(store, "job").to_dict()))
         return 0
     engine = TaskEngine(
-        "job", [FileStage(n, workdir) for n in STAGES], DemoState, store,
-        lease_ttl=args.ttl, clock_skew_tolerance=args.skew, renew_interval=args.renew,
-        wait_for_lease=args.wait, cancel_check_interval=args.cancel_check)
+        "job",
+        [FileStage(n, workdir) for n in STAGES],
+        DemoState,
+        store,
+        lease_ttl=args.ttl,
+        clock_skew_tolerance=args.skew,
+        renew_interval=args.renew,
+        wait_for_lease=args.wait,
+        cancel_check_interval=args.cancel_check,
+    )
     try:
         summary = engine.run()
     except LeaseLost as exc:

@@ -13,8 +13,13 @@ from eleanor_cloud.errors import InvalidKey
 
 PREFIX = "tenant/checkpoints"
 SAFE = st.text(alphabet="abcXYZ019._-", min_size=1, max_size=40)
-ANY = st.one_of(st.text(max_size=60), SAFE, st.sampled_from(
-    ["..", ".", "/", "a/..", "../a", "a/b", "_task", "_lease", ".git", "a\x00b", "ü", " "]))
+ANY = st.one_of(
+    st.text(max_size=60),
+    SAFE,
+    st.sampled_from(
+        ["..", ".", "/", "a/..", "../a", "a/b", "_task", "_lease", ".git", "a\x00b", "ü", " "]
+    ),
+)
 
 
 def _inside(prefix: str, key: str) -> bool:
@@ -33,7 +38,7 @@ def test_no_input_escapes_the_prefix(task_id: str, stage_name: str) -> None:
         assert exc.field in ("task_id", "stage_name")
         return
     assert _inside(PREFIX, key)
-    parts = key[len(PREFIX) + 1:].split("/")
+    parts = key[len(PREFIX) + 1 :].split("/")
     assert parts == [task_id, stage_name + ".json"]
     assert keys.stage_name_from_key(key) == stage_name
 
@@ -51,17 +56,20 @@ def test_manifest_and_lease_keys_stay_inside(task_id: str) -> None:
     assert keys.stage_name_from_key(lease) is None
 
 
-@pytest.mark.parametrize(("value", "rule"), [
-    ("", "must not be empty"),
-    ("a/b", "may contain only"),
-    ("a b", "may contain only"),
-    ("ü", "may contain only"),
-    ("a..b", "must not contain '..'"),
-    ("..", "must not contain '..'"),
-    (".hidden", "must not start with"),
-    ("_task", "must not start with"),
-    (3, "must be a str"),
-])
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        ("", "must not be empty"),
+        ("a/b", "may contain only"),
+        ("a b", "may contain only"),
+        ("ü", "may contain only"),
+        ("a..b", "must not contain '..'"),
+        ("..", "must not contain '..'"),
+        (".hidden", "must not start with"),
+        ("_task", "must not start with"),
+        (3, "must be a str"),
+    ],
+)
 def test_rejections_name_value_and_rule(value: object, rule: str) -> None:
     with pytest.raises(InvalidKey) as info:
         keys.validate_stage_name(value)
@@ -80,9 +88,16 @@ def test_length_limits() -> None:
         keys.validate_task_id("t" * (keys.TASK_ID_MAX_LENGTH + 1))
 
 
-@pytest.mark.parametrize(("prefix", "expected"), [
-    ("", ""), ("/", ""), ("a", "a"), ("/a/b/", "a/b"), ("env=prod/x.y", "env=prod/x.y"),
-])
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("", ""),
+        ("/", ""),
+        ("a", "a"),
+        ("/a/b/", "a/b"),
+        ("env=prod/x.y", "env=prod/x.y"),
+    ],
+)
 def test_prefix_normalization(prefix: str, expected: str) -> None:
     assert keys.normalize_prefix(prefix) == expected
 

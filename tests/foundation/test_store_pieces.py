@@ -20,28 +20,36 @@ from eleanor_cloud.testing.conformance import CounterState
 
 
 def test_envelope_is_readable_json_with_header_first() -> None:
-    env = Envelope(STAGE_FORMAT, 3, "w-1", "host/1", 2, "2026-01-01T00:00:00.000000Z",
-                   {"a": "ü"})
+    env = Envelope(STAGE_FORMAT, 3, "w-1", "host/1", 2, "2026-01-01T00:00:00.000000Z", {"a": "ü"})
     data = encode(env)
     doc = json.loads(data)
-    assert list(doc) == ["format", "revision", "write_id", "writer", "epoch", "written_at",
-                         "state"]
+    assert list(doc) == ["format", "revision", "write_id", "writer", "epoch", "written_at", "state"]
     assert "ü" in data.decode()
     assert decode(data, key="k", expected_format=STAGE_FORMAT) == env
 
 
-@pytest.mark.parametrize(("mutate", "why"), [
-    (lambda d: d.pop("write_id"), "missing field"),
-    (lambda d: d.update(revision=0), "revision"),
-    (lambda d: d.update(revision=True), "revision"),
-    (lambda d: d.update(epoch=-1), "epoch"),
-    (lambda d: d.update(state=[1]), "state must be a JSON object"),
-    (lambda d: d.update(extra=1), "unexpected field"),
-    (lambda d: d.update(writer=5), "writer"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "why"),
+    [
+        (lambda d: d.pop("write_id"), "missing field"),
+        (lambda d: d.update(revision=0), "revision"),
+        (lambda d: d.update(revision=True), "revision"),
+        (lambda d: d.update(epoch=-1), "epoch"),
+        (lambda d: d.update(state=[1]), "state must be a JSON object"),
+        (lambda d: d.update(extra=1), "unexpected field"),
+        (lambda d: d.update(writer=5), "writer"),
+    ],
+)
 def test_envelope_defects_name_the_key(mutate: object, why: str) -> None:
-    doc = {"format": STAGE_FORMAT, "revision": 1, "write_id": "w", "writer": "x",
-           "epoch": 0, "written_at": "t", "state": {}}
+    doc = {
+        "format": STAGE_FORMAT,
+        "revision": 1,
+        "write_id": "w",
+        "writer": "x",
+        "epoch": 0,
+        "written_at": "t",
+        "state": {},
+    }
     mutate(doc)  # type: ignore[operator]
     with pytest.raises(ec.CorruptState, match=why) as info:
         decode(json.dumps(doc).encode(), key="p/t/s.json", expected_format=STAGE_FORMAT)
@@ -66,8 +74,6 @@ def test_clock_refuses_naive_and_round_trips() -> None:
     assert parse_ts(format_ts(moment)) == moment
     with pytest.raises(ValueError, match="timezone"):
         parse_ts("2026-01-01T00:00:00")
-
-
 
 
 @pytest.mark.parametrize("url", ["memory://", "memory://named/pre/fix"])
@@ -102,8 +108,12 @@ def test_bad_options_are_configuration_errors() -> None:
 def test_registered_scheme_and_missing_dependency_hint() -> None:
     register_backend("mem2", "eleanor_cloud.backends.memory:from_url")
     assert isinstance(ec.open_store("mem2://x").backend, MemoryBackend)
-    register_backend("needsdep", "not_installed_pkg_xyz.backend:from_url",
-                     install="eleanor-cloud[xyz]", requires=("not_installed_pkg_xyz",))
+    register_backend(
+        "needsdep",
+        "not_installed_pkg_xyz.backend:from_url",
+        install="eleanor-cloud[xyz]",
+        requires=("not_installed_pkg_xyz",),
+    )
     with pytest.raises(ec.MissingDependency, match=r"pip install 'eleanor-cloud\[xyz\]'") as e:
         ec.open_store("needsdep://bucket")
     assert isinstance(e.value, ImportError)
@@ -153,6 +163,5 @@ def test_import_is_cheap_and_lazy() -> None:
         "if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -34,8 +34,7 @@ def _started(manager: AbstractContextManager[T], name: str) -> Iterator[T]:
     try:
         value = manager.__enter__()
     except EmulatorError as exc:
-        pytest.fail(f"{name} could not start (it is required, not optional): {exc}",
-                    pytrace=False)
+        pytest.fail(f"{name} could not start (it is required, not optional): {exc}", pytrace=False)
     try:
         yield value
     finally:

@@ -16,10 +16,10 @@ from eleanor_cloud.testing.conformance import BackendConformance, BackendFactory
 from tests.fsspec import helpers
 from tests.support.emulators import AzuriteBlob
 
-_GCS_DELETE_GAP = ("fake-gcs-server ignores ifGenerationMatch on DELETE (it enforces "
-                   "preconditions only on uploads); real GCS answers 412")
-
-
+_GCS_DELETE_GAP = (
+    "fake-gcs-server ignores ifGenerationMatch on DELETE (it enforces "
+    "preconditions only on uploads); real GCS answers 412"
+)
 
 
 class _EmulatorSizes:
@@ -74,8 +74,7 @@ class TestAdlfsAzurite(_EmulatorSizes, BackendConformance):
 
     @pytest.fixture
     def backend_factory(self, azurite: AzuriteBlob, azure_container: str) -> BackendFactory:
-        return functools.partial(helpers.adlfs_backend, azurite.connection_string,
-                                 azure_container)
+        return functools.partial(helpers.adlfs_backend, azurite.connection_string, azure_container)
 
 
 class TestFsspecLocalFileSystem(BackendConformance):

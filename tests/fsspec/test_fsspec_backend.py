@@ -38,37 +38,52 @@ def object_store(request: pytest.FixtureRequest) -> dict[str, Any]:
     if request.param == "s3fs":
         url = request.getfixturevalue("moto_server_url")
         bucket = request.getfixturevalue("s3_bucket")
-        return {"scheme": "fsspec+s3", "bucket": bucket, "fs": helpers.s3_filesystem(url),
-                "options": {"endpoint_url": url, **helpers.S3_CREDENTIALS},
-                "open": lambda root: FsspecBackend(helpers.s3_filesystem(url), root)}
+        return {
+            "scheme": "fsspec+s3",
+            "bucket": bucket,
+            "fs": helpers.s3_filesystem(url),
+            "options": {"endpoint_url": url, **helpers.S3_CREDENTIALS},
+            "open": lambda root: FsspecBackend(helpers.s3_filesystem(url), root),
+        }
     if request.param == "gcsfs":
         url = request.getfixturevalue("fake_gcs_url")
         bucket = request.getfixturevalue("gcs_bucket")
-        return {"scheme": "gs", "bucket": bucket, "fs": helpers.gcs_filesystem(url),
-                "options": {"endpoint_url": url, "token": "anon", "project": "test"},
-                "open": lambda root: FsspecBackend(helpers.gcs_filesystem(url), root)}
+        return {
+            "scheme": "gs",
+            "bucket": bucket,
+            "fs": helpers.gcs_filesystem(url),
+            "options": {"endpoint_url": url, "token": "anon", "project": "test"},
+            "open": lambda root: FsspecBackend(helpers.gcs_filesystem(url), root),
+        }
     azurite: AzuriteBlob = request.getfixturevalue("azurite")
     container = request.getfixturevalue("azure_container")
     conn = azurite.connection_string
-    return {"scheme": "az", "bucket": container, "fs": helpers.azure_filesystem(conn),
-            "options": {"connection_string": conn},
-            "open": lambda root: FsspecBackend(helpers.azure_filesystem(conn), root)}
+    return {
+        "scheme": "az",
+        "bucket": container,
+        "fs": helpers.azure_filesystem(conn),
+        "options": {"connection_string": conn},
+        "open": lambda root: FsspecBackend(helpers.azure_filesystem(conn), root),
+    }
 
 
 def test_open_store_by_url_puts_objects_under_bucket_and_prefix(
     object_store: dict[str, Any],
 ) -> None:
     bucket = object_store["bucket"]
-    store = ec.open_store(f"{object_store['scheme']}://{bucket}/checkpoints/prod",
-                          storage_options=object_store["options"])
+    store = ec.open_store(
+        f"{object_store['scheme']}://{bucket}/checkpoints/prod",
+        storage_options=object_store["options"],
+    )
     assert isinstance(store.backend, FsspecBackend)
     assert store.prefix == "checkpoints/prod"
     created = store.create(CounterState(task_id="job-1", stage_name="extract", count=3))
     raw = object_store["fs"].cat_file(f"{bucket}/checkpoints/prod/job-1/extract.json")
     assert b'"count":3' in raw.replace(b" ", b"")
-    loaded = ec.open_store(f"{object_store['scheme']}://{bucket}/checkpoints/prod",
-                           storage_options=object_store["options"]).load_record(
-        "job-1", "extract", CounterState)
+    loaded = ec.open_store(
+        f"{object_store['scheme']}://{bucket}/checkpoints/prod",
+        storage_options=object_store["options"],
+    ).load_record("job-1", "extract", CounterState)
     assert loaded.version == created.version
     assert list(store.list_tasks()) == ["job-1"]
 
@@ -126,7 +141,9 @@ def test_overwrite_then_replace_uses_the_new_version(object_store: dict[str, Any
 
 
 def test_gcs_conditional_delete_sends_if_generation_match(
-    fake_gcs_url: str, gcs_bucket: str, monkeypatch: pytest.MonkeyPatch,
+    fake_gcs_url: str,
+    gcs_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # fake-gcs-server ignores this precondition on DELETE (the suite's emulator gap), so
     # prove the request carries it; real GCS enforces it.
@@ -142,8 +159,7 @@ def test_gcs_conditional_delete_sends_if_generation_match(
 
     monkeypatch.setattr(fs, "call", recording_call)
     backend.delete("t/s.json", if_version=version)
-    assert [(a[0], k) for a, k in sent] == [
-        ("DELETE", {"ifGenerationMatch": version.token})]
+    assert [(a[0], k) for a, k in sent] == [("DELETE", {"ifGenerationMatch": version.token})]
     with pytest.raises(NotFound):
         backend.read("t/s.json")
     with pytest.raises(Conflict):
@@ -186,14 +202,16 @@ def test_filesystem_instance_and_its_checks(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"names protocol 'file'.*MemoryFileSystem"):
         ec.open_store(f"fsspec+file://{tmp_path}", filesystem=MemoryFileSystem())
     with pytest.raises(ConfigurationError, match="either storage_options or filesystem"):
-        ec.open_store(f"fsspec+file://{tmp_path}", filesystem=fs,
-                      storage_options={"auto_mkdir": True})
+        ec.open_store(
+            f"fsspec+file://{tmp_path}", filesystem=fs, storage_options={"auto_mkdir": True}
+        )
     with pytest.raises(ConfigurationError, match="storage_options must be a mapping"):
         ec.open_store(f"fsspec+file://{tmp_path}", storage_options=["auto_mkdir"])
 
 
-@pytest.mark.parametrize("key", ["", "/abs.json", "a//b.json", "../x.json", "a/./b.json",
-                                 "a/", "a\x00b"])
+@pytest.mark.parametrize(
+    "key", ["", "/abs.json", "a//b.json", "../x.json", "a/./b.json", "a/", "a\x00b"]
+)
 def test_bad_keys_refused_before_io(memory_root: str, key: str) -> None:
     from fsspec.implementations.memory import MemoryFileSystem
 
@@ -240,8 +258,10 @@ def test_unsupported_filesystem_raises_not_supported(tmp_path: Path) -> None:
     assert "compare-and-swap" in message
     assert "unsafe_unconditional=True" in message
     with pytest.raises(NotSupported, match="DirFileSystem"):
-        ec.open_store("fsspec+dir://", storage_options={"path": str(tmp_path / "d"),
-                                                       "target_protocol": "file"})
+        ec.open_store(
+            "fsspec+dir://",
+            storage_options={"path": str(tmp_path / "d"), "target_protocol": "file"},
+        )
     assert list((tmp_path / "d").iterdir()) == []  # refused before any write
 
 
@@ -274,13 +294,14 @@ def test_unsafe_unconditional_works_and_is_labelled(tmp_path: Path) -> None:
 
 
 def test_s3fs_refuses_a_botocore_without_conditional_parameters(
-    moto_server_url: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch,
+    moto_server_url: str,
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # s3fs silently drops parameters botocore does not know: a blind write is refused.
     from eleanor_cloud.backends import fsspec_s3
 
-    monkeypatch.setattr(fsspec_s3, "_missing_condition_parameters",
-                        lambda: ("PutObject.IfMatch",))
+    monkeypatch.setattr(fsspec_s3, "_missing_condition_parameters", lambda: ("PutObject.IfMatch",))
     with pytest.raises(NotSupported, match=r"lacks PutObject\.IfMatch"):
         helpers.s3fs_backend(moto_server_url, s3_bucket)
 
@@ -291,21 +312,23 @@ _HEAVY = ("fsspec", "s3fs", "gcsfs", "adlfs", "boto3", "botocore", "azure")
 
 
 def _imported_after(code: str) -> set[str]:
-    probe = (f"import sys\n{code}\n"
-             f"print(','.join(m for m in {_HEAVY!r} if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True, timeout=120).stdout.strip()
+    probe = f"import sys\n{code}\nprint(','.join(m for m in {_HEAVY!r} if m in sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.strip()
     return set(filter(None, out.split(",")))
 
 
-@pytest.mark.parametrize(("code", "allowed"), [
-    ("import eleanor_cloud", set()),
-    ("import eleanor_cloud as ec; ec.open_store('memory://')", set()),
-    ("import eleanor_cloud as ec; ec.open_store('fsspec+memory://x')", {"fsspec"}),
-])
+@pytest.mark.parametrize(
+    ("code", "allowed"),
+    [
+        ("import eleanor_cloud", set()),
+        ("import eleanor_cloud as ec; ec.open_store('memory://')", set()),
+        ("import eleanor_cloud as ec; ec.open_store('fsspec+memory://x')", {"fsspec"}),
+    ],
+)
 def test_libraries_load_only_for_the_store_opened(code: str, allowed: set[str]) -> None:
     assert _imported_after(code) == allowed
-
 
 
 def test_unreachable_s3_endpoint_is_unavailable() -> None:
@@ -314,9 +337,12 @@ def test_unreachable_s3_endpoint_is_unavailable() -> None:
     from eleanor_cloud.errors import Unavailable
     from tests.support.servers import free_port
 
-    fs = s3fs.S3FileSystem(endpoint_url=f"http://127.0.0.1:{free_port()}",
-                           config_kwargs={"retries": {"max_attempts": 1}},
-                           skip_instance_cache=True, **helpers.S3_CREDENTIALS)
+    fs = s3fs.S3FileSystem(
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        config_kwargs={"retries": {"max_attempts": 1}},
+        skip_instance_cache=True,
+        **helpers.S3_CREDENTIALS,
+    )
     fs.retries = 1  # s3fs's own retry loop: one attempt keeps the test fast
     backend = FsspecBackend(fs, "bucket")
     with pytest.raises(Unavailable, match=r"bucket.*t/s\.json"):

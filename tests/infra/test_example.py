@@ -18,7 +18,8 @@ from tests.infra.templates import INFRA
 
 def _load_example() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
-        "example_task", INFRA / "example" / "example_task.py")
+        "example_task", INFRA / "example" / "example_task.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     # As an import would: pydantic resolves the generic state class through sys.modules.
@@ -44,7 +45,8 @@ class _Ctx:
 
 
 def test_example_lambda_handler_completes_on_s3(
-        monkeypatch: pytest.MonkeyPatch, moto_server_url: str, s3_bucket: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, moto_server_url: str, s3_bucket: str
+) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server_url)
     monkeypatch.setenv("ELEANOR_STORE", f"s3://{s3_bucket}/eleanor")
     example = _load_example()
@@ -62,7 +64,6 @@ def test_example_lambda_handler_completes_on_s3(
 def test_example_factory_runs_under_the_container_runner() -> None:
     example = _load_example()
     store = ec.open_store("memory://")
-    outcome = ContainerRunner(example.build_engine("example-ecs", store),
-                              grace_seconds=5).run()
+    outcome = ContainerRunner(example.build_engine("example-ecs", store), grace_seconds=5).run()
     assert outcome.exit_code == EXIT_OK
     assert outcome.summary is not None and outcome.summary.result.success_count == 1000

@@ -48,8 +48,11 @@ def _deploy(**parameters: str) -> dict[str, str]:
     # moto has no CloudFormation model for AWS::S3::BucketPolicy and says so; the
     # TLS-only bucket policy is covered by cfn-lint and checkov instead.
     with pytest.warns(UserWarning, match="AWS::S3::BucketPolicy"):
-        cfn.create_stack(StackName="state", TemplateBody=TEMPLATE, Parameters=[
-            {"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()])
+        cfn.create_stack(
+            StackName="state",
+            TemplateBody=TEMPLATE,
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        )
     stack = cfn.describe_stacks(StackName="state")["Stacks"][0]
     assert stack["StackStatus"] == "CREATE_COMPLETE"
     return {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
@@ -63,14 +66,14 @@ def _policy(arn: str) -> dict[str, Any]:
     return json.loads(doc) if isinstance(doc, str) else doc
 
 
-def _allowed(policy: dict[str, Any], action: str, resource: str,
-             context: dict[str, str]) -> bool:
+def _allowed(policy: dict[str, Any], action: str, resource: str, context: dict[str, str]) -> bool:
     """Allow-only IAM evaluation for the features this policy uses (checked below)."""
     for statement in policy["Statement"]:
         assert set(statement) <= {"Sid", "Effect", "Action", "Resource", "Condition"}
         assert statement["Effect"] == "Allow"
-        actions = statement["Action"] if isinstance(statement["Action"], list) \
-            else [statement["Action"]]
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
         if action not in actions:
             continue
         if not fnmatch.fnmatchcase(resource, statement["Resource"]):
@@ -80,8 +83,11 @@ def _allowed(policy: dict[str, Any], action: str, resource: str,
             assert operator == "StringLike"
             for key, patterns in tests.items():
                 value = context.get(key)
-                ok = ok and value is not None and any(
-                    fnmatch.fnmatchcase(value, p) for p in patterns)
+                ok = (
+                    ok
+                    and value is not None
+                    and any(fnmatch.fnmatchcase(value, p) for p in patterns)
+                )
         if ok:
             return True
     return False
@@ -92,8 +98,12 @@ def _runner_client(policy_arn: str) -> Any:
     iam.create_user(UserName="stage-runner")
     iam.attach_user_policy(UserName="stage-runner", PolicyArn=policy_arn)
     key = iam.create_access_key(UserName="stage-runner")["AccessKey"]
-    return boto3.client("s3", region_name="us-east-1", aws_access_key_id=key["AccessKeyId"],
-                        aws_secret_access_key=key["SecretAccessKey"])
+    return boto3.client(
+        "s3",
+        region_name="us-east-1",
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+    )
 
 
 @pytest.mark.usefixtures("aws")
@@ -105,8 +115,7 @@ def test_a_task_runs_on_the_deployed_bucket_with_only_the_runner_policy() -> Non
     s3.create_bucket(Bucket="somebody-elses")
     s3.put_object(Bucket="somebody-elses", Key="secret", Body=b"x")
     encryption = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
-    assert encryption["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] \
-        == "AES256"
+    assert encryption["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     client = _runner_client(policy_arn)
 
     with enable_iam_authentication():
@@ -129,20 +138,32 @@ def test_a_task_runs_on_the_deployed_bucket_with_only_the_runner_policy() -> Non
             client.delete_bucket(Bucket=bucket)
 
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
-    assert keys == ["checkpoints/v1/nightly-1/_lease.json", "checkpoints/v1/nightly-1/_task.json",
-                    "checkpoints/v1/nightly-1/extract.json", "checkpoints/v1/nightly-1/load.json"]
+    assert keys == [
+        "checkpoints/v1/nightly-1/_lease.json",
+        "checkpoints/v1/nightly-1/_task.json",
+        "checkpoints/v1/nightly-1/extract.json",
+        "checkpoints/v1/nightly-1/load.json",
+    ]
 
     # The ListBucket statement only for keys under the prefix (moto skips this check).
     policy = _policy(policy_arn)
     arn = f"arn:aws:s3:::{bucket}"
-    for prefix, expected in [("checkpoints/v1/", True), ("checkpoints/v1/nightly-1/", True),
-                             ("", False), ("checkpoints/", False), ("other/", False),
-                             ("checkpoints/v1-sibling/", False)]:
+    for prefix, expected in [
+        ("checkpoints/v1/", True),
+        ("checkpoints/v1/nightly-1/", True),
+        ("", False),
+        ("checkpoints/", False),
+        ("other/", False),
+        ("checkpoints/v1-sibling/", False),
+    ]:
         assert _allowed(policy, "s3:ListBucket", arn, {"s3:prefix": prefix}) is expected, prefix
     assert not _allowed(policy, "s3:ListBucket", arn, {})
     # And exactly these actions, nothing else.
-    actions = {a for s in policy["Statement"]
-               for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+    actions = {
+        a
+        for s in policy["Statement"]
+        for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+    }
     assert actions == {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"}
 
 
@@ -151,8 +172,9 @@ def test_sse_kms_creates_a_key_and_grants_its_use_on_that_key_only() -> None:
     out = _deploy(Encryption="SSE-KMS", StatePrefix="eleanor")
     key_arn = out["KmsKeyArn"]
     s3 = boto3.client("s3", region_name="us-east-1")
-    rule = s3.get_bucket_encryption(Bucket=out["BucketName"])[
-        "ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"]
+    rule = s3.get_bucket_encryption(Bucket=out["BucketName"])["ServerSideEncryptionConfiguration"][
+        "Rules"
+    ][0]["ApplyServerSideEncryptionByDefault"]
     assert rule == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn}
     kms = boto3.client("kms", region_name="us-east-1")
     assert kms.get_key_rotation_status(KeyId=key_arn)["KeyRotationEnabled"] is True
@@ -173,8 +195,11 @@ def test_sse_kms_with_a_given_key_uses_it_and_creates_none() -> None:
     out = _deploy(Encryption="SSE-KMS", KmsKeyArn=key_arn)
     assert out["KmsKeyArn"] == key_arn
     assert len(kms.list_keys()["Keys"]) == 1
-    (kms_statement,) = [s for s in _policy(out["StageRunnerPolicyArn"])["Statement"]
-                        if s.get("Sid") == "StateKeyUse"]
+    (kms_statement,) = [
+        s
+        for s in _policy(out["StageRunnerPolicyArn"])["Statement"]
+        if s.get("Sid") == "StateKeyUse"
+    ]
     assert kms_statement["Resource"] == key_arn
 
 

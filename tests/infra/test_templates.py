@@ -55,7 +55,7 @@ def _handler_outputs() -> list[dict[str, Any]]:
         return TaskEngine(event["task_id"], stages, _State, store)
 
     handler = lambda_handler(build, safety_margin=1.0)
-    paused = handler({"task_id": "shape"}, _Ctx(3.0))      # "two" does not fit in 2 s
+    paused = handler({"task_id": "shape"}, _Ctx(3.0))  # "two" does not fit in 2 s
     done = handler({"task_id": "shape"}, _Ctx(10.0))
     assert paused["done"] is False and done["done"] is True
     return [paused, done]
@@ -124,8 +124,7 @@ def test_choice_and_wait_paths_match_the_handler_output() -> None:
     assert all(isinstance(o["wait_seconds"], int) for o in outputs)
     # Lambda errors worth retrying include the store's transient one.
     retried = {e for r in task["Retry"] for e in r["ErrorEquals"]}
-    assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException", "Unavailable"} \
-        <= retried
+    assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException", "Unavailable"} <= retried
     assert all(r["BackoffRate"] > 1 for r in task["Retry"])
 
 
@@ -142,9 +141,11 @@ def test_fan_out_runs_the_same_loop_per_item_in_distributed_mode() -> None:
 
 def test_every_asl_placeholder_is_substituted_by_the_template() -> None:
     template = load(INFRA / "lambda-runner.yaml")
-    machines = {r["Properties"]["DefinitionUri"]: r["Properties"]["DefinitionSubstitutions"]
-                for r in template["Resources"].values()
-                if r["Type"] == "AWS::Serverless::StateMachine"}
+    machines = {
+        r["Properties"]["DefinitionUri"]: r["Properties"]["DefinitionSubstitutions"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Serverless::StateMachine"
+    }
     assert set(machines) == {f"statemachine/{p.name}" for p in ASL_FILES}
     for uri, substitutions in machines.items():
         placeholders = set(re.findall(r"\$\{(\w+)\}", (INFRA / uri).read_text()))
@@ -167,15 +168,17 @@ def test_templates_and_code_agree_on_names_and_limits() -> None:
     assert _env_names(ecs) == {STORE_ENV, STOP_TIMEOUT_ENV, GRACE_MARGIN_ENV}
     # Fargate allows a stopTimeout of at most 120 s.
     assert ecs["Parameters"]["StopTimeoutSeconds"]["MaxValue"] == 120
-    (task_def,) = [r for r in ecs["Resources"].values()
-                   if r["Type"] == "AWS::ECS::TaskDefinition"]
+    (task_def,) = [r for r in ecs["Resources"].values() if r["Type"] == "AWS::ECS::TaskDefinition"]
     (container,) = task_def["Properties"]["ContainerDefinitions"]
     assert container["StopTimeout"] == {"Ref": "StopTimeoutSeconds"}
     assert container["EntryPoint"] == ["eleanor-cloud"] and container["Command"][0] == "run"
     assert container["LinuxParameters"]["InitProcessEnabled"] is True  # forwards SIGTERM
     cluster = ecs["Resources"]["Cluster"]["Properties"]
-    spot = [s for s in cluster["DefaultCapacityProviderStrategy"]
-            if s["CapacityProvider"] == "FARGATE_SPOT"]
+    spot = [
+        s
+        for s in cluster["DefaultCapacityProviderStrategy"]
+        if s["CapacityProvider"] == "FARGATE_SPOT"
+    ]
     assert spot and spot[0]["Weight"] >= 1
     # Both runners get exactly the state bucket's runner policy.
     task_role = ecs["Resources"]["TaskRole"]["Properties"]
@@ -203,9 +206,13 @@ def test_the_bucket_is_tls_only_versioned_private_and_expires_old_tasks_by_prefi
     assert len(bucket["PublicAccessBlockConfiguration"]) == 4
     rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
     expire = rules["expire-old-tasks"]
-    assert expire["Prefix"] == {"Fn::If": ["DefaultExpirationPrefix",
-                                           {"Fn::Sub": "${StatePrefix}/"},
-                                           {"Ref": "ExpirationPrefix"}]}
+    assert expire["Prefix"] == {
+        "Fn::If": [
+            "DefaultExpirationPrefix",
+            {"Fn::Sub": "${StatePrefix}/"},
+            {"Ref": "ExpirationPrefix"},
+        ]
+    }
     assert expire["ExpirationInDays"]["Fn::If"][1] == {"Ref": "TaskExpirationDays"}
     noncurrent = rules["expire-noncurrent-versions"]["NoncurrentVersionExpiration"]
     assert noncurrent == {"NoncurrentDays": {"Ref": "NoncurrentVersionExpirationDays"}}
@@ -214,6 +221,8 @@ def test_the_bucket_is_tls_only_versioned_private_and_expires_old_tasks_by_prefi
     (tls,) = [s for s in policy["Statement"] if s["Sid"] == "DenyInsecureTransport"]
     assert tls["Effect"] == "Deny" and tls["Principal"] == "*" and tls["Action"] == "s3:*"
     assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    assert tls["Resource"] == [{"Fn::GetAtt": ["StateBucket", "Arn"]},
-                               {"Fn::Sub": "${StateBucket.Arn}/*"}]
+    assert tls["Resource"] == [
+        {"Fn::GetAtt": ["StateBucket", "Arn"]},
+        {"Fn::Sub": "${StateBucket.Arn}/*"},
+    ]
     assert template["Parameters"]["Encryption"]["AllowedValues"] == ["SSE-S3", "SSE-KMS"]

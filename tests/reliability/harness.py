@@ -77,8 +77,7 @@ class EffectStage(BaseStage[RelState]):
     ``<block>.go`` exists (bounded), so a test can hold a stage open deterministically.
     """
 
-    def __init__(self, name: str, index: int, effects: Path,
-                 block: Path | None = None) -> None:
+    def __init__(self, name: str, index: int, effects: Path, block: Path | None = None) -> None:
         super().__init__(name)
         self.index = index
         self.effects = effects
@@ -93,10 +92,13 @@ class EffectStage(BaseStage[RelState]):
         return RelResult(index=self.index, pid=os.getpid(), attempt=ctx.attempt)
 
 
-def make_stages(count: int, effects: Path, *, block_stage: int | None = None,
-                block: Path | None = None) -> list[EffectStage]:
-    return [EffectStage(name, i, effects, block if i == block_stage else None)
-            for i, name in enumerate(stage_names(count))]
+def make_stages(
+    count: int, effects: Path, *, block_stage: int | None = None, block: Path | None = None
+) -> list[EffectStage]:
+    return [
+        EffectStage(name, i, effects, block if i == block_stage else None)
+        for i, name in enumerate(stage_names(count))
+    ]
 
 
 def open_backend(spec: dict[str, Any]) -> ObjectBackend:
@@ -111,9 +113,16 @@ def open_backend(spec: dict[str, Any]) -> ObjectBackend:
     from eleanor_cloud.backends.s3 import S3Backend
 
     timeout = spec.get("timeout", 5)
-    return S3Backend(spec["bucket"], endpoint_url=spec["endpoint"], region_name="us-east-1",
-                     config=Config(connect_timeout=timeout, read_timeout=timeout,
-                                   retries={"mode": "standard", "max_attempts": 4}))
+    return S3Backend(
+        spec["bucket"],
+        endpoint_url=spec["endpoint"],
+        region_name="us-east-1",
+        config=Config(
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            retries={"mode": "standard", "max_attempts": 4},
+        ),
+    )
 
 
 # -- waiting without sleeping as synchronisation ----------------------------------------
@@ -158,8 +167,9 @@ class RecordingBackend:
     """Wraps a backend: logs each write attempt and outcome as JSON lines (one file per
     process), and fires a :class:`Trigger` (SIGKILL or SIGSTOP of this very process)."""
 
-    def __init__(self, inner: ObjectBackend, log: Path | None = None,
-                 trigger: Trigger | None = None) -> None:
+    def __init__(
+        self, inner: ObjectBackend, log: Path | None = None, trigger: Trigger | None = None
+    ) -> None:
         self.inner = inner
         self.log = log
         self.trigger = trigger
@@ -239,11 +249,17 @@ class RecordingBackend:
         try:
             version = self.inner.write(key, data, mode)
         except EleanorError as exc:
-            self._record(op="write", key=key, mode=str(mode), ok=False,
-                         error=type(exc).__name__, resumed=resumed, **header)
+            self._record(
+                op="write",
+                key=key,
+                mode=str(mode),
+                ok=False,
+                error=type(exc).__name__,
+                resumed=resumed,
+                **header,
+            )
             raise
-        self._record(op="write", key=key, mode=mode_name(mode), ok=True, resumed=resumed,
-                     **header)
+        self._record(op="write", key=key, mode=mode_name(mode), ok=True, resumed=resumed, **header)
         if trig and trig.phase == "after":
             self._fire(trig)
         return version
@@ -285,9 +301,12 @@ def spawn_worker(spec: dict[str, Any], spec_path: Path) -> subprocess.Popen[byte
     spec_path.write_text(json.dumps(spec))
     err = open(f"{spec_path}.stderr", "wb")  # noqa: SIM115 - owned by the child
     try:
-        return subprocess.Popen([sys.executable, "-m", "tests.reliability.worker",
-                                 str(spec_path)], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                                stderr=err)
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.reliability.worker", str(spec_path)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     finally:
         err.close()
 
@@ -341,8 +360,7 @@ def check_objects_decode(store: StateStore, task_id: str) -> list[str]:
     prefix = f"{store.prefix}/{task_id}/" if store.prefix else f"{task_id}/"
     for key in store.backend.list(prefix):
         name = key.rsplit("/", 1)[-1]
-        fmt = {"_task.json": MANIFEST_FORMAT, "_lease.json": LEASE_FORMAT}.get(name,
-                                                                                STAGE_FORMAT)
+        fmt = {"_task.json": MANIFEST_FORMAT, "_lease.json": LEASE_FORMAT}.get(name, STAGE_FORMAT)
         try:
             data, _ = store.backend.read(key)
             decode(data, key=key, expected_format=fmt)
@@ -351,8 +369,9 @@ def check_objects_decode(store: StateStore, task_id: str) -> list[str]:
     return problems
 
 
-def check_task(store: StateStore, task_id: str, count: int, effects: Path, *,
-               expect_complete: bool = True) -> TaskCheck:
+def check_task(
+    store: StateStore, task_id: str, count: int, effects: Path, *, expect_complete: bool = True
+) -> TaskCheck:
     """The invariants of a finished task (see tests/reliability/README.md)."""
     out = TaskCheck()
     out.problems += check_objects_decode(store, task_id)
@@ -380,22 +399,27 @@ def check_task(store: StateStore, task_id: str, count: int, effects: Path, *,
             if state.result is not None and attempts_seen.count(state.result.attempt) != 1:
                 out.problems.append(
                     f"{name}: completing attempt {state.result.attempt} has "
-                    f"{attempts_seen.count(state.result.attempt)} side effects")
+                    f"{attempts_seen.count(state.result.attempt)} side effects"
+                )
             if state.result is not None and state.result.attempt != state.attempts:
-                out.problems.append(f"{name}: result from attempt {state.result.attempt} "
-                                    f"but attempts={state.attempts}")
+                out.problems.append(
+                    f"{name}: result from attempt {state.result.attempt} "
+                    f"but attempts={state.attempts}"
+                )
         if state.attempts != len(state.history):
-            out.problems.append(f"{name}: attempts={state.attempts} but "
-                                f"{len(state.history)} history entries")
+            out.problems.append(
+                f"{name}: attempts={state.attempts} but {len(state.history)} history entries"
+            )
         if [h.attempt for h in state.history] != list(range(1, len(state.history) + 1)):
-            out.problems.append(f"{name}: history attempts "
-                                f"{[h.attempt for h in state.history]}")
+            out.problems.append(f"{name}: history attempts {[h.attempt for h in state.history]}")
         dupes = [a for a, n in Counter(attempts_seen).items() if n > 1]
         if dupes:
             out.problems.append(f"{name}: attempts {dupes} ran their body more than once")
         if any(a > state.attempts for a in attempts_seen):
-            out.problems.append(f"{name}: a side effect from an attempt never recorded "
-                                f"({attempts_seen} vs attempts={state.attempts})")
+            out.problems.append(
+                f"{name}: a side effect from an attempt never recorded "
+                f"({attempts_seen} vs attempts={state.attempts})"
+            )
         cut = [h for h in state.history if h.message.startswith("interrupted")]
         out.interrupted_attempts += len(cut)
         if not cut and state.status is StageStatus.COMPLETE and len(attempts_seen) != 1:
@@ -423,5 +447,6 @@ def check_write_log(entries: list[dict[str, Any]]) -> list[str]:
             if after["epoch"] < before["epoch"]:
                 problems.append(
                     f"{key}: revision {after['revision']} by {after['writer']} at epoch "
-                    f"{after['epoch']} landed after epoch {before['epoch']}")
+                    f"{after['epoch']} landed after epoch {before['epoch']}"
+                )
     return problems

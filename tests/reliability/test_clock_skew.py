@@ -46,21 +46,34 @@ def skewed(offset: float) -> Callable[[], datetime]:
     return lambda: utc_now() + timedelta(seconds=offset)
 
 
-def engine(task_id: str, store: StateStore, effects: Path, *, clock: Callable[[], datetime],
-           wait: float = 0.0, block: Path | None = None,
-           events: list[str] | None = None) -> TaskEngine[RelState]:
-    return TaskEngine(task_id, make_stages(3, effects, block_stage=0 if block else None,
-                                           block=block),
-                      RelState, StateStore(store.backend, PREFIX, clock=clock),
-                      lease_ttl=TTL, wait_for_lease=wait, clock=clock,
-                      clock_skew_tolerance=0.0, backoff=Backoff(initial=0.01),
-                      on_event=(lambda ev: events.append(ev.kind)) if events is not None
-                      else None)
+def engine(
+    task_id: str,
+    store: StateStore,
+    effects: Path,
+    *,
+    clock: Callable[[], datetime],
+    wait: float = 0.0,
+    block: Path | None = None,
+    events: list[str] | None = None,
+) -> TaskEngine[RelState]:
+    return TaskEngine(
+        task_id,
+        make_stages(3, effects, block_stage=0 if block else None, block=block),
+        RelState,
+        StateStore(store.backend, PREFIX, clock=clock),
+        lease_ttl=TTL,
+        wait_for_lease=wait,
+        clock=clock,
+        clock_skew_tolerance=0.0,
+        backoff=Backoff(initial=0.01),
+        on_event=(lambda ev: events.append(ev.kind)) if events is not None else None,
+    )
 
 
 @pytest.mark.parametrize("offset", [3 * TTL, 3600.0])
 def test_a_clock_ahead_cannot_steal_a_live_lease(
-        tmp_path: Path, offset: float, summary: Callable[..., None]) -> None:
+    tmp_path: Path, offset: float, summary: Callable[..., None]
+) -> None:
     attempts = steals = 0
     problems: list[str] = []
     for _ in range(ROUNDS):
@@ -68,12 +81,10 @@ def test_a_clock_ahead_cannot_steal_a_live_lease(
         task_id = f"skew-{uuid.uuid4().hex[:8]}"
         effects, block = tmp_path / f"{task_id}.effects", tmp_path / f"{task_id}.block"
         holder_events: list[str] = []
-        holder = engine(task_id, store, effects, clock=utc_now, block=block,
-                        events=holder_events)
+        holder = engine(task_id, store, effects, clock=utc_now, block=block, events=holder_events)
         outcome: dict[str, Any] = {}
 
-        def run_holder(h: TaskEngine[RelState] = holder,
-                       out: dict[str, Any] = outcome) -> None:
+        def run_holder(h: TaskEngine[RelState] = holder, out: dict[str, Any] = outcome) -> None:
             try:
                 out["summary"] = h.run()
             except Exception as exc:
@@ -102,17 +113,27 @@ def test_a_clock_ahead_cannot_steal_a_live_lease(
         if "lease_lost" in holder_events:
             problems.append("the holder lost its live lease")
         problems += check_task(store, task_id, 3, effects).problems
-        problems += [f"{name}: side effect ran {len(ran)} times"
-                     for name, ran in parse_effects(effects).items() if len(ran) != 1]
-    summary(runs=ROUNDS, offset_seconds=offset, lease_ttl=TTL, challenges=attempts,
-            live_leases_stolen=steals, failures=len(problems))
+        problems += [
+            f"{name}: side effect ran {len(ran)} times"
+            for name, ran in parse_effects(effects).items()
+            if len(ran) != 1
+        ]
+    summary(
+        runs=ROUNDS,
+        offset_seconds=offset,
+        lease_ttl=TTL,
+        challenges=attempts,
+        live_leases_stolen=steals,
+        failures=len(problems),
+    )
     assert steals == 0
     assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("offset", [-10 * TTL, 10 * TTL])
 def test_a_dead_lease_is_taken_over_whatever_the_clocks_say(
-        tmp_path: Path, offset: float, summary: Callable[..., None]) -> None:
+    tmp_path: Path, offset: float, summary: Callable[..., None]
+) -> None:
     """Liveness: a challenger whose clock is far behind the dead holder's still takes
     the task over, after watching the lease not move for a TTL on its own clock."""
     store = StateStore(LocalBackend(tmp_path / "store", fsync=False), PREFIX)
@@ -121,15 +142,27 @@ def test_a_dead_lease_is_taken_over_whatever_the_clocks_say(
     engine(task_id, store, effects, clock=utc_now).bind()
     now = utc_now()
     store.epoch = 1
-    store.write_lease(Lease(task_id=task_id, holder="crashed-host/1", epoch=1,
-                            acquired_at=format_ts(now),
-                            expires_at=format_ts(now + timedelta(seconds=TTL)),
-                            ttl_seconds=TTL), CREATE)
+    store.write_lease(
+        Lease(
+            task_id=task_id,
+            holder="crashed-host/1",
+            epoch=1,
+            acquired_at=format_ts(now),
+            expires_at=format_ts(now + timedelta(seconds=TTL)),
+            ttl_seconds=TTL,
+        ),
+        CREATE,
+    )
     events: list[str] = []
-    result = engine(task_id, store, effects, clock=skewed(offset), wait=6 * TTL,
-                    events=events).run()
-    summary(offset_seconds=offset, lease_ttl=TTL, took_over="lease_takeover" in events,
-            failures=int(result.status is not StageStatus.COMPLETE))
+    result = engine(
+        task_id, store, effects, clock=skewed(offset), wait=6 * TTL, events=events
+    ).run()
+    summary(
+        offset_seconds=offset,
+        lease_ttl=TTL,
+        took_over="lease_takeover" in events,
+        failures=int(result.status is not StageStatus.COMPLETE),
+    )
     assert result.status is StageStatus.COMPLETE
     assert "lease_takeover" in events
     assert check_task(store, task_id, 3, effects).problems == []

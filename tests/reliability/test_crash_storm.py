@@ -49,9 +49,15 @@ def _one_run(run_no: int, seed: int, where: dict[str, Any], tmp: Path) -> dict[s
     work = tmp / task_id
     work.mkdir()
     effects = work / "effects"
-    base = {"store": where, "task_id": task_id,
-            "stages": STAGES, "effects": str(effects), "lease_ttl": TTL,
-            "renew_interval": TTL / 4, "max_attempts": 5}
+    base = {
+        "store": where,
+        "task_id": task_id,
+        "stages": STAGES,
+        "effects": str(effects),
+        "lease_ttl": TTL,
+        "renew_interval": TTL / 4,
+        "max_attempts": 5,
+    }
     kind = rng.choice(["before-write", "after-write", "after-effect"])
     spec = dict(base)
     at = rng.randint(1, CLEAN_WRITES) if kind != "after-effect" else rng.randint(1, STAGES)
@@ -59,9 +65,13 @@ def _one_run(run_no: int, seed: int, where: dict[str, Any], tmp: Path) -> dict[s
         spec["trigger"] = {"at": at, "phase": kind.split("-")[0], "action": "kill"}
     proc = spawn_worker(spec, work / "first.json")
     if kind == "after-effect":
+
         def effect_seen() -> bool:
-            return (proc.poll() is not None
-                    or sum(len(v) for v in parse_effects(effects).values()) >= at)
+            return (
+                proc.poll() is not None
+                or sum(len(v) for v in parse_effects(effects).values()) >= at
+            )
+
         wait_until(effect_seen, 60, "the chosen side effect")
         proc.send_signal(signal.SIGKILL)
     code = finish(proc)
@@ -79,31 +89,46 @@ def _one_run(run_no: int, seed: int, where: dict[str, Any], tmp: Path) -> dict[s
             outcomes.append(f"unexpected: {result}")
     store = StateStore(open_backend(where), PREFIX)
     check = check_task(store, task_id, STAGES, effects)
-    return {"task_id": task_id, "kind": kind, "at": at, "killed": killed,
-            "outcomes": outcomes, "problems": check.problems,
-            "interrupted": check.interrupted_attempts, "duplicates": check.duplicate_effects,
-            "complete": outcomes[-1] == "complete"}
+    return {
+        "task_id": task_id,
+        "kind": kind,
+        "at": at,
+        "killed": killed,
+        "outcomes": outcomes,
+        "problems": check.problems,
+        "interrupted": check.interrupted_attempts,
+        "duplicates": check.duplicate_effects,
+        "complete": outcomes[-1] == "complete",
+    }
 
 
-def test_crash_storm(tmp_path: Path, where: tuple[dict[str, Any], int],
-                     summary: Callable[..., None]) -> None:
+def test_crash_storm(
+    tmp_path: Path, where: tuple[dict[str, Any], int], summary: Callable[..., None]
+) -> None:
     spec, count = where
     seed = random.randrange(1 << 30)
     with ThreadPoolExecutor(4) as pool:
         runs = list(pool.map(lambda n: _one_run(n, seed, spec, tmp_path), range(count)))
-    problems = [f"{r['task_id']} ({r['kind']} {r['at']}): {p}" for r in runs
-                for p in r["problems"]]
-    problems += [f"{r['task_id']}: never completed: {r['outcomes']}" for r in runs
-                 if not r["complete"]]
-    problems += [f"{r['task_id']}: {o}" for r in runs for o in r["outcomes"]
-                 if o.startswith("unexpected")]
+    problems = [f"{r['task_id']} ({r['kind']} {r['at']}): {p}" for r in runs for p in r["problems"]]
+    problems += [
+        f"{r['task_id']}: never completed: {r['outcomes']}" for r in runs if not r["complete"]
+    ]
+    problems += [
+        f"{r['task_id']}: {o}" for r in runs for o in r["outcomes"] if o.startswith("unexpected")
+    ]
     kinds = Counter(r["kind"] for r in runs)
-    summary(store=spec["kind"], runs=count, seed=seed, stages=STAGES, faults=dict(kinds),
-            sigkilled=sum(r["killed"] for r in runs),
-            resumes=sum(len(r["outcomes"]) - 1 for r in runs),
-            interrupted_attempts=sum(r["interrupted"] for r in runs),
-            rerun_side_effects=sum(r["duplicates"] for r in runs),
-            failures=len(problems))
+    summary(
+        store=spec["kind"],
+        runs=count,
+        seed=seed,
+        stages=STAGES,
+        faults=dict(kinds),
+        sigkilled=sum(r["killed"] for r in runs),
+        resumes=sum(len(r["outcomes"]) - 1 for r in runs),
+        interrupted_attempts=sum(r["interrupted"] for r in runs),
+        rerun_side_effects=sum(r["duplicates"] for r in runs),
+        failures=len(problems),
+    )
     # The storm must really have cut attempts short, or it tested nothing.
     assert sum(r["killed"] for r in runs) >= count // 2
     if count >= 10:  # with fewer runs, cutting no attempt short is a fair outcome

@@ -66,8 +66,9 @@ class RandomFaults:
         with self.lock:
             if not self.enabled or self.rng.random() >= self.rate:
                 return None
-            kind = self.rng.choice(["drop", "forward-then-drop", "500", "503-SlowDown",
-                                    "late", "truncated"])
+            kind = self.rng.choice(
+                ["drop", "forward-then-drop", "500", "503-SlowDown", "late", "truncated"]
+            )
             self.injected[kind] += 1
         if kind == "drop":
             return DROP
@@ -85,9 +86,16 @@ class RandomFaults:
 def faulty_backend(bucket: str, url: str, attempts: int = 3) -> S3Backend:
     from botocore.config import Config
 
-    return S3Backend(bucket, endpoint_url=url, region_name="us-east-1", config=Config(
-        connect_timeout=1.0, read_timeout=READ_TIMEOUT,
-        retries={"mode": "standard", "max_attempts": attempts}))
+    return S3Backend(
+        bucket,
+        endpoint_url=url,
+        region_name="us-east-1",
+        config=Config(
+            connect_timeout=1.0,
+            read_timeout=READ_TIMEOUT,
+            retries={"mode": "standard", "max_attempts": attempts},
+        ),
+    )
 
 
 @pytest.fixture
@@ -100,12 +108,16 @@ def faults(moto_server_url: str) -> Iterator[tuple[FaultProxy, RandomFaults, int
 
 @pytest.mark.usefixtures("atomic_moto")
 def test_every_outcome_the_store_reports_is_true(
-        faults: tuple[FaultProxy, RandomFaults, int], moto_server_url: str, s3_bucket: str,
-        summary: Callable[..., None]) -> None:
+    faults: tuple[FaultProxy, RandomFaults, int],
+    moto_server_url: str,
+    s3_bucket: str,
+    summary: Callable[..., None],
+) -> None:
     proxy, rule, seed = faults
     store = StateStore(faulty_backend(s3_bucket, proxy.url), PREFIX)
-    truth = StateStore(S3Backend(s3_bucket, endpoint_url=moto_server_url,
-                                 region_name="us-east-1"), PREFIX)
+    truth = StateStore(
+        S3Backend(s3_bucket, endpoint_url=moto_server_url, region_name="us-east-1"), PREFIX
+    )
     rng = random.Random(seed + 1)
     # Whether the faulty store may write the slot: it holds the version to CAS against
     # ("cached"), or has just seen that there is no object, so it may create ("absent").
@@ -157,15 +169,16 @@ def test_every_outcome_the_store_reports_is_true(
         where = f"op {op} {kind} {task_id}: {outcome}"
         if kind == "load" and outcome == "ok":
             if current is None or record.value != current:
-                problems.append(f"{where} returned {record.value.note!r}, server has "
-                                f"{current.note if current else None!r}")
+                problems.append(
+                    f"{where} returned {record.value.note!r}, server has "
+                    f"{current.note if current else None!r}"
+                )
         elif kind == "load" and outcome == "not-found":
             if current is not None:
                 problems.append(f"{where} but the server has {current.note!r}")
         elif kind == "save" and outcome == "ok":
             if current is None or current.note != note:
-                problems.append(f"{where} but the server has "
-                                f"{current.note if current else None!r}")
+                problems.append(f"{where} but the server has {current.note if current else None!r}")
         elif kind == "save" and outcome in ("AlreadyExists", "Conflict"):
             if current is not None and current.note == note:
                 problems.append(f"{where} reported, yet the write landed")
@@ -176,11 +189,18 @@ def test_every_outcome_the_store_reports_is_true(
     rule.enabled = False
     for slot in range(SLOTS):
         problems += check_objects_decode(truth, f"f{slot}")
-    summary(ops=OPS, seed=seed, requests=len(proxy.log), faults=dict(rule.injected),
-            outcomes=dict(outcomes), unavailable_but_landed=unknown_landed,
-            write_answers_lost=sum(e.request.method == "PUT" and e.action == "ForwardThenDrop"
-                                   for e in proxy.log),
-            failures=len(problems))
+    summary(
+        ops=OPS,
+        seed=seed,
+        requests=len(proxy.log),
+        faults=dict(rule.injected),
+        outcomes=dict(outcomes),
+        unavailable_but_landed=unknown_landed,
+        write_answers_lost=sum(
+            e.request.method == "PUT" and e.action == "ForwardThenDrop" for e in proxy.log
+        ),
+        failures=len(problems),
+    )
     assert sum(rule.injected.values()) >= OPS // 10
     assert outcomes["save:ok"] >= 1 and outcomes["load:ok"] >= 1
     assert not problems, "\n".join(problems[:40])
@@ -188,12 +208,17 @@ def test_every_outcome_the_store_reports_is_true(
 
 @pytest.mark.usefixtures("atomic_moto")
 def test_tasks_complete_through_faults(
-        faults: tuple[FaultProxy, RandomFaults, int], moto_server_url: str, s3_bucket: str,
-        tmp_path: Path, summary: Callable[..., None]) -> None:
+    faults: tuple[FaultProxy, RandomFaults, int],
+    moto_server_url: str,
+    s3_bucket: str,
+    tmp_path: Path,
+    summary: Callable[..., None],
+) -> None:
     proxy, rule, seed = faults
     rule.rate = 0.15
-    truth = StateStore(S3Backend(s3_bucket, endpoint_url=moto_server_url,
-                                 region_name="us-east-1"), PREFIX)
+    truth = StateStore(
+        S3Backend(s3_bucket, endpoint_url=moto_server_url, region_name="us-east-1"), PREFIX
+    )
     stages = 5
     reruns: Counter[str] = Counter()
     problems: list[str] = []
@@ -203,11 +228,17 @@ def test_tasks_complete_through_faults(
         done = False
         for _ in range(40):
             engine = TaskEngine(
-                task_id, make_stages(stages, effects), RelState,
+                task_id,
+                make_stages(stages, effects),
+                RelState,
                 # Two attempts per request: some faults get through botocore to the engine.
                 StateStore(faulty_backend(s3_bucket, proxy.url, attempts=2), PREFIX),
-                lease_ttl=2.0, wait_for_lease=10.0, clock_skew_tolerance=0.0,
-                max_attempts=10, backoff=Backoff(initial=0.01, max_delay=0.05))
+                lease_ttl=2.0,
+                wait_for_lease=10.0,
+                clock_skew_tolerance=0.0,
+                max_attempts=10,
+                backoff=Backoff(initial=0.01, max_delay=0.05),
+            )
             try:
                 result = engine.run()
             except EleanorError as exc:
@@ -222,10 +253,17 @@ def test_tasks_complete_through_faults(
         proxy.wait_settled()
         if not done:
             problems.append(f"{task_id}: not complete after 40 runs")
-        problems += [f"{task_id}: {p}" for p in
-                     check_task(truth, task_id, stages, effects).problems]
-    summary(tasks=TASKS, seed=seed, stages=stages, requests=len(proxy.log),
-            faults=dict(rule.injected), failed_runs_rerun=dict(reruns),
-            failures=len(problems))
+        problems += [
+            f"{task_id}: {p}" for p in check_task(truth, task_id, stages, effects).problems
+        ]
+    summary(
+        tasks=TASKS,
+        seed=seed,
+        stages=stages,
+        requests=len(proxy.log),
+        faults=dict(rule.injected),
+        failed_runs_rerun=dict(reruns),
+        failures=len(problems),
+    )
     assert sum(rule.injected.values()) >= 1
     assert not problems, "\n".join(problems[:40])

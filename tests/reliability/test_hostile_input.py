@@ -87,9 +87,16 @@ class KeyRecorder:
 
 
 def hostile_settings(name: str) -> settings:
-    return settings(max_examples=EXAMPLES[name], deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(
+        max_examples=EXAMPLES[name],
+        deadline=None,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+        ],
+    )
 
 
 def count(name: str) -> None:
@@ -102,8 +109,25 @@ segment_chars = st.sampled_from(list("abcXYZ019._-/\\ \x00:?*%~\u00e9\u202e\ud7f
 names = st.one_of(
     st.text(segment_chars, max_size=12),
     st.text(max_size=20),
-    st.sampled_from(["..", ".", "_lease", "_task", "a/../b", "/abs", "a//b", "-", "x" * 151,
-                     "x" * 201, ".hidden", "ok", "a.json", "../../etc/passwd", "\u00e9t\u00e9"]),
+    st.sampled_from(
+        [
+            "..",
+            ".",
+            "_lease",
+            "_task",
+            "a/../b",
+            "/abs",
+            "a//b",
+            "-",
+            "x" * 151,
+            "x" * 201,
+            ".hidden",
+            "ok",
+            "a.json",
+            "../../etc/passwd",
+            "\u00e9t\u00e9",
+        ]
+    ),
     st.text(st.characters(codec="utf-8"), min_size=140, max_size=260),
 )
 
@@ -149,38 +173,51 @@ def _nowhere() -> Any:
 
 # -- state payloads --------------------------------------------------------------------
 
-json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(),
-                      st.binary(max_size=8))
+json_leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(), st.binary(max_size=8)
+)
 json_like = st.recursive(
     json_leaf,
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
 
-@given(note=st.text(), ratio=st.floats(), data=st.dictionaries(st.text(max_size=8), json_like,
-                                                               max_size=4),
-       items=st.lists(json_like, max_size=4), index=st.integers())
+@given(
+    note=st.text(),
+    ratio=st.floats(),
+    data=st.dictionaries(st.text(max_size=8), json_like, max_size=4),
+    items=st.lists(json_like, max_size=4),
+    index=st.integers(),
+)
 @hostile_settings("payloads")
 # Regressions found by this campaign: each escaped as a foreign error or was stored changed.
-@example(note="\ud800", ratio=0.0, data={}, items=[], index=0)           # UnicodeEncodeError
-@example(note="", ratio=float("inf"), data={}, items=[], index=0)       # bare ValueError
+@example(note="\ud800", ratio=0.0, data={}, items=[], index=0)  # UnicodeEncodeError
+@example(note="", ratio=float("inf"), data={}, items=[], index=0)  # bare ValueError
 @example(note="", ratio=0.0, data={"a": float("nan")}, items=[], index=0)  # NaN became null
-@example(note="", ratio=0.0, data={}, items=[b"\x80"], index=0)         # UnicodeDecodeError
-@example(note="", ratio=0.0, data={}, items=[b""], index=0)             # bytes became str
-@example(note="", ratio=0.0, data={"\ud800": 1}, items=[], index=0)     # key replaced
-def test_any_state_payload_round_trips_or_is_refused(note: str, ratio: float,
-                                                     data: dict[str, Any], items: list[Any],
-                                                     index: int) -> None:
+@example(note="", ratio=0.0, data={}, items=[b"\x80"], index=0)  # UnicodeDecodeError
+@example(note="", ratio=0.0, data={}, items=[b""], index=0)  # bytes became str
+@example(note="", ratio=0.0, data={"\ud800": 1}, items=[], index=0)  # key replaced
+def test_any_state_payload_round_trips_or_is_refused(
+    note: str, ratio: float, data: dict[str, Any], items: list[Any], index: int
+) -> None:
     """A state is stored exactly (it reads back equal) or refused with InvalidState
     before any write; it is never stored changed, nor refused with a foreign error."""
     count("payloads")
     backend = KeyRecorder(MemoryBackend())
     store = StateStore(backend, PREFIX)
     try:
-        state = HostileState(task_id="t", stage_name="s", note=note, ratio=ratio, data=data,
-                             items=items, result=RelResult(index=index, pid=1, attempt=1))
+        state = HostileState(
+            task_id="t",
+            stage_name="s",
+            note=note,
+            ratio=ratio,
+            data=data,
+            items=items,
+            result=RelResult(index=index, pid=1, attempt=1),
+        )
     except ValueError:
         return  # pydantic refused it on construction: nothing reaches the store
     try:
@@ -203,11 +240,19 @@ def _has_nan(state: HostileState) -> bool:
 
 # -- raw object bytes --------------------------------------------------------------------
 
+
 def _valid_stage_bytes(note: str = "hello") -> bytes:
     backend = MemoryBackend()
     store = StateStore(backend, PREFIX)
-    store.save(RelState(task_id="t", stage_name="s01", status=StageStatus.COMPLETE,
-                        note=note, result=RelResult(index=1, pid=1, attempt=1)))
+    store.save(
+        RelState(
+            task_id="t",
+            stage_name="s01",
+            status=StageStatus.COMPLETE,
+            note=note,
+            result=RelResult(index=1, pid=1, attempt=1),
+        )
+    )
     return backend.read(f"{PREFIX}/t/s01.json")[0]
 
 
@@ -217,24 +262,39 @@ VALID_DOC = json.loads(VALID)
 raw_bytes = st.one_of(
     st.binary(max_size=300),
     st.integers(0, len(VALID) - 1).map(lambda n: VALID[:n]),  # truncated
-    st.sampled_from([json.dumps(dict(VALID_DOC, format=f)).encode() for f in
-                     ("eleanor.stage-state/2", "eleanor.stage-state/0", "eleanor.lease/1",
-                      "", None, 1)]),  # wrong format version
+    st.sampled_from(
+        [
+            json.dumps(dict(VALID_DOC, format=f)).encode()
+            for f in (
+                "eleanor.stage-state/2",
+                "eleanor.stage-state/0",
+                "eleanor.lease/1",
+                "",
+                None,
+                1,
+            )
+        ]
+    ),  # wrong format version
     st.from_regex(r"\A[\[\]{}\",:0-9a-z ]{0,40}\Z", fullmatch=True).map(str.encode),
     json_like.map(lambda v: json.dumps(v, default=repr).encode()),  # valid JSON, wrong shape
     st.dictionaries(st.sampled_from(list(VALID_DOC)), json_like, max_size=7).map(
-        lambda d: json.dumps(dict(VALID_DOC, **d), default=repr).encode()),
+        lambda d: json.dumps(dict(VALID_DOC, **d), default=repr).encode()
+    ),
     st.dictionaries(st.sampled_from(list(VALID_DOC["state"])), json_like, max_size=4).map(
-        lambda d: json.dumps(dict(VALID_DOC, state=dict(VALID_DOC["state"], **d)),
-                             default=repr).encode()),
-    st.sampled_from([
-        b"\xef\xbb\xbf" + VALID,                                # BOM
-        b"[" * 100_000 + b"]" * 100_000,                         # nested too deep
-        b'{"revision": 1' + b"0" * 5000 + b"}",                  # int beyond 4300 digits
-        VALID.replace(b'"revision": 1', b'"revision": NaN'),
-        VALID.replace(b'"note": "hello"', b'"note": "' + b"x" * 3_000_000 + b'"'),  # huge
-        os.urandom(2_000_000),                                   # huge garbage
-    ]),
+        lambda d: json.dumps(
+            dict(VALID_DOC, state=dict(VALID_DOC["state"], **d)), default=repr
+        ).encode()
+    ),
+    st.sampled_from(
+        [
+            b"\xef\xbb\xbf" + VALID,  # BOM
+            b"[" * 100_000 + b"]" * 100_000,  # nested too deep
+            b'{"revision": 1' + b"0" * 5000 + b"}",  # int beyond 4300 digits
+            VALID.replace(b'"revision": 1', b'"revision": NaN'),
+            VALID.replace(b'"note": "hello"', b'"note": "' + b"x" * 3_000_000 + b'"'),  # huge
+            os.urandom(2_000_000),  # huge garbage
+        ]
+    ),
 )
 
 
@@ -254,8 +314,11 @@ def test_any_stage_object_bytes_read_back_or_raise_corrupt_state(data: bytes) ->
     engine = _setup_task(store)
     key = f"{PREFIX}/t/s01.json"
     inner.write(key, data, OVERWRITE)
-    inner.write(f"{PREFIX}/t/s00.json", VALID.replace(b"s01", b"s00").replace(
-        b'"index":1', b'"index":0'), OVERWRITE)
+    inner.write(
+        f"{PREFIX}/t/s00.json",
+        VALID.replace(b"s01", b"s00").replace(b'"index":1', b'"index":0'),
+        OVERWRITE,
+    )
     snapshot = {k: inner.read(k)[0] for k in inner.list(f"{PREFIX}/t/") if "_lease" not in k}
     operations: list[Callable[[], Any]] = [
         lambda: store.load("t", "s01", RelState),

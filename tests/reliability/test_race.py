@@ -38,8 +38,13 @@ STAGES = size(5, 10)
 ROUNDS = size(1, 5)
 
 
-def _race(tmp_path: Path, store_spec: dict[str, Any], store: StateStore,
-          summary: Callable[..., None], label: str) -> None:
+def _race(
+    tmp_path: Path,
+    store_spec: dict[str, Any],
+    store: StateStore,
+    summary: Callable[..., None],
+    label: str,
+) -> None:
     outcomes: Counter[str] = Counter()
     problems: list[str] = []
     for round_no in range(ROUNDS):
@@ -49,14 +54,21 @@ def _race(tmp_path: Path, store_spec: dict[str, Any], store: StateStore,
         effects = work / "effects"
         procs = []
         for i in range(PROCESSES):
-            spec = {"store": store_spec, "task_id": task_id, "stages": STAGES,
-                    "effects": str(effects), "log": str(work / f"log-{i}"),
-                    # A long lease (nothing crashes here); waiters poll every ttl/4.
-                    "gate": {"ready": str(work / f"ready-{i}"), "go": str(work / "go")},
-                    "lease_ttl": 6.0, "wait_for_lease": 60.0 if i % 2 else 0.0}
+            spec = {
+                "store": store_spec,
+                "task_id": task_id,
+                "stages": STAGES,
+                "effects": str(effects),
+                "log": str(work / f"log-{i}"),
+                # A long lease (nothing crashes here); waiters poll every ttl/4.
+                "gate": {"ready": str(work / f"ready-{i}"), "go": str(work / "go")},
+                "lease_ttl": 6.0,
+                "wait_for_lease": 60.0 if i % 2 else 0.0,
+            }
             procs.append((spawn_worker(spec, work / f"spec-{i}.json"), work / f"spec-{i}.json"))
-        wait_until(lambda w=work: len(list(w.glob("ready-*"))) == PROCESSES, 60,
-                   "every racer at the gate")
+        wait_until(
+            lambda w=work: len(list(w.glob("ready-*"))) == PROCESSES, 60, "every racer at the gate"
+        )
         (work / "go").touch()
         for i, (proc, spec_path) in enumerate(procs):
             code = finish(proc)
@@ -74,11 +86,18 @@ def _race(tmp_path: Path, store_spec: dict[str, Any], store: StateStore,
                 problems.append(f"{task_id} {name}: side effect ran {len(ran.get(name, []))}x")
             if store.load(task_id, name, RelState).attempts != 1:
                 problems.append(f"{task_id} {name}: more than one attempt without a crash")
-        problems += [f"{task_id}: {p}" for p in
-                     check_write_log(read_log(sorted(work.glob("log-*"))))]
-    summary(store=label, runs=ROUNDS, processes=PROCESSES, stages=STAGES,
-            outcomes=dict(outcomes), effects_per_stage=1 if not problems else "see failures",
-            failures=len(problems))
+        problems += [
+            f"{task_id}: {p}" for p in check_write_log(read_log(sorted(work.glob("log-*"))))
+        ]
+    summary(
+        store=label,
+        runs=ROUNDS,
+        processes=PROCESSES,
+        stages=STAGES,
+        outcomes=dict(outcomes),
+        effects_per_stage=1 if not problems else "see failures",
+        failures=len(problems),
+    )
     assert outcomes["complete"] >= ROUNDS
     assert not problems, "\n".join(problems)
 
@@ -90,11 +109,18 @@ def test_race_local(tmp_path: Path, summary: Callable[..., None]) -> None:
 
 
 @pytest.mark.usefixtures("atomic_moto")
-def test_race_s3(tmp_path: Path, moto_server_url: str, s3_bucket: str,
-                 summary: Callable[..., None]) -> None:
+def test_race_s3(
+    tmp_path: Path, moto_server_url: str, s3_bucket: str, summary: Callable[..., None]
+) -> None:
     from eleanor_cloud.backends.s3 import S3Backend
 
-    store = StateStore(S3Backend(s3_bucket, endpoint_url=moto_server_url,
-                                 region_name="us-east-1"), PREFIX)
-    _race(tmp_path, {"kind": "s3", "bucket": s3_bucket, "endpoint": moto_server_url}, store,
-          summary, "s3-moto")
+    store = StateStore(
+        S3Backend(s3_bucket, endpoint_url=moto_server_url, region_name="us-east-1"), PREFIX
+    )
+    _race(
+        tmp_path,
+        {"kind": "s3", "bucket": s3_bucket, "endpoint": moto_server_url},
+        store,
+        summary,
+        "s3-moto",
+    )

@@ -46,13 +46,22 @@ def _one_run(rng: random.Random, where: dict[str, Any], tmp: Path) -> dict[str, 
     task_id = f"zombie-{uuid.uuid4().hex[:8]}"
     work = tmp / task_id
     work.mkdir()
-    base = {"store": where, "task_id": task_id,
-            "stages": STAGES, "effects": str(work / "effects"), "lease_ttl": TTL,
-            "renew_interval": TTL / 4, "max_attempts": 5}
+    base = {
+        "store": where,
+        "task_id": task_id,
+        "stages": STAGES,
+        "effects": str(work / "effects"),
+        "lease_ttl": TTL,
+        "renew_interval": TTL / 4,
+        "max_attempts": 5,
+    }
     marker = work / "stopped"
     at, phase = rng.randint(1, CLEAN_OPS), rng.choice(["before", "after"])
-    a_spec = dict(base, log=str(work / "log-a"), trigger={
-        "at": at, "phase": phase, "ops": "any", "action": "stop", "marker": str(marker)})
+    a_spec = dict(
+        base,
+        log=str(work / "log-a"),
+        trigger={"at": at, "phase": phase, "ops": "any", "action": "stop", "marker": str(marker)},
+    )
     a = spawn_worker(a_spec, work / "a.json")
     wait_until(lambda: marker.exists() or a.poll() is not None, 60, "A to freeze or end")
     stopped = marker.exists()
@@ -66,17 +75,23 @@ def _one_run(rng: random.Random, where: dict[str, Any], tmp: Path) -> dict[str, 
     a_code = finish(a)
     a_result, b_result = worker_result(work / "a.json"), worker_result(work / "b.json")
     log = read_log([work / "log-a", work / "log-b"])
-    b_epochs = [e["epoch"] for e in log if e["pid"] == b.pid
-                and e.get("ok") and e.get("op") == "write"]
+    b_epochs = [
+        e["epoch"] for e in log if e["pid"] == b.pid and e.get("ok") and e.get("op") == "write"
+    ]
     b_epoch = max(b_epochs, default=0)
     zombie = [e for e in log if e["pid"] == a.pid and e.get("resumed") and e.get("op") == "write"]
     # A zombie write landed if A's write sits after one of B's in that key's history at
     # an older epoch (check_write_log below sees it too, as epochs going down).
     b_writes = [e for e in log if e["pid"] == b.pid and e.get("ok") and e.get("op") == "write"]
-    landed = [e for e in log if e["pid"] == a.pid and e.get("ok") and e.get("op") == "write"
-              and e["epoch"] < b_epoch
-              and any(w["key"] == e["key"] and w["revision"] < e["revision"]
-                      for w in b_writes)]
+    landed = [
+        e
+        for e in log
+        if e["pid"] == a.pid
+        and e.get("ok")
+        and e.get("op") == "write"
+        and e["epoch"] < b_epoch
+        and any(w["key"] == e["key"] and w["revision"] < e["revision"] for w in b_writes)
+    ]
     store = StateStore(open_backend(where), PREFIX)
     problems = check_task(store, task_id, STAGES, work / "effects").problems
     problems += check_write_log(log)
@@ -85,28 +100,42 @@ def _one_run(rng: random.Random, where: dict[str, Any], tmp: Path) -> dict[str, 
         problems.append(f"B did not complete: exit {b_code} {b_result}")
     if a_code != 0 or a_result["outcome"] not in ("lease_lost", "complete"):
         problems.append(f"A ended badly: exit {a_code} {a_result}")
-    return {"task_id": task_id, "at": at, "phase": phase, "stopped": stopped,
-            "takeover": "lease_takeover" in b_result.get("events", []),
-            "a": a_result["outcome"], "zombie_attempts": len(zombie),
-            "zombie_refused": sum(not e["ok"] for e in zombie), "landed": len(landed),
-            "problems": problems}
+    return {
+        "task_id": task_id,
+        "at": at,
+        "phase": phase,
+        "stopped": stopped,
+        "takeover": "lease_takeover" in b_result.get("events", []),
+        "a": a_result["outcome"],
+        "zombie_attempts": len(zombie),
+        "zombie_refused": sum(not e["ok"] for e in zombie),
+        "landed": len(landed),
+        "problems": problems,
+    }
 
 
-def test_zombie_writes_never_land(tmp_path: Path, where: tuple[dict[str, Any], int],
-                                  summary: Callable[..., None]) -> None:
+def test_zombie_writes_never_land(
+    tmp_path: Path, where: tuple[dict[str, Any], int], summary: Callable[..., None]
+) -> None:
     spec, count = where
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     runs = [_one_run(rng, spec, tmp_path) for _ in range(count)]
-    problems = [f"{r['task_id']} (stop {r['phase']} op {r['at']}): {p}" for r in runs
-                for p in r["problems"]]
-    summary(store=spec["kind"], runs=count, seed=seed, stopped=sum(r["stopped"] for r in runs),
-            takeovers=sum(r["takeover"] for r in runs),
-            zombie_outcomes=dict(Counter(r["a"] for r in runs)),
-            zombie_writes_attempted=sum(r["zombie_attempts"] for r in runs),
-            zombie_writes_refused=sum(r["zombie_refused"] for r in runs),
-            zombie_writes_landed=sum(r["landed"] for r in runs),
-            failures=len(problems))
+    problems = [
+        f"{r['task_id']} (stop {r['phase']} op {r['at']}): {p}" for r in runs for p in r["problems"]
+    ]
+    summary(
+        store=spec["kind"],
+        runs=count,
+        seed=seed,
+        stopped=sum(r["stopped"] for r in runs),
+        takeovers=sum(r["takeover"] for r in runs),
+        zombie_outcomes=dict(Counter(r["a"] for r in runs)),
+        zombie_writes_attempted=sum(r["zombie_attempts"] for r in runs),
+        zombie_writes_refused=sum(r["zombie_refused"] for r in runs),
+        zombie_writes_landed=sum(r["landed"] for r in runs),
+        failures=len(problems),
+    )
     if count >= 5:  # the chance that none of a handful of runs did is not negligible
         assert sum(r["takeover"] for r in runs) >= 1, "no run exercised a takeover"
         assert sum(r["zombie_refused"] for r in runs) >= 1, "no zombie ever tried to write"

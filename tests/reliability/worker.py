@@ -44,14 +44,20 @@ def main(spec_path: Path) -> None:
     events: list[str] = []
     block = Path(spec["block"]) if spec.get("block") else None
     engine = TaskEngine(
-        spec["task_id"], make_stages(spec["stages"], Path(spec["effects"]),
-                                     block_stage=spec.get("block_stage"), block=block),
-        RelState, store, max_attempts=spec.get("max_attempts", 5),
+        spec["task_id"],
+        make_stages(
+            spec["stages"], Path(spec["effects"]), block_stage=spec.get("block_stage"), block=block
+        ),
+        RelState,
+        store,
+        max_attempts=spec.get("max_attempts", 5),
         backoff=Backoff(initial=0.01, max_delay=0.05),
-        lease_ttl=spec.get("lease_ttl", 10.0), wait_for_lease=spec.get("wait_for_lease", 0.0),
+        lease_ttl=spec.get("lease_ttl", 10.0),
+        wait_for_lease=spec.get("wait_for_lease", 0.0),
         renew_interval=spec.get("renew_interval"),
         clock_skew_tolerance=spec.get("clock_skew_tolerance", 0.0),
-        on_event=lambda ev: events.append(ev.kind))
+        on_event=lambda ev: events.append(ev.kind),
+    )
     gate = spec.get("gate")
     if gate:
         Path(gate["ready"]).touch()
@@ -64,11 +70,17 @@ def main(spec_path: Path) -> None:
     except LeaseLost as exc:
         out = {"outcome": "lease_lost", "error": str(exc)}
     except Exception as exc:
-        out = {"outcome": "error", "error": f"{type(exc).__name__}: {exc}",
-               "traceback": traceback.format_exc()}
+        out = {
+            "outcome": "error",
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(),
+        }
     else:
-        out = {"outcome": "complete" if summary.status is StageStatus.COMPLETE else "other",
-               "status": summary.status.value, "message": summary.message}
+        out = {
+            "outcome": "complete" if summary.status is StageStatus.COMPLETE else "other",
+            "status": summary.status.value,
+            "message": summary.message,
+        }
     out["events"] = events
     out["resumed"] = backend.resumed
     result_path.write_text(json.dumps(out))

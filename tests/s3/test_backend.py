@@ -55,14 +55,22 @@ def test_each_store_operation_costs_the_minimum_of_requests(
     methods = {e.request.method for e in proxy.log}
     assert methods == {"PUT", "GET", "DELETE"}
     assert proxy.count() == proxy.count(forwarded=True)
-    assert not [e for e in proxy.log if e.request.key == ""
-                and "list-type=2" not in e.request.query]
+    assert not [
+        e for e in proxy.log if e.request.key == "" and "list-type=2" not in e.request.query
+    ]
 
 
 def test_listing_is_paginated_lazily_and_in_order(proxy: FaultProxy, s3_bucket: str) -> None:
     backend = S3Backend(s3_bucket, endpoint_url=proxy.url, page_size=2)
-    keys = ["p/a.json", "p/b/1.json", "p/b/2.json", "p/c.json", "p/d/1.json", "p/e.json",
-            "q/a.json"]
+    keys = [
+        "p/a.json",
+        "p/b/1.json",
+        "p/b/2.json",
+        "p/c.json",
+        "p/d/1.json",
+        "p/e.json",
+        "q/a.json",
+    ]
     for key in keys:
         backend.write(key, b"x", CREATE)
     proxy.clear()
@@ -70,7 +78,12 @@ def test_listing_is_paginated_lazily_and_in_order(proxy: FaultProxy, s3_bucket: 
     assert proxy.count("GET") == 3  # 6 keys, 2 per page
     proxy.clear()
     assert list(backend.list("p/", delimiter="/")) == [
-        "p/a.json", "p/b/", "p/c.json", "p/d/", "p/e.json"]
+        "p/a.json",
+        "p/b/",
+        "p/c.json",
+        "p/d/",
+        "p/e.json",
+    ]
     proxy.clear()
     listing = backend.list("p/")
     assert proxy.count() == 0  # nothing is fetched until the caller iterates
@@ -96,17 +109,14 @@ def test_versions_are_etags_exactly_as_s3_returns_them(
 def test_default_client_uses_standard_retries_and_user_config_wins() -> None:
     default = S3Backend("bucket-ok")
     assert default.client.meta.config.retries["mode"] == "standard"
-    tuned = S3Backend("bucket-ok", config=Config(retries={"total_max_attempts": 7},
-                                                 read_timeout=5))
+    tuned = S3Backend("bucket-ok", config=Config(retries={"total_max_attempts": 7}, read_timeout=5))
     assert tuned.client.meta.config.retries == {"mode": "standard", "total_max_attempts": 7}
     assert tuned.client.meta.config.read_timeout == 5
     adaptive = S3Backend("bucket-ok", config=Config(retries={"mode": "adaptive"}))
     assert adaptive.client.meta.config.retries["mode"] == "adaptive"
 
 
-def test_retry_mode_from_the_environment_beats_the_default(
-    monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_retry_mode_from_the_environment_beats_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_RETRY_MODE", "legacy")
     backend = S3Backend("bucket-ok")
     assert backend.client.meta.config.retries["mode"] == "legacy"
@@ -134,8 +144,9 @@ def test_injected_client_is_used_as_is(s3_client: Any, s3_bucket: str) -> None:
 
 
 def test_injected_session_builds_the_client(moto_server_url: str, s3_bucket: str) -> None:
-    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                            region_name="eu-west-1")
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1"
+    )
     backend = S3Backend(s3_bucket, session=session, endpoint_url=moto_server_url)
     assert backend.client.meta.region_name == "eu-west-1"
     backend.write("k/a.json", b"x", CREATE)
@@ -154,21 +165,25 @@ def test_endpoint_from_the_environment_and_explicit_argument_wins(
     assert proxy.count() == 1  # the explicit endpoint bypassed the one in the environment
 
 
-def test_url_prefix_is_the_key_prefix(s3_client: Any, s3_bucket: str,
-                                      moto_server_url: str) -> None:
+def test_url_prefix_is_the_key_prefix(s3_client: Any, s3_bucket: str, moto_server_url: str) -> None:
     backend, prefix = from_url(f"s3://{s3_bucket}/team/runs/", endpoint_url=moto_server_url)
-    assert (backend.bucket, prefix, backend.description) == (s3_bucket, "team/runs/",
-                                                             f"s3://{s3_bucket}")
+    assert (backend.bucket, prefix, backend.description) == (
+        s3_bucket,
+        "team/runs/",
+        f"s3://{s3_bucket}",
+    )
     store = StateStore(backend, prefix)
     store.create(CounterState(task_id="job-1", stage_name="extract"))
     listed = s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]
     assert [o["Key"] for o in listed] == ["team/runs/job-1/extract.json"]
 
 
-def test_extra_args_go_on_the_requests_that_take_them(proxy: FaultProxy,
-                                                      s3_bucket: str) -> None:
-    backend = S3Backend(s3_bucket, endpoint_url=proxy.url, extra_args={
-        "ServerSideEncryption": "AES256", "ExpectedBucketOwner": "123456789012"})
+def test_extra_args_go_on_the_requests_that_take_them(proxy: FaultProxy, s3_bucket: str) -> None:
+    backend = S3Backend(
+        s3_bucket,
+        endpoint_url=proxy.url,
+        extra_args={"ServerSideEncryption": "AES256", "ExpectedBucketOwner": "123456789012"},
+    )
     version = backend.write("k/a.json", b"x", CREATE)
     backend.read("k/a.json")
     list(backend.list("k/"))
@@ -193,7 +208,8 @@ def test_importing_the_package_loads_no_boto3(moto_server_url: str, s3_bucket: s
         assert "eleanor_cloud.backends.s3" in sys.modules
         print(type(store.backend).__name__)
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "S3Backend"

