@@ -7,20 +7,18 @@ Import from here (or lazily from ``eleanor_cloud``)::
 Store-only operations for tools that do not have the stage code (the CLI):
 :func:`task_status`, :func:`cancel_task`, :func:`retry_failed_task`,
 :func:`rollback_task`; they read states through :class:`AnyStageState` by default.
+
+The modules behind it, for readers: :mod:`.transitions` (every status change, pure),
+:mod:`.attempt` (one attempt, the interrupt handshake), :mod:`.run` (open, the loop,
+endings), :mod:`.saga` (rollback), :mod:`.admin` (store-only operations),
+:mod:`.options` (argument checks), :mod:`.lease` and :mod:`.fence` (exclusivity).
 """
 
+from eleanor_cloud.engine.admin import cancel_task, retry_failed_task, rollback_task, task_status
 from eleanor_cloud.engine.anystate import AnyStageState
+from eleanor_cloud.engine.backoff import Backoff
 from eleanor_cloud.engine.engine import TaskEngine
 from eleanor_cloud.engine.events import EngineEvent, EventKind
-from eleanor_cloud.engine.lease import LeaseManager
-from eleanor_cloud.engine.operations import (
-    cancel_task,
-    fence_task,
-    retry_failed_task,
-    rollback_task,
-    task_status,
-)
-from eleanor_cloud.engine.retry import Backoff
 from eleanor_cloud.engine.stage import BaseStage, StageContext
 from eleanor_cloud.engine.summary import StageSummary, TaskSummary
 
@@ -30,13 +28,11 @@ __all__ = [
     "BaseStage",
     "EngineEvent",
     "EventKind",
-    "LeaseManager",
     "StageContext",
     "StageSummary",
     "TaskEngine",
     "TaskSummary",
     "cancel_task",
-    "fence_task",
     "retry_failed_task",
     "rollback_task",
     "task_status",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from eleanor_cloud.models import StageStatus
 
-__all__ = ["EngineEvent", "EventHandler", "EventKind", "chain_on_event"]
+__all__ = ["EngineEvent", "EventHandler", "EventKind", "Reporter", "chain_on_event"]
 
 EventKind = Literal[
     "task_started",
@@ -70,3 +71,49 @@ def chain_on_event(engine: Any, handler: EventHandler) -> None:
             handler(event)
 
     setattr(engine, attr, both)
+
+
+_LOGGER = logging.getLogger("eleanor_cloud.engine")
+
+
+class Reporter:
+    """Events to ``on_event`` and log records, both carrying task and stage.
+
+    ``handler`` is assignable (``TaskEngine.on_event``); a handler that raises is
+    logged and never breaks the run.
+    """
+
+    def __init__(self, task_id: str, handler: EventHandler | None = None) -> None:
+        self.task_id = task_id
+        self.handler = handler
+
+    def log(
+        self, stage_name: str | None = None, attempt: int | None = None
+    ) -> logging.LoggerAdapter[logging.Logger]:
+        extra: dict[str, Any] = {"task_id": self.task_id, "stage_name": stage_name}
+        if attempt is not None:
+            extra["attempt"] = attempt
+        return logging.LoggerAdapter(_LOGGER, extra)
+
+    def emit(
+        self,
+        kind: EventKind,
+        stage_name: str | None = None,
+        attempt: int = 0,
+        status: StageStatus | None = None,
+        message: str = "",
+    ) -> None:
+        event = EngineEvent(kind, self.task_id, stage_name, attempt, status, message)
+        extra = {"task_id": self.task_id, "stage_name": stage_name}
+        _LOGGER.debug(
+            "task %s stage %s: %s %s", self.task_id, stage_name, kind, message, extra=extra
+        )
+        handler = self.handler
+        if handler is None:
+            return
+        try:
+            handler(event)
+        except Exception:
+            _LOGGER.exception(
+                "task %s: on_event handler failed for %s", self.task_id, kind, extra=extra
+            )

@@ -25,8 +25,10 @@
   on the next tick and marks it lost only once the lease has expired.
 - Release: replace with ``released=True``. The object is kept, so epochs only grow.
 
-All lease I/O runs on one dedicated thread: the store's version cache is per thread,
-and the renewer and the releaser must compare-and-swap against the same cached version.
+The manager holds the record it last wrote and every write names it (``replaces=``):
+the renewer thread and a releaser on another thread compare-and-swap against the same
+record, one at a time (a lock), so neither can base a write on a version the other
+already replaced.
 """
 
 from __future__ import annotations
@@ -38,13 +40,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
 
-from eleanor_cloud.backends.base import CREATE, Replace
 from eleanor_cloud.clock import Clock, format_ts, parse_ts, utc_now
-from eleanor_cloud.engine.storeview import private_view
+from eleanor_cloud.engine.options import LeaseOptions
 from eleanor_cloud.errors import (
     AlreadyExists,
     Conflict,
@@ -59,7 +58,6 @@ from eleanor_cloud.store.state_store import StateStore
 __all__ = ["LeaseManager", "default_holder", "is_expired"]
 
 _log = logging.getLogger("eleanor_cloud.engine")
-T = TypeVar("T")
 _MAX_RACES = 20  # lost create/replace races in one acquire before giving up
 
 
@@ -91,25 +89,17 @@ class LeaseManager:
         on_lost: Callable[[str], None] | None = None,
         monotonic: Callable[[], float] | None = None,
     ) -> None:
-        if ttl <= 0:
-            raise InvalidState(f"lease_ttl must be > 0 seconds, got {ttl}")
-        if wait < 0:
-            raise InvalidState(f"wait_for_lease must be >= 0 seconds, got {wait}")
-        if clock_skew_tolerance < 0:
-            raise InvalidState(
-                f"clock_skew_tolerance must be >= 0 seconds, got {clock_skew_tolerance}"
-            )
-        if renew_interval is not None and renew_interval <= 0:
-            raise InvalidState(f"renew_interval must be > 0 seconds, got {renew_interval}")
-        self._store = private_view(store)
+        options = LeaseOptions(ttl, wait, clock_skew_tolerance, renew_interval)
+        self._store = store
         self.task_id = task_id
         self.holder = holder
-        self.ttl = ttl
+        self.options = options
+        self.ttl = options.ttl
         self._clock = clock
         self._sleep = sleep
-        self.skew = clock_skew_tolerance
-        self.wait = wait
-        self.renew_interval = renew_interval if renew_interval is not None else ttl / 3
+        self.skew = options.clock_skew_tolerance
+        self.wait = options.wait
+        self.renew_interval = options.interval
         self._on_lost = on_lost
         self._record: Record[Lease] | None = None
         self._lost = threading.Event()
@@ -120,7 +110,9 @@ class LeaseManager:
         self._release_lock = threading.Lock()
         self._released = False
         self._renewer: threading.Thread | None = None
-        self._io = ThreadPoolExecutor(1, thread_name_prefix=f"eleanor-lease-{task_id}")
+        # Renewals (renewer thread) and the release (any thread) replace self._record
+        # one at a time: each must name the record the previous one wrote.
+        self._write_lock = threading.Lock()
         self.epoch = 0
         self.takeover = False
         self.created = False
@@ -168,9 +160,6 @@ class LeaseManager:
         if self._on_lost is not None:
             self._on_lost(reason)
 
-    def _on_io(self, fn: Callable[..., T], *args: Any) -> T:
-        return self._io.submit(fn, *args).result()
-
     # -- acquire ----------------------------------------------------------------------
 
     def acquire(self, *, probably_new: bool = False) -> Lease:
@@ -187,7 +176,7 @@ class LeaseManager:
         self._watch_left = 0.0
         while True:
             try:
-                return self._on_io(self._acquire_once, probably_new)
+                return self._acquire_once(probably_new)
             except LeaseHeld as held:
                 if self._confirm > 0:
                     # It looks expired by our clock: watch it for one TTL, whatever wait.
@@ -241,9 +230,8 @@ class LeaseManager:
             asked = self._monotonic()
             current = None if try_create else store.load_lease(self.task_id)
             if current is None:
-                store.epoch = 1
                 try:
-                    self._record = store.write_lease(self._new_lease(1, now), CREATE)
+                    self._record = store.write_lease(self._new_lease(1, now), replaces=None)
                 except AlreadyExists:
                     try_create = False
                     continue  # read it (remembering its version) and decide
@@ -279,11 +267,8 @@ class LeaseManager:
                     )
                 takeover = True
             epoch = max(old.epoch, current.epoch) + 1
-            store.epoch = epoch
             try:
-                self._record = store.write_lease(
-                    self._new_lease(epoch, now), Replace(current.version)
-                )
+                self._record = store.write_lease(self._new_lease(epoch, now), replaces=current)
             except Conflict:
                 continue  # somebody else moved it first: look again
             self.epoch, self.takeover, self.created = epoch, takeover, False
@@ -319,7 +304,7 @@ class LeaseManager:
             if self.lost:
                 return
             try:
-                self._on_io(self.renew_once)
+                self.renew_once()
             except Exception:  # noqa: BLE001 - a renewer must never die silently mid-run
                 _log.exception(
                     "task %s: lease renewal crashed",
@@ -330,9 +315,13 @@ class LeaseManager:
                 return
 
     def renew_once(self) -> bool:
-        """One renewal (call on the lease I/O thread or via :meth:`renew`)."""
+        """One renewal; False if refused or failed."""
+        with self._write_lock:
+            return self._renew_locked()
+
+    def _renew_locked(self) -> bool:
         record = self._record
-        if record is None or self.lost:
+        if record is None or self.lost or self._released:
             return False
         now = self._clock()
         renewed = record.value.model_copy(
@@ -342,7 +331,7 @@ class LeaseManager:
             }
         )
         try:
-            self._record = self._store.write_lease(renewed, Replace(record.version))
+            self._record = self._store.write_lease(renewed, replaces=record)
         except Conflict as exc:
             holder = exc.current.value.holder if isinstance(exc.current, Record) else "?"
             self._mark_lost(f"renewal refused: the lease is now held by {holder!r}")
@@ -361,15 +350,15 @@ class LeaseManager:
         return True
 
     def renew(self) -> bool:
-        """Renew now, on the lease I/O thread; False if refused or failed."""
-        return self._on_io(self.renew_once)
+        """Renew now; False if refused or failed."""
+        return self.renew_once()
 
     # -- release ----------------------------------------------------------------------
 
     def release(self) -> None:
         """Stop renewing and mark the lease released (unless it was lost or never held).
 
-        Always call it, also after a failed ``acquire``: it stops the lease I/O thread.
+        Always call it, also after a failed ``acquire``: it stops the renewer thread.
         Idempotent: a second call (from any thread) is a no-op.
         """
         with self._release_lock:
@@ -379,11 +368,9 @@ class LeaseManager:
             self._stop.set()
             if self._renewer is not None:
                 self._renewer.join()
-            try:
-                if self._record is not None and not self.lost:
-                    self._on_io(self._release_once)
-            finally:
-                self._io.shutdown(wait=True)
+            if self._record is not None and not self.lost:
+                with self._write_lock:
+                    self._release_once()
 
     def _release_once(self) -> None:
         record = self._record
@@ -392,7 +379,7 @@ class LeaseManager:
         now = self._clock()
         released = record.value.model_copy(update={"released": True, "expires_at": format_ts(now)})
         try:
-            self._record = self._store.write_lease(released, Replace(record.version))
+            self._record = self._store.write_lease(released, replaces=record)
         except Conflict:
             self._mark_lost("release refused: another holder took the lease over")
         except EleanorError as exc:

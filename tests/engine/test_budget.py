@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from eleanor_cloud.engine import TaskEngine
-from eleanor_cloud.engine.retry import current_run, global_used, may_attempt
+from eleanor_cloud.engine.transitions import current_run, global_used, may_attempt
 from eleanor_cloud.models import RetryPolicy, StageStateHistoryEntry, StageStatus
 from eleanor_cloud.store import StateStore
 from tests.engine.conftest import FakeClock
@@ -67,8 +67,7 @@ def crashed_task(store: StateStore, clock: FakeClock, attempts_before: int) -> N
     TaskEngine("t", [FnStage("a", lambda s, c: Out())], DemoState, store, clock=clock).bind()
     ends = [S.RETRY] * attempts_before
     running = state(S.RUNNING, *ends).model_copy(update={"attempts": attempts_before + 1})
-    store.epoch = 1
-    store.save(running)
+    store.create(running, epoch=1)
     put_lease(store, clock, holder="dead", expires_in=1)
     clock.advance(10)
 

@@ -286,17 +286,14 @@ def test_store_only_operations_on_a_missing_task_raise_not_found(store: StateSto
 def test_rollback_takes_a_dead_holders_lease_over_after_watching_it(
     store: StateStore, clock: FakeClock
 ) -> None:
-    from eleanor_cloud.backends.base import Replace
-
     TaskEngine("t", [FnStage(n, ok) for n in "abc"], DemoState, store, clock=clock).run()
     ops = other_store(store)
     # A holder that died holding the lease: never released, never renewed again.
     released = ops.load_lease("t")
     assert released is not None
-    ops.epoch = released.value.epoch
     ops.write_lease(
         released.value.model_copy(update={"released": False, "holder": "dead/1"}),
-        Replace(released.version),
+        replaces=released,
     )
     clock.advance(120)  # long past its expiry by this host's clock
     summary = rollback_task(ops, "t", "b", clock=clock, sleep=clock.sleep)

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from eleanor_cloud.backends.base import CREATE, Replace
 from eleanor_cloud.clock import format_ts, parse_ts
-from eleanor_cloud.engine import StageContext, TaskEngine, fence_task
+from eleanor_cloud.engine import StageContext, TaskEngine
+from eleanor_cloud.engine.fence import fence_task
 from eleanor_cloud.errors import Conflict, LeaseHeld, LeaseLost
 from eleanor_cloud.models import StageStatus
 from eleanor_cloud.store import Lease, StateStore
@@ -46,11 +46,10 @@ def put_lease(
         ttl_seconds=60.0,
         released=released,
     )
-    store.epoch = epoch
     for _ in range(100):  # a running holder's renewer may replace it in between
         current = store.load_lease("t")
         try:
-            store.write_lease(lease, CREATE if current is None else Replace(current.version))
+            store.write_lease(lease, replaces=current)
             return
         except Conflict:
             continue
@@ -173,8 +172,7 @@ def test_an_expired_lease_is_taken_over_and_the_task_fenced(
     old = store_as(backend, "old-holder", clock)
     TaskEngine("t", [FnStage(n, ok) for n in "abcd"], DemoState, old, clock=clock).bind()
     # the old holder completed a, was running b, and never wrote c or d
-    old.epoch = 1
-    old.save(
+    old.create(
         DemoState(
             task_id="t",
             stage_name="a",
@@ -182,9 +180,12 @@ def test_an_expired_lease_is_taken_over_and_the_task_fenced(
             attempts=1,
             history=[],
             result=Out(value=1),
-        )
+        ),
+        epoch=1,
     )
-    old.save(DemoState(task_id="t", stage_name="b", status=StageStatus.RUNNING, attempts=1))
+    old.create(
+        DemoState(task_id="t", stage_name="b", status=StageStatus.RUNNING, attempts=1), epoch=1
+    )
     put_lease(old, clock, holder="old-holder", expires_in=10)
     clock.advance(16)  # past expiry + 5s tolerance
     new = store_as(backend, "new-holder", clock)
@@ -215,22 +216,25 @@ def test_after_a_fence_no_cached_version_of_the_old_holder_can_write(
 ) -> None:
     zombie = store_as(backend, "zombie", clock)
     TaskEngine("t", [FnStage(n, ok) for n in "abc"], DemoState, zombie, clock=clock).bind()
-    zombie.epoch = 1
-    a = zombie.save(DemoState(task_id="t", stage_name="a", status=StageStatus.COMPLETE)).value
-    b = zombie.save(DemoState(task_id="t", stage_name="b", status=StageStatus.RUNNING)).value
+    a = zombie.create(DemoState(task_id="t", stage_name="a", status=StageStatus.COMPLETE), epoch=1)
+    b = zombie.create(DemoState(task_id="t", stage_name="b", status=StageStatus.RUNNING), epoch=1)
     successor = store_as(backend, "successor", clock)
-    successor.epoch = 2
-    fenced = fence_task(successor, "t", ["a", "b", "c"], DemoState)
+    loaded = successor.load_task_records("t", DemoState)
+    fenced = fence_task(successor, "t", ["a", "b", "c"], DemoState, loaded, epoch=2)
     assert {n: r.epoch for n, r in fenced.items()} == {"a": 2, "b": 2, "c": 2}
     assert fenced["c"].value.status is StageStatus.CREATED
     before = {
         n: (r.revision, r.writer) for n, r in successor.load_task_records("t", DemoState).items()
     }
-    for state in (a, b.model_copy(update={"status": StageStatus.COMPLETE})):
+    # The zombie's records are all it has: every one of them is stale now.
+    for record, state in (
+        (a, a.value),
+        (b, b.value.model_copy(update={"status": StageStatus.COMPLETE})),
+    ):
         with pytest.raises(Conflict):
-            zombie.save(state)
+            zombie.save(state, replaces=record, epoch=1)
     with pytest.raises(Conflict):  # its first write of c would have been a create
-        zombie.save(DemoState(task_id="t", stage_name="c", status=StageStatus.RUNNING))
+        zombie.create(DemoState(task_id="t", stage_name="c", status=StageStatus.RUNNING), epoch=1)
     after = {
         n: (r.revision, r.writer) for n, r in successor.load_task_records("t", DemoState).items()
     }

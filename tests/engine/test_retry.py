@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from eleanor_cloud.engine import Backoff, StageContext, TaskEngine, retry_failed_task
-from eleanor_cloud.engine.retry import current_run
+from eleanor_cloud.engine.transitions import current_run
 from eleanor_cloud.models import RetryPolicy, StageStatus
 from eleanor_cloud.store import StateStore
 from tests.engine.conftest import FakeClock

@@ -22,11 +22,11 @@ from eleanor_cloud.clock import utc_now
 from eleanor_cloud.engine import (
     Backoff,
     EngineEvent,
-    LeaseManager,
     StageContext,
     TaskEngine,
     TaskSummary,
 )
+from eleanor_cloud.engine.lease import LeaseManager
 from eleanor_cloud.errors import InvalidState
 from eleanor_cloud.models import RetryPolicy, StageStatus
 from eleanor_cloud.store import StateStore

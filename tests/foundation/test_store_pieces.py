@@ -59,8 +59,7 @@ def test_envelope_defects_name_the_key(mutate: object, why: str) -> None:
 def test_envelope_records_writer_epoch_and_utc_time(tmp_path: Path) -> None:
     moment = datetime(2026, 11, 30, 12, 0, tzinfo=timezone(timedelta(hours=2)))
     store = ec.open_store(tmp_path, writer="lambda/abc", clock=lambda: moment)
-    store.epoch = 4
-    store.create(CounterState(task_id="t", stage_name="s"))
+    store.create(CounterState(task_id="t", stage_name="s"), epoch=4)
     doc = json.loads((tmp_path / "t" / "s.json").read_bytes())
     assert doc["writer"] == "lambda/abc"
     assert doc["epoch"] == 4

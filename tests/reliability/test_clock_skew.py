@@ -141,7 +141,6 @@ def test_a_dead_lease_is_taken_over_whatever_the_clocks_say(
     effects = tmp_path / "effects"
     engine(task_id, store, effects, clock=utc_now).bind()
     now = utc_now()
-    store.epoch = 1
     store.write_lease(
         Lease(
             task_id=task_id,

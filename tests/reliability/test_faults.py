@@ -19,6 +19,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,6 +123,9 @@ def test_every_outcome_the_store_reports_is_true(
     # Whether the faulty store may write the slot: it holds the version to CAS against
     # ("cached"), or has just seen that there is no object, so it may create ("absent").
     known = ["unknown"] * SLOTS
+    # The record each save replaces: what the faulty store last read or wrote there
+    # (None: it saw no object, so the save creates). Versions travel with the data.
+    held: list[Any] = [None] * SLOTS
     outcomes: Counter[str] = Counter()
     problems: list[str] = []
     unknown_landed = 0
@@ -137,8 +141,10 @@ def test_every_outcome_the_store_reports_is_true(
         task_id = f"f{slot}"
         if rng.random() < 0.1 and stored(slot) is not None:
             # Another writer moves the object on: the faulty store's version goes stale.
-            truth.load(task_id, "s", RelState)
-            truth.save(RelState(task_id=task_id, stage_name="s", note=f"foreign-{op}"))
+            seen = truth.load_record(task_id, "s", RelState)
+            truth.save(
+                RelState(task_id=task_id, stage_name="s", note=f"foreign-{op}"), replaces=seen
+            )
             continue
         if known[slot] == "unknown" or rng.random() < 0.3:
             kind = "load"
@@ -146,23 +152,25 @@ def test_every_outcome_the_store_reports_is_true(
                 record = store.load_record(task_id, "s", RelState)
             except NotFound:
                 outcome = "not-found"
-                known[slot] = "absent"
+                known[slot], held[slot] = "absent", None
             except EleanorError as exc:
                 outcome = type(exc).__name__
             else:
                 outcome = "ok"
-                known[slot] = "cached"
+                known[slot], held[slot] = "cached", record
         else:
             kind = "save"
             note = f"op-{op}"
             try:
-                record = store.save(RelState(task_id=task_id, stage_name="s", note=note))
+                record = store.save(
+                    RelState(task_id=task_id, stage_name="s", note=note), replaces=held[slot]
+                )
             except EleanorError as exc:
                 outcome = type(exc).__name__
                 known[slot] = "unknown"
             else:
                 outcome = "ok"
-                known[slot] = "cached"
+                known[slot], held[slot] = "cached", record
         proxy.wait_settled()  # a late request must have landed (or not) before we look
         current = stored(slot)
         outcomes[f"{kind}:{outcome}"] += 1

@@ -140,7 +140,7 @@ def test_any_task_id_or_stage_name_stays_inside_the_prefix(task_id: str, stage: 
     store = StateStore(backend, PREFIX)
     calls: list[Callable[[], Any]] = [
         # model_construct: no pydantic check first, so the store's own checks are tested.
-        lambda: store.save(RelState.model_construct(task_id=task_id, stage_name=stage)),
+        lambda: store.create(RelState.model_construct(task_id=task_id, stage_name=stage)),
         lambda: store.load(task_id, stage, RelState),
         lambda: store.load_task(task_id, RelState),
         lambda: store.load_lease(task_id),
@@ -162,7 +162,7 @@ def test_any_task_id_or_stage_name_stays_inside_the_prefix(task_id: str, stage: 
             assert exc.key is not None and exc.key.startswith(PREFIX + "/")
     assert backend.outside() == []
     with pytest.raises(InvalidKey):
-        store.save(RelState.model_construct(task_id=task_id + "/..", stage_name=stage))
+        store.create(RelState.model_construct(task_id=task_id + "/..", stage_name=stage))
 
 
 def _nowhere() -> Any:
@@ -221,7 +221,7 @@ def test_any_state_payload_round_trips_or_is_refused(
     except ValueError:
         return  # pydantic refused it on construction: nothing reaches the store
     try:
-        store.save(state, mode=OVERWRITE)
+        store.create(state)  # a fresh backend per example: nothing to replace
     except InvalidState as exc:
         with pytest.raises(NotFound):  # refused before writing anything
             backend.inner.read(f"{PREFIX}/t/s.json")
@@ -244,7 +244,7 @@ def _has_nan(state: HostileState) -> bool:
 def _valid_stage_bytes(note: str = "hello") -> bytes:
     backend = MemoryBackend()
     store = StateStore(backend, PREFIX)
-    store.save(
+    store.create(
         RelState(
             task_id="t",
             stage_name="s01",

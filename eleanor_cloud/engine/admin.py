@@ -1,0 +1,184 @@
+"""Task operations that need only a store, not the stage code (what the CLI calls).
+
+Each reads the records it changes and writes only by compare-and-swap against them;
+on a lost race it reloads and re-applies. States are read through ``state_class``
+(:class:`AnyStageState` by default, which keeps the user's fields so writing a state
+back loses nothing). The status changes themselves are :mod:`.transitions`'.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from eleanor_cloud.clock import Clock, utc_now
+from eleanor_cloud.engine import transitions as tr
+from eleanor_cloud.engine.anystate import AnyStageState
+from eleanor_cloud.engine.checkpoint import RunState
+from eleanor_cloud.engine.fence import MAX_RACES, fence_task, reload
+from eleanor_cloud.engine.lease import LeaseManager, default_holder
+from eleanor_cloud.engine.saga import reset_stages
+from eleanor_cloud.engine.summary import TaskSummary, summarize
+from eleanor_cloud.errors import Conflict, InvalidState
+from eleanor_cloud.models import BaseStageState, StageStatus
+from eleanor_cloud.store.records import Record
+from eleanor_cloud.store.state_store import StateStore
+
+__all__ = ["cancel_task", "retry_failed_task", "rollback_task", "task_status"]
+
+S = TypeVar("S", bound="BaseStageState[Any]")
+_log = logging.getLogger("eleanor_cloud.engine")
+
+
+def _load_all(
+    store: StateStore, task_id: str, state_class: type[S]
+) -> tuple[tuple[str, ...], dict[str, Record[S]]]:
+    manifest = store.load_manifest(task_id)
+    return manifest.stages, store.load_task_records(task_id, state_class)
+
+
+def _update_stage(
+    store: StateStore,
+    task_id: str,
+    name: str,
+    state_class: type[S],
+    record: Record[S] | None,
+    change: Callable[[S | None], S | None],
+    *,
+    epoch_floor: int = 0,
+) -> Record[S] | None:
+    """Apply ``change`` to one stage by CAS, reloading and re-applying on a lost race.
+
+    ``change`` gets the current state (``None`` if there is no object) and returns the
+    new state, or ``None`` to leave it alone. The write is stamped with the epoch of
+    the record it replaces (or ``epoch_floor`` if higher): these operations hold no
+    lease and must not look like an older holder to the one running.
+    """
+    for _ in range(MAX_RACES):
+        new = change(record.value if record else None)
+        if new is None:
+            return record
+        epoch = max(epoch_floor, record.epoch if record else 0)
+        try:
+            return store.save(new, replaces=record, epoch=epoch)
+        except Conflict:
+            record = reload(store, task_id, name, state_class)
+    raise Conflict(
+        f"task {task_id!r} stage {name!r}: lost {MAX_RACES} races in a row",
+        key=store.stage_key(task_id, name),
+        operation="update",
+    )
+
+
+def task_status(
+    store: StateStore, task_id: str, state_class: type[BaseStageState[Any]] = AnyStageState
+) -> TaskSummary:
+    """Read-only summary of a bound task (``NotFound`` if it was never bound).
+
+    Costs one GET (manifest), one LIST and one GET per stored stage.
+    """
+    names, records = _load_all(store, task_id, state_class)
+    return summarize(task_id, names, {n: r.value for n, r in records.items()})
+
+
+def cancel_task(
+    store: StateStore, task_id: str, state_class: type[BaseStageState[Any]] = AnyStageState
+) -> TaskSummary:
+    """Move every stage in CANCELABLE_STATES to CANCELED; missing stages are created so.
+
+    A running holder notices at its next write (its compare-and-swap fails and it finds
+    CANCELED) or through ``ctx.cancelled``, and stops. Writes are stamped with the
+    lease's epoch so the current holder recognises the cancel as not coming from an
+    older holder. COMPLETE and ERROR stages are left as they are.
+    """
+    names, records = _load_all(store, task_id, state_class)
+    lease = store.load_lease(task_id)
+    floor = max(lease.value.epoch, lease.epoch) if lease else 0
+
+    def change_for(name: str) -> Callable[[Any], Any]:
+        fresh = state_class(task_id=task_id, stage_name=name, status=StageStatus.CREATED)
+        return lambda state: tr.cancel(state, fresh)
+
+    states: dict[str, BaseStageState[Any]] = {}
+    for name in names:
+        record = _update_stage(
+            store,
+            task_id,
+            name,
+            state_class,
+            records.get(name),
+            change_for(name),
+            epoch_floor=floor,
+        )
+        if record is not None:
+            states[name] = record.value
+    _log.info("task %s: canceled", task_id, extra={"task_id": task_id, "stage_name": None})
+    return summarize(task_id, names, states)
+
+
+def retry_failed_task(
+    store: StateStore, task_id: str, state_class: type[BaseStageState[Any]] = AnyStageState
+) -> TaskSummary:
+    """Redrive: every ERROR stage becomes RETRY with a fresh attempt budget.
+
+    The budget is derived from history (see :mod:`.transitions`): the ERROR entry closes
+    the stage's failed run, so the next run starts from zero. The history and
+    ``attempts`` are kept. The next ``TaskEngine.run`` resumes the task.
+    """
+    names, records = _load_all(store, task_id, state_class)
+    states: dict[str, BaseStageState[Any]] = {}
+    for name in names:
+        record = _update_stage(store, task_id, name, state_class, records.get(name), tr.redrive)
+        if record is not None:
+            states[name] = record.value
+    return summarize(task_id, names, states)
+
+
+def rollback_task(
+    store: StateStore,
+    task_id: str,
+    to_stage: str,
+    state_class: type[BaseStageState[Any]] = AnyStageState,
+    *,
+    holder: str | None = None,
+    lease_ttl: float = 60.0,
+    clock: Clock = utc_now,
+    sleep: Callable[[float], None] = time.sleep,
+) -> TaskSummary:
+    """Reset stages from the last down to ``to_stage`` to CREATED, running no stage code.
+
+    For operators without the stage code (the CLI): the stages' own ``rollback`` is not
+    called; use ``TaskEngine.rollback`` for that. Takes the lease (``LeaseHeld`` if a
+    holder is running) and fences the task if it takes an expired lease over; a lease
+    that looks expired is first watched for one TTL (see ``LeaseManager``), with ``sleep``.
+    """
+    manifest = store.load_manifest(task_id)
+    if to_stage not in manifest.stages:
+        raise InvalidState(
+            f"task {task_id!r} has no stage {to_stage!r} (stages: {list(manifest.stages)})"
+        )
+    lease = LeaseManager(
+        store, task_id, holder=holder or default_holder(), ttl=lease_ttl, clock=clock, sleep=sleep
+    )  # a real wait: the watch measures time
+    try:
+        lease.acquire()
+        loaded = store.load_task_records(task_id, state_class)
+        began = {n: r.written_at for n, r in loaded.items()}
+        if lease.takeover:
+            loaded = fence_task(
+                store, task_id, manifest.stages, state_class, loaded, epoch=lease.epoch
+            )
+        records: dict[str, Record[Any] | None] = {n: loaded.get(n) for n in manifest.stages}
+        states = {
+            n: r.value
+            if r is not None
+            else state_class(task_id=task_id, stage_name=n, status=StageStatus.CREATED)
+            for n, r in records.items()
+        }
+        run = RunState(lease, states, records, began)
+        reset_stages(store, run, task_id, manifest.stages, to_stage, clock=clock)
+    finally:
+        lease.release()
+    return summarize(task_id, manifest.stages, run.states)
