@@ -54,7 +54,14 @@ def test_example_lambda_handler_completes_on_s3(
     out = example.handler({"task_id": "example-1", "records": 500}, _Ctx(100.0))
     assert out["done"] is True and out["status"] == "COMPLETE"
     assert out["stages_run"] == ["generate", "digest", "publish"]
-    assert out["result"]["total_count"] == 500
+    # The response points at the result rather than carrying it: follow the pointer.
+    assert "result" not in out
+    results = out["results"]
+    assert results["store_url"] == f"s3://{s3_bucket}/eleanor" and results["has_final_result"]
+    store = ec.open_store(results["store_url"], endpoint_url=moto_server_url)
+    final = store.load("example-1", results["final_stage"], example.ExampleState)
+    assert final.result is not None and final.result.total_count == 500
+    assert store.stage_key("example-1", "publish") == results["final_key"]
     # 30 s left: only "generate" fits before "digest" (30 s expected): work left, loop.
     out = example.handler({"task_id": "example-2", "records": 500}, _Ctx(30.0))
     assert out["done"] is False and out["stages_run"] == ["generate"]
