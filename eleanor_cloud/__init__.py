@@ -36,7 +36,6 @@ from eleanor_cloud.errors import (
     NotFound,
     NotSupported,
     TaskBindingError,
-    TaskCanceled,
     Unavailable,
 )
 from eleanor_cloud.models import (
@@ -149,7 +148,6 @@ __all__ = [
     "StageSummary",
     "StateStore",
     "TaskBindingError",
-    "TaskCanceled",
     "TaskEngine",
     "TaskManifest",
     "TaskSummary",

@@ -19,13 +19,12 @@ Every backend translates its library's errors into these at the boundary
     │   └── Unavailable                      transient: throttled, 5xx, connection lost
     ├── LeaseHeld                            another holder has a live lease on the task
     ├── LeaseLost                            this holder was fenced out by a takeover
-    ├── TaskCanceled                         the task was canceled while running
     └── TaskBindingError                     a task exists with a different definition
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "AccessDenied",
@@ -44,7 +43,6 @@ __all__ = [
     "NotFound",
     "NotSupported",
     "TaskBindingError",
-    "TaskCanceled",
     "Unavailable",
 ]
 
@@ -170,9 +168,20 @@ class LeaseLost(EleanorError):
     """This holder's lease was taken over; it must stop writing."""
 
 
-class TaskCanceled(EleanorError):
-    """The task was canceled while this holder was running it."""
-
-
 class TaskBindingError(EleanorError):
     """The task already exists with a different stage list or state class."""
+
+
+class _Validation(Protocol):
+    def errors(self) -> Any: ...
+
+
+def first_error(exc: _Validation) -> str:
+    """``field 'a.b': message`` for the first error a pydantic ``ValidationError`` reports.
+
+    Duck-typed so this floor module imports no pydantic: callers name the field that
+    was wrong, never hand the user a raw validation dump.
+    """
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "<root>"
+    return f"field {where!r}: {first['msg']}"

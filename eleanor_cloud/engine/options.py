@@ -19,10 +19,9 @@ from pydantic import TypeAdapter, ValidationError
 from eleanor_cloud.clock import Clock, utc_now
 from eleanor_cloud.engine.backoff import Backoff
 from eleanor_cloud.engine.stage import BaseStage
-from eleanor_cloud.errors import InvalidState
+from eleanor_cloud.errors import InvalidState, first_error
 from eleanor_cloud.keys import validate_task_id
 from eleanor_cloud.models import BaseStageState, RetryPolicy, StageStatus
-from eleanor_cloud.store.codec import first_error
 
 __all__ = ["LeaseOptions", "TaskSpec", "check_reason", "run_window"]
 

@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from eleanor_cloud.clock import format_ts, parse_ts
-from eleanor_cloud.errors import InvalidState
+from eleanor_cloud.errors import InvalidState, first_error
 from eleanor_cloud.models import (
     CANCELABLE_STATES,
     BaseStageState,
@@ -32,7 +32,6 @@ from eleanor_cloud.models import (
     StageStateHistoryEntry,
     StageStatus,
 )
-from eleanor_cloud.store.codec import first_error
 
 __all__ = [
     "attempts_allowed",

@@ -14,23 +14,16 @@ from pydantic_core import PydanticSerializationError
 
 from eleanor_cloud import keys
 from eleanor_cloud.backends.base import Version
-from eleanor_cloud.errors import CorruptState, InvalidState
+from eleanor_cloud.errors import CorruptState, InvalidState, first_error
 from eleanor_cloud.models import BaseStageState
 from eleanor_cloud.store.envelope import decode
 from eleanor_cloud.store.records import Record
 
-__all__ = ["decode_record", "first_error", "stage_body", "stage_parser"]
+__all__ = ["decode_record", "stage_body", "stage_parser"]
 
 # A string bound: subscripting a pydantic generic at import time builds a model class.
 S = TypeVar("S", bound="BaseStageState[Any]")
 M = TypeVar("M", bound=BaseModel)
-
-
-def first_error(exc: ValidationError) -> str:
-    """``field 'a.b': message`` for the first error pydantic reports."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "<root>"
-    return f"field {where!r}: {first['msg']}"
 
 
 def decode_record(
