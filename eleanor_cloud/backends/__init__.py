@@ -3,7 +3,6 @@
 from eleanor_cloud.backends.base import (
     CREATE,
     OVERWRITE,
-    Capabilities,
     Create,
     ObjectBackend,
     Overwrite,
@@ -15,7 +14,6 @@ from eleanor_cloud.backends.base import (
 __all__ = [
     "CREATE",
     "OVERWRITE",
-    "Capabilities",
     "Create",
     "ObjectBackend",
     "Overwrite",

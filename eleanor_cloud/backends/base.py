@@ -1,7 +1,7 @@
 """The backend protocol: the narrow, bytes-only part that third parties implement.
 
 A backend stores opaque bytes under string keys and offers four operations. Everything
-else (envelopes, validation, conflict reconciliation, caching) lives once in
+else (envelopes, validation, conflict reconciliation) lives once in
 :class:`eleanor_cloud.store.StateStore`.
 
 Contract (checked by :mod:`eleanor_cloud.testing.conformance`):
@@ -16,15 +16,19 @@ Contract (checked by :mod:`eleanor_cloud.testing.conformance`):
     write. A backend that cannot perform a mode atomically raises ``NotSupported``;
     it never emulates it with check-then-write.
 ``delete(key, if_version=None)``
-    Unconditional delete of a missing key is a no-op. With ``if_version``: ``NotFound``
-    if absent, ``Conflict`` if the version differs.
+    Unconditional delete of a missing key is a no-op. Conditional delete is optional
+    (the library never issues one; object_store has none): a backend that cannot do it
+    atomically raises ``NotSupported`` when given ``if_version``. One that can raises
+    ``Conflict`` if the version differs and ``NotFound`` (or ``Conflict``) if absent.
 ``list(prefix, delimiter=None) -> Iterator[str]``
     Keys starting with ``prefix`` in lexicographic order. With ``delimiter="/"`` keys
     with a further ``/`` after the prefix are rolled up into one entry ending in
     ``/`` (S3's CommonPrefixes).
 
 All failures are :class:`eleanor_cloud.errors.EleanorError` subclasses; transient ones
-are ``Unavailable``.
+are ``Unavailable``. What a backend can do is not a flag it reports: the conformance
+run declares it (``supports_conditional_delete``, ``shared_across_processes``) and
+checks that an operation the backend cannot do raises ``NotSupported``.
 """
 
 from __future__ import annotations
@@ -36,7 +40,6 @@ from typing import Protocol, runtime_checkable
 __all__ = [
     "CREATE",
     "OVERWRITE",
-    "Capabilities",
     "Create",
     "ObjectBackend",
     "Overwrite",
@@ -93,13 +96,15 @@ OVERWRITE = Overwrite()
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a backend can do atomically; the conformance suite reads these flags."""
+    """Deprecated and read by nothing: capabilities are parameters of the conformance run.
+
+    Kept (out of ``__all__``) only because test helpers outside the backends still
+    import it; remove it once they stop. No backend has a ``capabilities`` property.
+    """
 
     create: bool = True
     replace: bool = True
     conditional_delete: bool = True
-    # True when separate processes opening the same URL see one store (local dir, S3),
-    # so the conformance suite runs its multi-process races.
     shared_across_processes: bool = True
 
 
@@ -112,11 +117,6 @@ class ObjectBackend(Protocol):
         """Where the data lives, for error messages (``s3://bucket``, ``file:///dir``)."""
         ...
 
-    @property
-    def capabilities(self) -> Capabilities:
-        """Which write modes this backend performs atomically."""
-        ...
-
     def read(self, key: str) -> tuple[bytes, Version]:
         """Return the object's bytes and version; ``NotFound`` if absent."""
         ...
@@ -126,7 +126,7 @@ class ObjectBackend(Protocol):
         ...
 
     def delete(self, key: str, if_version: Version | None = None) -> None:
-        """Delete the object, only at ``if_version`` when given."""
+        """Delete the object; with ``if_version`` only at that version (optional)."""
         ...
 
     def list(self, prefix: str, delimiter: str | None = None) -> Iterator[str]:

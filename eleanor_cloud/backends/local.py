@@ -25,15 +25,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from eleanor_cloud.backends._listing import roll_up
 from eleanor_cloud.backends.base import (
-    Capabilities,
     Create,
     Overwrite,
     Replace,
     Version,
     WriteMode,
 )
-from eleanor_cloud.backends.listing import roll_up
 from eleanor_cloud.errors import (
     AccessDenied,
     AlreadyExists,
@@ -77,10 +76,6 @@ class LocalBackend:
     @property
     def description(self) -> str:
         return self._root.as_uri()
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return Capabilities()
 
     # -- paths -------------------------------------------------------------------------
 

@@ -6,15 +6,14 @@ import itertools
 import threading
 from collections.abc import Iterator
 
+from eleanor_cloud.backends._listing import roll_up
 from eleanor_cloud.backends.base import (
-    Capabilities,
     Create,
     Overwrite,
     Replace,
     Version,
     WriteMode,
 )
-from eleanor_cloud.backends.listing import roll_up
 from eleanor_cloud.errors import AlreadyExists, Conflict, NotFound
 
 __all__ = ["MemoryBackend"]
@@ -33,10 +32,6 @@ class MemoryBackend:
     @property
     def description(self) -> str:
         return f"memory://{self._name}"
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return Capabilities(shared_across_processes=False)
 
     def read(self, key: str) -> tuple[bytes, Version]:
         with self._lock:

@@ -15,6 +15,7 @@ import pytest
 import eleanor_cloud as ec
 from eleanor_cloud.backends.base import CREATE, OVERWRITE, Replace, Version
 from eleanor_cloud.backends.fsspec import FsspecBackend, UnsafeBackendWarning
+from eleanor_cloud.backends.local import LocalBackend
 from eleanor_cloud.errors import (
     AlreadyExists,
     BucketNotFound,
@@ -171,7 +172,9 @@ def test_gcs_conditional_delete_sends_if_generation_match(
 
 def test_fsspec_file_url_uses_the_atomic_local_backend(tmp_path: Path) -> None:
     store = ec.open_store(f"fsspec+file://{tmp_path}/state")
-    assert store.backend.capabilities.shared_across_processes
+    assert isinstance(store.backend, FsspecBackend)
+    assert isinstance(store.backend.strategy, LocalBackend)
+    assert store.backend.description == f"fsspec+{(tmp_path / 'state').as_uri()}"
     store.create(CounterState(task_id="job-1", stage_name="a"))
     assert (tmp_path / "state" / "job-1" / "a.json").is_file()
     with pytest.raises(AlreadyExists):
@@ -188,7 +191,6 @@ def test_memory_filesystem_objects_are_visible_through_fsspec(memory_root: str) 
     # A second store on the same root sees the same objects (fsspec's shared store).
     again = ec.open_store(f"fsspec+memory://{memory_root}")
     assert again.load("job-1", "a", CounterState).count == 5
-    assert not store.backend.capabilities.shared_across_processes
 
 
 def test_filesystem_instance_and_its_checks(tmp_path: Path) -> None:
@@ -273,22 +275,22 @@ def test_unsafe_unconditional_works_and_is_labelled(tmp_path: Path) -> None:
     assert isinstance(backend, FsspecBackend)
     assert backend.unsafe
     assert "UNSAFE" in backend.description
-    caps = backend.capabilities
-    assert (caps.create, caps.replace, caps.conditional_delete) == (False, False, False)
     # One writer at a time gets the full semantics.
     record = store.create(CounterState(task_id="job-1", stage_name="a"))
     assert (tmp_path / "d" / "job-1" / "a.json").is_file()
     with pytest.raises(AlreadyExists):
         store.create(CounterState(task_id="job-1", stage_name="a"))
-    state = store.load("job-1", "a", CounterState)
-    state.count = 2
-    newer = store.save(state)
+    loaded = store.load_record("job-1", "a", CounterState)
+    newer = store.save(loaded.value.model_copy(update={"count": 2}), replaces=loaded)
     with pytest.raises(Conflict):
         backend.write(store.stage_key("job-1", "a"), b"{}", Replace(record.version))
     assert list(store.list_tasks()) == ["job-1"]
-    with pytest.raises(Conflict):
-        backend.delete(store.stage_key("job-1", "a"), if_version=record.version)
-    backend.delete(store.stage_key("job-1", "a"), if_version=newer.version)
+    # Nothing needs a conditional delete, so it is refused rather than emulated too.
+    with pytest.raises(NotSupported, match="conditional delete"):
+        backend.delete(store.stage_key("job-1", "a"), if_version=newer.version)
+    assert store.load("job-1", "a", CounterState).count == 2
+    backend.delete(store.stage_key("job-1", "a"))
+    backend.delete(store.stage_key("job-1", "a"))  # a missing key: a no-op
     with pytest.raises(NotFound):
         store.load("job-1", "a", CounterState)
 
@@ -299,9 +301,9 @@ def test_s3fs_refuses_a_botocore_without_conditional_parameters(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # s3fs silently drops parameters botocore does not know: a blind write is refused.
-    from eleanor_cloud.backends import fsspec_s3
+    from eleanor_cloud.backends.fsspec import _s3fs
 
-    monkeypatch.setattr(fsspec_s3, "_missing_condition_parameters", lambda: ("PutObject.IfMatch",))
+    monkeypatch.setattr(_s3fs, "_missing_condition_parameters", lambda: ("PutObject.IfMatch",))
     with pytest.raises(NotSupported, match=r"lacks PutObject\.IfMatch"):
         helpers.s3fs_backend(moto_server_url, s3_bucket)
 

@@ -29,8 +29,8 @@ from azure.core.exceptions import (
 )
 from fsspec.asyn import sync
 
-from eleanor_cloud.backends.base import Version
-from eleanor_cloud.backends.fsspec_common import BucketStrategy
+from eleanor_cloud.backends.base import Create, Overwrite, Replace, Version, WriteMode
+from eleanor_cloud.backends.fsspec._bucket import BucketBackend
 from eleanor_cloud.errors import (
     AccessDenied,
     AlreadyExists,
@@ -42,7 +42,7 @@ from eleanor_cloud.errors import (
     Unavailable,
 )
 
-__all__ = ["AzureStrategy"]
+__all__ = ["AdlfsBackend"]
 
 _ERRORS = (OSError, AzureError)
 
@@ -90,7 +90,7 @@ async def _list_names(fs: Any, container: str, prefix: str) -> list[str]:
         return names
 
 
-class AzureStrategy(BucketStrategy):
+class AdlfsBackend(BucketBackend):
     """adlfs: Azure Blob ``If-None-Match``/``If-Match`` preconditions, ETags as versions."""
 
     _scheme = "az"
@@ -167,18 +167,22 @@ class AzureStrategy(BucketStrategy):
             raise self._error(exc, key, operation) from exc
         return Version(str(result["etag"]))
 
-    def create(self, key: str, data: bytes) -> Version:
-        return self._upload(key, data, "create", mode="create")
+    def write(self, key: str, data: bytes, mode: WriteMode) -> Version:
+        match mode:
+            case Create():
+                return self._upload(key, data, "create", mode="create")
+            case Replace(version=expected):
+                return self._upload(
+                    key,
+                    data,
+                    "replace",
+                    etag=expected.token,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            case Overwrite():
+                return self._upload(key, data, "overwrite")
 
-    def replace(self, key: str, data: bytes, expected: Version) -> Version:
-        return self._upload(
-            key, data, "replace", etag=expected.token, match_condition=MatchConditions.IfNotModified
-        )
-
-    def overwrite(self, key: str, data: bytes) -> Version:
-        return self._upload(key, data, "overwrite")
-
-    def delete(self, key: str, if_version: Version | None) -> None:
+    def delete(self, key: str, if_version: Version | None = None) -> None:
         name = self._name(key)
         etag = None if if_version is None else if_version.token
         try:

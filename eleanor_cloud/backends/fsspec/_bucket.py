@@ -1,4 +1,4 @@
-"""The plumbing the s3fs, gcsfs and adlfs strategies share.
+"""What the s3fs, gcsfs and adlfs backends share.
 
 Each of them drives a bucketed object store (an S3/GCS bucket, an Azure container) under
 a key prefix, through the filesystem's own event loop, and turns the filesystem's
@@ -9,26 +9,48 @@ rest lives here once so that the three cannot drift apart.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 
 from fsspec.asyn import sync
 
-from eleanor_cloud.backends.base import Capabilities, Version
-from eleanor_cloud.backends.fsspec import split_root
-from eleanor_cloud.errors import EleanorError, NotFound
+from eleanor_cloud.backends._listing import listing
+from eleanor_cloud.backends.base import Version, WriteMode
+from eleanor_cloud.backends.fsspec._labels import filesystem_label
+from eleanor_cloud.errors import ConfigurationError, EleanorError, NotFound
 
-__all__ = ["BucketStrategy"]
+__all__ = ["BucketBackend", "split_root"]
 
 _T = TypeVar("_T")
 
 
-class BucketStrategy(ABC):
-    """A strategy over ``bucket[/prefix]`` of an async fsspec filesystem.
+def split_root(fs: Any, root: str) -> tuple[str, str]:
+    """``"bucket/dir"`` -> ``("bucket", "dir/")``; ``"bucket"`` -> ``("bucket", "")``.
+
+    Refuses a filesystem opened with ``asynchronous=True``: these backends drive the
+    filesystem's own event loop.
+    """
+    if getattr(fs, "asynchronous", False):
+        raise ConfigurationError(
+            f"{filesystem_label(fs)} was created with asynchronous=True; pass a synchronous "
+            "instance (the default)",
+            operation="open_store",
+        )
+    bucket, _, base = fs._strip_protocol(root).strip("/").partition("/")
+    if not bucket:
+        raise ConfigurationError(
+            f"fsspec backend root {root!r} names no bucket or container", operation="open_store"
+        )
+    return bucket, f"{base.strip('/')}/" if base.strip("/") else ""
+
+
+class BucketBackend(ABC):
+    """A backend over ``bucket[/prefix]`` of an async fsspec filesystem.
 
     Subclasses set ``_scheme`` (for the description), ``_errors`` (what their filesystem
-    raises) and ``_lister`` (an ``async (fs, bucket, prefix) -> names``), and translate
-    errors in ``_error``.
+    raises) and ``_lister`` (an ``async (fs, bucket, prefix) -> names``), translate
+    errors in ``_error`` and implement ``read``, ``write`` and ``delete``. Keys arrive
+    checked by :class:`~eleanor_cloud.backends.fsspec.FsspecBackend`.
     """
 
     _scheme: ClassVar[str]
@@ -48,16 +70,21 @@ class BucketStrategy(ABC):
     def description(self) -> str:
         return f"fsspec+{self._scheme}://{self._where}/{self._base}".rstrip("/")
 
-    @property
-    def capabilities(self) -> Capabilities:
-        return Capabilities()
-
     def _name(self, key: str) -> str:
         return self._base + key
 
     @abstractmethod
     def _error(self, exc: BaseException, key: str, operation: str) -> EleanorError:
         """The eleanor_cloud error for ``exc``, raised by ``operation`` on ``key``."""
+
+    @abstractmethod
+    def read(self, key: str) -> tuple[bytes, Version]: ...
+
+    @abstractmethod
+    def write(self, key: str, data: bytes, mode: WriteMode) -> Version: ...
+
+    @abstractmethod
+    def delete(self, key: str, if_version: Version | None = None) -> None: ...
 
     def _run(
         self, key: str, operation: str, request: Callable[..., Awaitable[_T]], *args: Any
@@ -84,7 +111,8 @@ class BucketStrategy(ABC):
             return
         raise error from exc
 
-    def keys(self, prefix: str) -> Iterable[str]:
+    def list(self, prefix: str, delimiter: str | None = None) -> Iterator[str]:
         names = self._run(prefix, "list", self._lister, self._base + prefix)
         cut = len(self._base)
-        return [name[cut:] for name in names]
+        # The stores list in key order already; `listing` also drops directory markers.
+        return listing((name[cut:] for name in names), prefix, delimiter)

@@ -29,8 +29,8 @@ import requests
 from fsspec.asyn import sync
 from gcsfs.retry import HttpError
 
-from eleanor_cloud.backends.base import Version
-from eleanor_cloud.backends.fsspec_common import BucketStrategy
+from eleanor_cloud.backends.base import Create, Overwrite, Replace, Version, WriteMode
+from eleanor_cloud.backends.fsspec._bucket import BucketBackend
 from eleanor_cloud.errors import (
     AccessDenied,
     AlreadyExists,
@@ -42,7 +42,7 @@ from eleanor_cloud.errors import (
     Unavailable,
 )
 
-__all__ = ["GCSStrategy"]
+__all__ = ["GcsfsBackend"]
 
 _BOUNDARY = "==eleanor-0=="
 # What gcsfs raises: its renderings of HTTP statuses (OSError subclasses, ValueError for
@@ -111,7 +111,7 @@ async def _list_names(fs: Any, bucket: str, prefix: str) -> list[str]:
         params["pageToken"] = token
 
 
-class GCSStrategy(BucketStrategy):
+class GcsfsBackend(BucketBackend):
     """gcsfs: ``ifGenerationMatch`` preconditions, generations as versions."""
 
     _scheme = "gs"
@@ -194,22 +194,22 @@ class GCSStrategy(BucketStrategy):
             self._invalidate(name)
         return self._generation(out, key, operation)
 
-    def create(self, key: str, data: bytes) -> Version:
-        return self._put(key, data, "create", "0")
+    def write(self, key: str, data: bytes, mode: WriteMode) -> Version:
+        match mode:
+            case Create():
+                return self._put(key, data, "create", "0")
+            case Replace(version=expected):
+                if not _is_generation(expected):
+                    raise Conflict(
+                        f"{self.description}: {key!r}: {expected.token!r} is not a GCS generation",
+                        key=key,
+                        operation="replace",
+                    )
+                return self._put(key, data, "replace", expected.token)
+            case Overwrite():
+                return self._put(key, data, "overwrite", None)
 
-    def replace(self, key: str, data: bytes, expected: Version) -> Version:
-        if not _is_generation(expected):
-            raise Conflict(
-                f"{self.description}: {key!r}: {expected.token!r} is not a GCS generation",
-                key=key,
-                operation="replace",
-            )
-        return self._put(key, data, "replace", expected.token)
-
-    def overwrite(self, key: str, data: bytes) -> Version:
-        return self._put(key, data, "overwrite", None)
-
-    def delete(self, key: str, if_version: Version | None) -> None:
+    def delete(self, key: str, if_version: Version | None = None) -> None:
         name = self._name(key)
         params = {} if if_version is None else {"ifGenerationMatch": if_version.token}
         if if_version is not None and not _is_generation(if_version):

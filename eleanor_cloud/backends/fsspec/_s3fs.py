@@ -12,7 +12,7 @@ All requests go through ``S3FileSystem.call_s3``, i.e. the same ``put_object`` t
 translation. Not ``pipe_file`` itself: above its multipart threshold it passes the
 condition to ``CreateMultipartUpload``, where s3fs filters it out, silently making the
 write unconditional. s3fs drops any parameter the installed botocore does not know, so
-the strategy first checks that botocore's S3 model has ``IfMatch``/``IfNoneMatch``:
+the backend first checks that botocore's S3 model has ``IfMatch``/``IfNoneMatch``:
 an old botocore would turn every conditional write into a blind one.
 
 S3 answers 409 ``ConditionalRequestConflict`` when a concurrent conditional request on
@@ -30,8 +30,8 @@ import aiohttp
 import botocore
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from eleanor_cloud.backends.base import Version
-from eleanor_cloud.backends.fsspec_common import BucketStrategy
+from eleanor_cloud.backends.base import Create, Overwrite, Replace, Version, WriteMode
+from eleanor_cloud.backends.fsspec._bucket import BucketBackend
 from eleanor_cloud.errors import (
     AccessDenied,
     AlreadyExists,
@@ -44,7 +44,7 @@ from eleanor_cloud.errors import (
     Unavailable,
 )
 
-__all__ = ["S3Strategy"]
+__all__ = ["S3fsBackend"]
 
 _ERRORS = (OSError, BotoCoreError, ClientError, aiohttp.ClientError)
 _CONFLICT_RETRIES = 4
@@ -114,7 +114,7 @@ async def _list_keys(fs: Any, bucket: str, prefix: str) -> list[str]:
         kwargs["ContinuationToken"] = response["NextContinuationToken"]
 
 
-class S3Strategy(BucketStrategy):
+class S3fsBackend(BucketBackend):
     """s3fs: S3's own ``If-None-Match``/``If-Match`` preconditions, ETags as versions."""
 
     _scheme = "s3"
@@ -210,16 +210,16 @@ class S3Strategy(BucketStrategy):
                 )
         return self._error(exc, key, operation)
 
-    def create(self, key: str, data: bytes) -> Version:
-        return self._put(key, data, "create", IfNoneMatch="*")
+    def write(self, key: str, data: bytes, mode: WriteMode) -> Version:
+        match mode:
+            case Create():
+                return self._put(key, data, "create", IfNoneMatch="*")
+            case Replace(version=expected):
+                return self._put(key, data, "replace", IfMatch=expected.token)
+            case Overwrite():
+                return self._put(key, data, "overwrite")
 
-    def replace(self, key: str, data: bytes, expected: Version) -> Version:
-        return self._put(key, data, "replace", IfMatch=expected.token)
-
-    def overwrite(self, key: str, data: bytes) -> Version:
-        return self._put(key, data, "overwrite")
-
-    def delete(self, key: str, if_version: Version | None) -> None:
+    def delete(self, key: str, if_version: Version | None = None) -> None:
         name = self._name(key)
         condition = {"IfMatch": if_version.token} if if_version is not None else {}
         try:

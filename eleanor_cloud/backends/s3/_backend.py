@@ -1,98 +1,43 @@
-"""S3 backend on boto3: conditional writes with ``If-None-Match`` / ``If-Match``.
-
-=============  ===============================================  ==========
-operation      request                                          requests
-=============  ===============================================  ==========
-read           ``GetObject``                                    1
-create         ``PutObject`` with ``IfNoneMatch="*"``           1
-replace (CAS)  ``PutObject`` with ``IfMatch=<etag>``            1
-overwrite      ``PutObject``                                    1
-delete         ``DeleteObject`` (``IfMatch=<etag>`` if given)   1
-list           ``ListObjectsV2``                                1 per page
-=============  ===============================================  ==========
-
-No request is made when the backend is opened, and none is added to an operation (no
-HEAD before a PUT, no bucket check per call). The version is the ETag exactly as S3
-returns it. 412 PreconditionFailed means the condition did not hold; 409
-ConditionalRequestConflict (a concurrent conditional write was in flight) is retried
-here a bounded number of times with jittered backoff, as S3 documents, then reported
-as ``Conflict``. Transient failures (5xx, throttling, lost connections) are retried by
-botocore's *standard* retry mode; what is left is ``Unavailable``.
-
-A conditional write whose response was lost is retried by botocore and answered 412;
-:class:`~eleanor_cloud.store.StateStore` recognises its own ``write_id`` with one GET
-and reports success. ``Unavailable`` from a write means it was not seen to land: a
-request still in flight may land later, and then the writer's next conditional write
-conflicts, so nothing is lost or silently overwritten. A conditional delete whose
-retry answers 404 is taken as done (the first attempt most likely deleted it).
-
-IAM actions needed: ``s3:GetObject``, ``s3:PutObject``, ``s3:DeleteObject`` and
-``s3:ListBucket``.
-"""
+"""S3Backend: one bucket, one boto3 client, one request per operation (see the package
+docstring for the requests and what their failures mean)."""
 
 from __future__ import annotations
 
 import heapq
-import os
 import random
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from eleanor_cloud.backends.base import (
-    Capabilities,
-    Create,
-    Overwrite,
-    Replace,
-    Version,
-    WriteMode,
-)
-from eleanor_cloud.errors import (
-    ConfigurationError,
-    EleanorError,
-    InvalidKey,
-    MissingDependency,
-    NotFound,
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    FlexibleChecksumError,
+    IncompleteReadError,
+    ResponseStreamingError,
 )
 
-try:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import (
-        BotoCoreError,
-        ClientError,
-        FlexibleChecksumError,
-        IncompleteReadError,
-        ResponseStreamingError,
-    )
-except ModuleNotFoundError as _exc:  # pragma: no cover - exercised without the extra
-    raise MissingDependency(
-        f"the S3 backend needs {_exc.name!r}: pip install 'eleanor-cloud[s3]'",
-        install="eleanor-cloud[s3]",
-    ) from _exc
-
-from eleanor_cloud.backends.s3_errors import (
+from eleanor_cloud.backends.base import Create, Overwrite, Replace, Version, WriteMode
+from eleanor_cloud.backends.s3._errors import (
     CONDITIONAL_CONFLICT,
     error_code,
     retry_attempts,
     translate,
 )
+from eleanor_cloud.backends.s3._options import (
+    check_key,
+    client_config,
+    validate_bucket,
+    validate_extra_args,
+)
+from eleanor_cloud.errors import ConfigurationError, EleanorError, InvalidKey, NotFound
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["ALLOWED_EXTRA_ARGS", "S3Backend", "from_url", "validate_bucket"]
-
-# What may be added to requests. SSE-C is absent on purpose: it would need the key on
-# every GET too, and a lost key makes every checkpoint unreadable.
-ALLOWED_EXTRA_ARGS = frozenset({"ServerSideEncryption", "SSEKMSKeyId", "ExpectedBucketOwner"})
-_SSE_VALUES = ("AES256", "aws:kms", "aws:kms:dsse")
-_ACCOUNT_ID = re.compile(r"[0-9]{12}")
-# Names S3 accepts today (3-63 characters) plus the legacy us-east-1 ones (upper case,
-# underscores, up to 255): the point is a clear error before any request, not policing.
-_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
-_MAX_KEY_BYTES = 1024
+__all__ = ["DEFAULT_CONFLICT_RETRIES", "S3Backend", "from_url"]
 
 DEFAULT_CONFLICT_RETRIES = 4
 _CONFLICT_BACKOFF_BASE = 0.05
@@ -100,98 +45,6 @@ _CONFLICT_BACKOFF_CAP = 1.0
 # A GET whose body stream broke after the headers arrived is outside botocore's retry
 # loop; reading is idempotent, so it is retried here this many more times.
 _BODY_RETRIES = 2
-
-
-def validate_bucket(bucket: object) -> str:
-    """Return ``bucket`` if it can be an S3 bucket name, else raise ``ConfigurationError``."""
-    if not isinstance(bucket, str) or not bucket:
-        raise ConfigurationError(
-            f"S3 bucket name must be a non-empty string, got {bucket!r}", operation="open_store"
-        )
-    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-        raise ConfigurationError(
-            f"invalid S3 bucket name {bucket!r}: use 3-63 lower-case letters, digits, "
-            "'.' and '-', starting and ending with a letter or digit",
-            operation="open_store",
-        )
-    return bucket
-
-
-def _validate_extra_args(extra_args: Mapping[str, Any] | None) -> dict[str, str]:
-    if extra_args is None:
-        return {}
-    if not isinstance(extra_args, Mapping):
-        raise ConfigurationError(
-            f"extra_args must be a mapping, got {type(extra_args).__name__}", operation="open_store"
-        )
-    unknown = sorted(set(extra_args) - ALLOWED_EXTRA_ARGS)
-    if unknown:
-        raise ConfigurationError(
-            f"unsupported S3 extra_args {unknown}; allowed: {sorted(ALLOWED_EXTRA_ARGS)}",
-            operation="open_store",
-        )
-    for name, value in extra_args.items():
-        if not isinstance(value, str) or not value:
-            raise ConfigurationError(
-                f"extra_args[{name!r}] must be a non-empty string, got {value!r}",
-                operation="open_store",
-            )
-    sse = extra_args.get("ServerSideEncryption")
-    if sse is not None and sse not in _SSE_VALUES:
-        raise ConfigurationError(
-            f"extra_args['ServerSideEncryption'] must be one of {list(_SSE_VALUES)}, got {sse!r}",
-            operation="open_store",
-        )
-    if "SSEKMSKeyId" in extra_args and not str(sse or "").startswith("aws:kms"):
-        raise ConfigurationError(
-            "extra_args['SSEKMSKeyId'] needs ServerSideEncryption 'aws:kms' or 'aws:kms:dsse'",
-            operation="open_store",
-        )
-    owner = extra_args.get("ExpectedBucketOwner")
-    if owner is not None and not _ACCOUNT_ID.fullmatch(owner):
-        raise ConfigurationError(
-            f"extra_args['ExpectedBucketOwner'] must be a 12-digit AWS account id, got {owner!r}",
-            operation="open_store",
-        )
-    return dict(extra_args)
-
-
-def _env_or_profile_sets(session: Any, env_name: str, profile_name: str) -> bool:
-    if os.environ.get(env_name):
-        return True
-    core = getattr(session, "_session", None)  # boto3 keeps its botocore session here
-    try:
-        scoped = core.get_scoped_config() if core is not None else {}
-    except BotoCoreError:  # e.g. a missing profile: botocore reports it on client creation
-        return False
-    return bool(scoped.get(profile_name))
-
-
-def _client_config(session: Any, config: Config | None) -> Config:
-    """Standard retry mode unless the user chose otherwise (argument > env/profile > us)."""
-    retries: dict[str, Any] = {}
-    if not _env_or_profile_sets(session, "AWS_RETRY_MODE", "retry_mode"):
-        retries["mode"] = "standard"
-    user = dict(getattr(config, "retries", None) or {}) if config is not None else {}
-    # Config.merge replaces the retries dict whole; merge its keys so a user who sets
-    # only max_attempts still gets standard mode.
-    retries.update(user)
-    if config is None:
-        return Config(retries=retries) if retries else Config()  # type: ignore[arg-type]
-    return config.merge(Config(retries=retries)) if retries else config  # type: ignore[arg-type]
-
-
-def _check_key(key: object) -> str:
-    if not isinstance(key, str):
-        raise InvalidKey(key, f"must be a str, not {type(key).__name__}", field="key")
-    if not key:
-        raise InvalidKey(key, "must not be empty", field="key")
-    if len(key.encode("utf-8", "surrogatepass")) > _MAX_KEY_BYTES:
-        raise InvalidKey(key, f"must be at most {_MAX_KEY_BYTES} bytes in UTF-8", field="key")
-    for part in key.split("/"):
-        if part in ("", ".", "..") or "\x00" in part:
-            raise InvalidKey(key, "is not a relative path of plain segments", field="key")
-    return key
 
 
 class S3Backend:
@@ -225,7 +78,7 @@ class S3Backend:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._bucket = validate_bucket(bucket)
-        self._extra = _validate_extra_args(extra_args)
+        self._extra = validate_extra_args(extra_args)
         if not isinstance(conflict_retries, int) or conflict_retries < 0:
             raise ConfigurationError(
                 f"conflict_retries must be a non-negative int, got {conflict_retries!r}",
@@ -267,7 +120,7 @@ class S3Backend:
                     "s3",
                     endpoint_url=endpoint_url,
                     region_name=region_name,
-                    config=_client_config(session, config),
+                    config=client_config(session, config),
                 )
             except (BotoCoreError, ValueError) as exc:
                 raise ConfigurationError(
@@ -299,16 +152,11 @@ class S3Backend:
         """``s3://bucket``, as error messages name it."""
         return f"s3://{self._bucket}"
 
-    @property
-    def capabilities(self) -> Capabilities:
-        """Create, replace and conditional delete are atomic on S3, shared by all hosts."""
-        return Capabilities()
-
     # -- protocol ----------------------------------------------------------------------
 
     def read(self, key: str) -> tuple[bytes, Version]:
         """One GetObject: the body and its ETag; ``NotFound`` if absent."""
-        _check_key(key)
+        check_key(key)
         for attempt in range(_BODY_RETRIES + 1):
             try:
                 response = self._client.get_object(Bucket=self._bucket, Key=key, **self._owner)
@@ -328,7 +176,7 @@ class S3Backend:
 
     def write(self, key: str, data: bytes, mode: WriteMode) -> Version:
         """One PutObject, conditional per ``mode``; the new ETag."""
-        _check_key(key)
+        check_key(key)
         args: dict[str, Any] = {
             "Bucket": self._bucket,
             "Key": key,
@@ -355,7 +203,7 @@ class S3Backend:
 
     def delete(self, key: str, if_version: Version | None = None) -> None:
         """One DeleteObject; with ``if_version`` only if the ETag still matches."""
-        _check_key(key)
+        check_key(key)
         args: dict[str, Any] = {"Bucket": self._bucket, "Key": key, **self._owner}
         if if_version is None:
             self._call(self._client.delete_object, args, key, "delete", None)
