@@ -53,7 +53,6 @@ class TestGcsfsFakeGcsServer(_EmulatorSizes, BackendConformance):
 
     emulator_gaps: ClassVar[dict[str, str]] = {
         "test_delete_if_version_mismatch_conflicts": _GCS_DELETE_GAP,
-        "test_delete_stage_if_version": _GCS_DELETE_GAP,
     }
 
     @pytest.fixture
@@ -98,8 +97,7 @@ class TestFsspecMemoryFileSystem(BackendConformance):
     """fsspec's MemoryFileSystem under one process-wide lock (not shared across processes,
     so the suite's process races do not apply; its thread races do)."""
 
-    test_create_race_processes_one_winner = None  # type: ignore[assignment]
-    test_cas_race_processes_no_lost_update = None  # type: ignore[assignment]
+    shared_across_processes = False
 
     @pytest.fixture
     def backend(self, memory_root: str) -> ObjectBackend:

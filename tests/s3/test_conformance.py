@@ -29,9 +29,8 @@ class TestS3MotoInProcess(BackendConformance):
             yield backend
 
     # An in-process moto lives in one interpreter; other processes cannot see it. The
-    # process races run against the HTTP server below instead of being skipped here.
-    test_create_race_processes_one_winner = None  # type: ignore[assignment]
-    test_cas_race_processes_no_lost_update = None  # type: ignore[assignment]
+    # process races run against the HTTP server below.
+    shared_across_processes = False
 
 
 class TestS3MotoServer(BackendConformance):

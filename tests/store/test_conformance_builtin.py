@@ -1,4 +1,5 @@
-"""The shipped conformance suite against the built-in memory and local backends."""
+"""The shipped conformance suite against the built-in memory and local backends, and
+against a backend without conditional delete (the optional part of the contract)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from eleanor_cloud.backends.base import ObjectBackend
+from eleanor_cloud.backends.base import ObjectBackend, Version
 from eleanor_cloud.backends.local import LocalBackend
 from eleanor_cloud.backends.memory import MemoryBackend
+from eleanor_cloud.errors import NotSupported
 from eleanor_cloud.testing.conformance import BackendConformance, BackendFactory
 
 
@@ -18,9 +20,7 @@ def _local(root: Path) -> LocalBackend:
 
 
 class TestMemoryBackend(BackendConformance):
-    # One process's memory: there is no second process to race with.
-    test_create_race_processes_one_winner = None
-    test_cas_race_processes_no_lost_update = None
+    shared_across_processes = False  # one process's memory
 
     @pytest.fixture
     def backend(self) -> ObjectBackend:
@@ -35,3 +35,23 @@ class TestLocalBackend(BackendConformance):
     @pytest.fixture
     def backend_factory(self, tmp_path: Path) -> BackendFactory:
         return functools.partial(_local, tmp_path / "store")
+
+
+class _NoConditionalDelete(MemoryBackend):
+    """A store like obstore's: deletes are unconditional only."""
+
+    def delete(self, key: str, if_version: Version | None = None) -> None:
+        if if_version is not None:
+            raise NotSupported("conditional delete", self.description)
+        super().delete(key)
+
+
+class TestBackendWithoutConditionalDelete(BackendConformance):
+    """The library never deletes conditionally: such a backend passes the whole suite."""
+
+    supports_conditional_delete = False
+    shared_across_processes = False
+
+    @pytest.fixture
+    def backend(self) -> ObjectBackend:
+        return _NoConditionalDelete("no-conditional-delete")
