@@ -12,10 +12,12 @@ Commands (``eleanor-cloud COMMAND --help`` for each)::
     rollback TASK --to STAGE   reset STAGE and later stages (--factory: call rollback())
     delete TASK                delete every object of the task (asks unless --yes)
     lease TASK [--break]       show the lease, or break it (asks unless --yes)
+    schema [KIND]              the JSON Schema of a --json document (or the list of kinds)
 
 The store is ``--store URL``, else ``$ELEANOR_STORE``, else the local directory
-``./.eleanor``. Read commands take ``--json``: the shapes are documented in
-:mod:`eleanor_cloud.cli.shapes` and carry a ``"schema"`` version key.
+``./.eleanor``. Read commands take ``--json``: one document each, a pydantic model
+in :mod:`eleanor_cloud.cli.shapes` with a ``"schema"`` version key, whose JSON Schema
+``eleanor-cloud schema KIND`` prints (committed in ``eleanor_cloud/cli/schemas/``).
 
 Exit codes: 0 success; 1 the task failed or was canceled, was not found, or the store
 refused or failed an operation; 2 usage error (bad arguments, task id, store URL, or a
@@ -26,12 +28,23 @@ with the attempt recorded as interrupted; run again to resume); 130 any other co
 interrupted by Ctrl-C.
 
 Importing this package is cheap: click is imported by :func:`main`, and rich, the
-engine and the backends only by the commands that need them.
+engine and the backends only by the commands that need them. Without the ``cli``
+extra (click, rich) :func:`main` prints how to install it and exits 2.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+
+from eleanor_cloud.cli.exits import (
+    EXIT_BUDGET,
+    EXIT_FAILED,
+    EXIT_KEYBOARD_INTERRUPT,
+    EXIT_OK,
+    EXIT_USAGE,
+    missing_extra_message,
+)
 
 __all__ = [
     "EXIT_BUDGET",
@@ -42,15 +55,17 @@ __all__ = [
     "main",
 ]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_BUDGET = 3
-EXIT_KEYBOARD_INTERRUPT = 130
-
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point (``eleanor-cloud``); exits the process."""
-    from eleanor_cloud.cli.app import cli
-
+    try:
+        from eleanor_cloud.cli.app import cli
+    except ModuleNotFoundError as exc:
+        # The console script is installed without the ``cli`` extra too (scripts are
+        # not per-extra): say what to install instead of showing a traceback.
+        hint = missing_extra_message(exc)
+        if hint is None:
+            raise
+        sys.stderr.write(hint + "\n")
+        raise SystemExit(EXIT_USAGE) from None
     cli.main(args=list(argv) if argv is not None else None, prog_name="eleanor-cloud")

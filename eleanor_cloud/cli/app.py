@@ -1,21 +1,28 @@
 """The click group: global options, store opening, and errors as one line + exit code.
 
-Commands live in sibling modules (``read``, ``manage``, ``running``) and import the
-engine, backends and rich inside their functions, so ``eleanor-cloud --help`` loads
-only click and the package itself.
+Commands live in the command modules (``read``, ``manage``, ``running``), which know
+nothing of this module: it imports them and adds their commands to the group, so the
+registration runs one way. They import the engine, backends and rich inside their
+functions, so ``eleanor-cloud --help`` loads only click and the package itself.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any
 
 import click
 
-from eleanor_cloud.cli import EXIT_FAILED, EXIT_KEYBOARD_INTERRUPT, EXIT_USAGE
+from eleanor_cloud.cli import manage, read, running
+from eleanor_cloud.cli.common import CliContext, echo_err
+from eleanor_cloud.cli.escaping import printable
+from eleanor_cloud.cli.exits import (
+    EXIT_FAILED,
+    EXIT_KEYBOARD_INTERRUPT,
+    EXIT_USAGE,
+    missing_extra_message,
+)
 from eleanor_cloud.errors import (
     BackendError,
     ConfigurationError,
@@ -25,37 +32,9 @@ from eleanor_cloud.errors import (
     TaskBindingError,
 )
 
-if TYPE_CHECKING:
-    from eleanor_cloud.store.state_store import StateStore
-
-__all__ = ["CliContext", "cli", "fail", "pass_cli", "validate_task_id_arg"]
+__all__ = ["cli"]
 
 DEFAULT_STORE = ".eleanor"
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass
-class CliContext:
-    """Per-invocation settings; the store is opened on first use."""
-
-    store_url: str
-    debug: bool
-    _store: StateStore | None = field(default=None, repr=False)
-
-    @property
-    def store(self) -> StateStore:
-        if self._store is None:
-            from eleanor_cloud.store.registry import open_store
-
-            self._store = open_store(self.store_url)
-        return self._store
-
-    @property
-    def store_description(self) -> str:
-        return self.store.backend.description
-
-
-pass_cli = click.make_pass_decorator(CliContext)
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -75,28 +54,12 @@ def describe(exc: BaseException, store_url: str | None) -> str:
     return f"unexpected {type(exc).__name__}: {exc}"
 
 
-def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    """Print ``eleanor-cloud: error: message`` on stderr and exit with ``code``."""
-    click.echo(f"eleanor-cloud: error: {message}", err=True)
-    raise click.exceptions.Exit(code)
-
-
-def validate_task_id_arg(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
-    """Reject a bad task id before any I/O: one line naming the rule it broke, exit 2."""
-    if value is None:
-        return value
-    from eleanor_cloud.keys import validate_task_id
-
-    try:
-        return validate_task_id(value)
-    except InvalidKey as exc:
-        fail(str(exc), EXIT_USAGE)
-
-
 class EleanorGroup(click.Group):
     """Runs a command and turns expected failures into one stderr line and an exit code.
 
-    ``--debug`` lets the exception (and its traceback) through instead.
+    ``--debug`` lets the exception (and its traceback) through instead, except for a
+    missing ``cli`` extra (rich is imported only when a terminal needs it): that is an
+    installation to fix, not a bug to debug.
     """
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -105,16 +68,19 @@ class EleanorGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:
-            click.echo("eleanor-cloud: interrupted", err=True)
+            echo_err("eleanor-cloud: interrupted")
             raise click.exceptions.Exit(EXIT_KEYBOARD_INTERRUPT) from None
         except Exception as exc:
+            hint = missing_extra_message(exc) if isinstance(exc, ModuleNotFoundError) else None
+            if hint is not None:
+                echo_err(hint)
+                raise click.exceptions.Exit(EXIT_USAGE) from None
             state = ctx.find_object(CliContext)
             if state is not None and state.debug:
                 raise
-            hint = "" if isinstance(exc, EleanorError) else " (run with --debug for details)"
-            click.echo(
-                f"eleanor-cloud: error: {describe(exc, state.store_url if state else None)}{hint}",
-                err=True,
+            more = "" if isinstance(exc, EleanorError) else " (run with --debug for details)"
+            echo_err(
+                f"eleanor-cloud: error: {describe(exc, state.store_url if state else None)}{more}"
             )
             raise click.exceptions.Exit(exit_code_for(exc)) from None
 
@@ -149,12 +115,18 @@ def cli(ctx: click.Context, store_url: str, debug: bool) -> None:
     ctx.obj = CliContext(store_url, debug)
 
 
+for _module in (read, manage, running):
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
+
+
 class _StderrHandler(logging.Handler):
     """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            sys.stderr.write(self.format(record) + "\n")
+            # Log messages quote holders, keys and exception text from the store.
+            sys.stderr.write(printable(self.format(record)) + "\n")
         except Exception:  # noqa: BLE001 - logging must never break the command
             self.handleError(record)
 
@@ -177,13 +149,6 @@ def _configure_logging(debug: bool) -> None:
     if debug:
         logger.setLevel(logging.DEBUG)
 
-
-def _register() -> None:
-    # Importing the command modules registers their commands on ``cli``.
-    from eleanor_cloud.cli import manage, read, running  # noqa: F401
-
-
-_register()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(cli.main())

@@ -7,21 +7,30 @@ into a lost update.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from eleanor_cloud.cli import EXIT_USAGE
-from eleanor_cloud.cli.app import CliContext, cli, fail, pass_cli, validate_task_id_arg
+from eleanor_cloud.cli.common import (
+    CliContext,
+    echo_err,
+    fail,
+    import_factory,
+    json_option,
+    pass_cli,
+    validate_task_id_arg,
+)
+from eleanor_cloud.cli.escaping import printable
+from eleanor_cloud.cli.exits import EXIT_USAGE
 from eleanor_cloud.cli.output import Output
-from eleanor_cloud.cli.read import json_option, render_lease, render_task
+from eleanor_cloud.cli.render import render_lease, render_task
 
 if TYPE_CHECKING:
     from eleanor_cloud.engine import TaskSummary
     from eleanor_cloud.store.records import Lease, Record
     from eleanor_cloud.store.state_store import StateStore
 
-__all__ = ["break_lease", "import_factory"]
+__all__ = ["COMMANDS", "break_lease"]
 
 
 def break_lease(store: StateStore, record: Record[Lease]) -> Record[Lease]:
@@ -32,52 +41,14 @@ def break_lease(store: StateStore, record: Record[Lease]) -> Record[Lease]:
     is alive after all, fails its next renewal (the version moved) and stops. A
     ``Conflict`` means the lease moved since it was read; nothing is written then.
     """
-    from eleanor_cloud.backends.base import Replace
     from eleanor_cloud.cli.views import BROKEN_EXPIRY
 
-    broken = record.value.model_copy(update={"expires_at": BROKEN_EXPIRY})
-    # The envelope's epoch is the holder's, so takers computing max(epochs) + 1 agree.
-    store.epoch = max(record.epoch, record.value.epoch)
-    return store.write_lease(broken, Replace(record.version))
-
-
-def import_factory(spec: str) -> Any:
-    """Import ``module:attribute`` (``module.sub:attr.inner`` allowed) from sys.path + cwd.
-
-    The current directory is put on ``sys.path`` first, as ``python -m`` would, so a
-    factory in a script next to the user's shell works.
-    """
-    import importlib
-    import os
-    import sys
-
-    module_name, sep, attr_path = spec.partition(":")
-    if not sep or not module_name or not attr_path:
-        fail(f"factory {spec!r} is not MODULE:FACTORY (e.g. mypkg.tasks:build)", EXIT_USAGE)
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            fail(
-                f"factory {spec!r}: no module named {exc.name!r} (looked in the current "
-                "directory and sys.path)",
-                EXIT_USAGE,
-            )
-        raise
-    for part in attr_path.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            fail(
-                f"factory {spec!r}: module {module_name!r} has no attribute {attr_path!r}",
-                EXIT_USAGE,
-            )
-    if not callable(obj):
-        fail(f"factory {spec!r} is not callable", EXIT_USAGE)
-    return obj
+    # The envelope's epoch is the lease's own: keep the higher of the two read, so
+    # takers computing max(epochs) + 1 agree with the holder.
+    broken = record.value.model_copy(
+        update={"expires_at": BROKEN_EXPIRY, "epoch": max(record.epoch, record.value.epoch)}
+    )
+    return store.write_lease(broken, replaces=record)
 
 
 def _show_after(
@@ -88,9 +59,7 @@ def _show_after(
 
     view = load_task_view(state.store, task_id)
     if out.json_mode:
-        doc = task_doc(view, state.store_description, action=action)
-        doc["changed"] = changed
-        out.json(doc)
+        out.json(task_doc(view, state.store_description, action=action, changed=changed))
     else:
         render_task(out, view)
 
@@ -107,7 +76,7 @@ def _changed(before: dict[str, str], summary: TaskSummary) -> list[str]:
     return [s.name for s in summary.stages if before.get(s.name) != s.status.value]
 
 
-@cli.command("cancel")
+@click.command("cancel")
 @click.argument("task_id", callback=validate_task_id_arg)
 @json_option
 @pass_cli
@@ -131,7 +100,7 @@ def cancel_cmd(state: CliContext, task_id: str, as_json: bool) -> None:
     _show_after(state, out, task_id, "cancel", changed)
 
 
-@cli.command("retry")
+@click.command("retry")
 @click.argument("task_id", callback=validate_task_id_arg)
 @json_option
 @pass_cli
@@ -156,7 +125,7 @@ def retry_cmd(state: CliContext, task_id: str, as_json: bool) -> None:
     _show_after(state, out, task_id, "retry", changed)
 
 
-@cli.command("rollback")
+@click.command("rollback")
 @click.argument("task_id", callback=validate_task_id_arg)
 @click.option(
     "--to",
@@ -207,14 +176,13 @@ def rollback_cmd(
     _show_after(state, out, task_id, "rollback", changed)
 
 
-@cli.command("delete")
+@click.command("delete")
 @click.argument("task_id", callback=validate_task_id_arg)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 @pass_cli
 def delete_cmd(state: CliContext, task_id: str, yes: bool, as_json: bool) -> None:
     """Delete every object of TASK_ID (states, manifest, lease last). Asks unless --yes."""
-    from eleanor_cloud.cli.shapes import SCHEMA
     from eleanor_cloud.cli.views import LeaseView
     from eleanor_cloud.clock import utc_now
 
@@ -223,32 +191,26 @@ def delete_cmd(state: CliContext, task_id: str, yes: bool, as_json: bool) -> Non
     manifest = store.load_manifest(task_id)  # NotFound -> exit 1 with one line
     record = store.load_lease(task_id)
     if record is not None and LeaseView.of(record, utc_now()).live:
-        click.echo(
-            f"warning: task {task_id} has a live lease held by {record.value.holder}", err=True
-        )
+        echo_err(f"warning: task {task_id} has a live lease held by {record.value.holder}")
     if not yes:
         click.confirm(
-            f"Delete task {task_id} ({len(manifest.stages)} stages) from "
-            f"{state.store_description}?",
+            printable(
+                f"Delete task {task_id} ({len(manifest.stages)} stages) from "
+                f"{state.store_description}?"
+            ),
             abort=True,
             err=True,
         )
     count = store.delete_task(task_id)
     if as_json:
-        out.json(
-            {
-                "schema": SCHEMA,
-                "kind": "delete",
-                "store": state.store_description,
-                "task_id": task_id,
-                "deleted_objects": count,
-            }
-        )
+        from eleanor_cloud.cli.shapes import DeleteDoc
+
+        out.json(DeleteDoc(store=state.store_description, task_id=task_id, deleted_objects=count))
     else:
         out.line(f"deleted task {task_id} ({count} objects)")
 
 
-@cli.command("lease")
+@click.command("lease")
 @click.argument("task_id", callback=validate_task_id_arg)
 @click.option(
     "--break",
@@ -294,9 +256,11 @@ def lease_cmd(state: CliContext, task_id: str, break_: bool, yes: bool, as_json:
     if not yes:
         liveness = "live" if view.live else "expired"
         click.confirm(
-            f"Break the {liveness} lease of task {task_id} held by "
-            f"{view.lease.holder} (epoch {view.epoch})? Only do this if that "
-            "holder is gone.",
+            printable(
+                f"Break the {liveness} lease of task {task_id} held by "
+                f"{view.lease.holder} (epoch {view.epoch})? Only do this if that "
+                "holder is gone."
+            ),
             abort=True,
             err=True,
         )
@@ -306,3 +270,6 @@ def lease_cmd(state: CliContext, task_id: str, break_: bool, yes: bool, as_json:
     else:
         out.line(f"broke the lease of task {task_id} (was held by {view.lease.holder})")
         render_lease(out, after)
+
+
+COMMANDS = (cancel_cmd, retry_cmd, rollback_cmd, delete_cmd, lease_cmd)

@@ -2,14 +2,25 @@
 
 rich is imported only when stdout is a terminal, so pipes, CI logs and ``--json`` pay
 nothing for it and get stable, greppable lines (columns separated by two spaces).
+
+Every human-readable string goes through :func:`~eleanor_cloud.cli.escaping.printable`
+here, on its way out, because most of it quotes the store (messages, results, holders):
+callers cannot forget it. rich markup is never parsed in such text either (it is
+escaped, or passed as a ``Text``), so ``[red]`` in a message prints as ``[red]``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from eleanor_cloud.cli.escaping import printable
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = [
     "Output",
@@ -28,6 +39,10 @@ _STATUS_STYLES = {
     "CREATED": "dim",
     "UNBOUND": "dim",
 }
+
+
+# DEL, C1 and lone surrogates: what json.dumps(ensure_ascii=False) leaves raw.
+_RAW_IN_JSON = re.compile("[\x7f-\x9f\ud800-\udfff]")
 
 
 def status_style(status: str) -> str:
@@ -55,15 +70,25 @@ class Output:
             self._console = Console(highlight=False)
         return self._console
 
-    def json(self, doc: dict[str, Any]) -> None:
-        """Print one JSON document (the ``--json`` output) and nothing else."""
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    def json(self, doc: BaseModel) -> None:
+        """Print one JSON document (the ``--json`` output) and nothing else.
+
+        ``doc`` is one of the models of :mod:`eleanor_cloud.cli.shapes`, so what is
+        printed is what their published JSON Schema describes.
+        """
+        text = json.dumps(doc.model_dump(mode="json", by_alias=True), indent=2, ensure_ascii=False)
+        # json escapes C0 controls but not DEL and C1 (a raw \x9b is a CSI to many
+        # terminals) nor lone surrogates (unencodable: a crash). Outside strings JSON is
+        # ASCII, so this rewrites string contents only, into escapes that decode to the
+        # very same characters.
+        sys.stdout.write(_RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
         sys.stdout.flush()
 
     def line(self, text: str = "", *, style: str | None = None) -> None:
         """Print a line of prose (suppressed in JSON mode so stdout stays parseable)."""
         if self.json_mode:
             return
+        text = printable(text)
         if self.tty:
             from rich.markup import escape
 
@@ -87,11 +112,16 @@ class Output:
         """
         if self.json_mode:
             return
+        title = printable(title) if title else title
+        rows = [[printable(cell) for cell in row] for row in rows]
         if self.tty:
             from rich.table import Table
             from rich.text import Text
 
-            table = Table(title=title, title_justify="left", header_style="bold")
+            # Text, not str: a cell's "[...]" is data, never rich markup.
+            table = Table(
+                title=Text(title) if title else None, title_justify="left", header_style="bold"
+            )
             for column in columns:
                 table.add_column(column, overflow="fold")
             for row in rows:
@@ -141,7 +171,7 @@ class PlainProgress:
     def _write(self, text: str) -> None:
         if not self.quiet:
             # Flushed per line: a demo that kills itself must not lose what it printed.
-            sys.stdout.write(text + "\n")
+            sys.stdout.write(printable(text) + "\n")
             sys.stdout.flush()
 
     def start(self) -> None:
@@ -196,8 +226,12 @@ class RichProgress:
     def stop(self) -> None:
         self._progress.stop()
 
+    # Bar descriptions are rich markup (TextColumn renders them so): stage names and
+    # messages are escaped into it.
     def stage_started(self, stage: str, attempt: int, total: int) -> None:
-        description = f"{stage} (attempt {attempt})"
+        from rich.markup import escape
+
+        description = f"{escape(printable(stage))} (attempt {attempt})"
         if stage in self._bars:
             self._progress.reset(self._bars[stage], total=total, description=description)
         else:
@@ -211,13 +245,17 @@ class RichProgress:
         from rich.markup import escape
 
         style = status_style(status) or "bold"
-        text = f"[{style}]{status}[/]" + (f": {escape(message)}" if message else "")
+        text = f"[{style}]{escape(printable(status))}[/]" + (
+            f": {escape(printable(message))}" if message else ""
+        )
+        name = escape(printable(stage))
         if stage in self._bars:
-            self._progress.update(self._bars[stage], description=f"{stage} {text}")
+            self._progress.update(self._bars[stage], description=f"{name} {text}")
         else:
-            self._progress.console.print(f"{escape(stage)} {text}")
+            self._progress.console.print(f"{name} {text}")
 
     def note(self, text: str, *, style: str | None = None) -> None:
         from rich.markup import escape
 
-        self._progress.console.print(f"[{style}]{escape(text)}[/]" if style else escape(text))
+        text = escape(printable(text))
+        self._progress.console.print(f"[{style}]{text}[/]" if style else text)

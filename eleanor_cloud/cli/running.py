@@ -16,10 +16,18 @@ from typing import TYPE_CHECKING
 
 import click
 
-from eleanor_cloud.cli import EXIT_BUDGET, EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from eleanor_cloud.cli.app import CliContext, cli, fail, pass_cli, validate_task_id_arg
+from eleanor_cloud.cli.common import (
+    CliContext,
+    echo_err,
+    fail,
+    import_factory,
+    json_option,
+    pass_cli,
+    validate_task_id_arg,
+)
+from eleanor_cloud.cli.exits import EXIT_BUDGET, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from eleanor_cloud.cli.output import Output, Progress
-from eleanor_cloud.cli.read import json_option, render_task, short_ts
+from eleanor_cloud.cli.render import render_task, short_ts
 
 if TYPE_CHECKING:
     from eleanor_cloud.cli.views import TaskView
@@ -27,7 +35,7 @@ if TYPE_CHECKING:
     from eleanor_cloud.models import StageStatus
     from eleanor_cloud.store.state_store import StateStore
 
-__all__ = ["event_printer", "exit_code_of"]
+__all__ = ["COMMANDS", "event_printer", "exit_code_of"]
 
 _FINISHED = {
     "stage_completed": "COMPLETE",
@@ -109,7 +117,7 @@ def _report(
     return code
 
 
-@cli.command("run")
+@click.command("run")
 @click.argument("factory", metavar="MODULE:FACTORY")
 @click.option(
     "--task-id", required=True, callback=validate_task_id_arg, help="The task to run or resume."
@@ -131,7 +139,6 @@ def run_cmd(
     Exits 0 when the task is COMPLETE, 1 on ERROR/CANCELED, 3 when stopped by the time
     budget with work left.
     """
-    from eleanor_cloud.cli.manage import import_factory
     from eleanor_cloud.engine.events import chain_on_event
 
     build = import_factory(factory)
@@ -153,10 +160,8 @@ def run_cmd(
         progress.stop()
     if outcome.interrupted:
         what = "recorded as interrupted" if outcome.recorded_interruption else "not recorded"
-        click.echo(
-            f"eleanor-cloud: {outcome.message}; attempt {what}, lease released: "
-            "run again to resume",
-            err=True,
+        echo_err(
+            f"eleanor-cloud: {outcome.message}; attempt {what}, lease released: run again to resume"
         )
         outcome.exit()  # the stage's code still runs on another thread: exit now
     code = _report(out, state, task_id, "run", outcome.summary)
@@ -211,7 +216,7 @@ def _announce_resume(progress: Progress, view: TaskView, skew: float) -> None:
         )
 
 
-@cli.command("demo")
+@click.command("demo")
 @click.option(
     "--task-id",
     default="demo",
@@ -353,3 +358,6 @@ def _show_interruptions(out: Output, store: StateStore, task_id: str) -> None:
                     f"{entry.message}",
                     style="yellow",
                 )
+
+
+COMMANDS = (run_cmd, demo_cmd)

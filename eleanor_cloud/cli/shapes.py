@@ -1,190 +1,389 @@
-"""The ``--json`` output of the CLI: stable shapes, versioned by ``"schema"``.
+"""The ``--json`` documents of the CLI: pydantic models with a published JSON Schema.
 
-Every document is one JSON object with ``"schema": 1`` and a ``"kind"``. Within a
-schema version fields are only ever added, never renamed or removed; a breaking change
-bumps ``schema``. Timestamps are UTC ISO-8601 strings ending in ``Z``; statuses are
-the seed's ``StageStatus`` values (``"COMPLETE"``, ``"ERROR"``, ...); absent values
-are ``null``.
+Every document is one JSON object with ``"schema": 1`` and a ``"kind"``: ``tasks``,
+``task`` (``status``, and ``cancel``/``retry``/``rollback``/``run``/``demo``),
+``history``, ``lease`` and ``delete``. Within a schema version fields are only ever
+added, never renamed or removed (the schemas allow unknown properties, so a consumer
+validating against an older file keeps working); a breaking change bumps ``schema``.
+Timestamps are UTC ISO-8601 strings ending in ``Z``; statuses are the seed's
+``StageStatus`` values; absent values are ``null``, except the few fields a
+document carries only in some commands, which are then left out.
 
-``tasks`` -> ``kind: "tasks"``::
+``eleanor-cloud schema KIND`` prints a document's JSON Schema (draft 2020-12); the
+same text is committed in ``eleanor_cloud/cli/schemas/KIND.json`` (a test keeps the
+files equal to these models: regenerate them with ``make schemas``). The class
+docstrings and field descriptions below are the schema's.
 
-    {"schema": 1, "kind": "tasks", "store": "file:///.../.eleanor",
-     "filter": {"status": "ERROR" | null, "after": "task-id" | null, "limit": 50},
-     "tasks": [{"task_id": "demo", "status": "RUNNING", "current_stage": "transform",
-                "attempts": 2, "total_attempts": 4, "stages": 4,
-                "created_at": "...Z", "updated_at": "...Z"}],
-     "next_after": "demo" | null}
-
-A task whose objects cannot be decoded is listed with ``"status": "CORRUPT"`` and an
-``"error"`` string (when no ``--status`` filter is given) instead of failing the list.
-``current_stage`` is the stage a run would start or resume, or for an ERROR/CANCELED
-task the stage that failed / was canceled (``null`` when all are COMPLETE);
-``attempts`` are that stage's, ``total_attempts`` the sum over stages. When
-``next_after`` is not null there may be more tasks: pass it as ``--after``.
-
-``status`` (also printed by ``cancel``, ``retry``, ``rollback``, ``run`` and ``demo``
-with ``--json``) -> ``kind: "task"``::
-
-    {"schema": 1, "kind": "task", "store": "...", "task_id": "demo",
-     "status": "COMPLETE", "done": true, "next_stage": null,
-     "state_class": "pkg.module.State", "created_at": "...Z", "updated_at": "...Z",
-     "stages": [{"name": "generate", "status": "COMPLETE", "attempts": 1,
-                 "last_message": "...", "last_run_seconds": 0.21,
-                 "updated_at": "...Z", "revision": 3, "writer": "host/pid",
-                 "result": {...} | null}],
-     "result": {...} | null,
-     "lease": null | {"holder": "host/pid/uuid", "epoch": 2, "acquired_at": "...Z",
-                      "expires_at": "...Z", "ttl_seconds": 60.0, "renewals": 0,
-                      "released": false, "expired": true, "broken": false,
-                      "live": false}}
-
-``lease.expired`` is judged by the CLI host's clock; ``broken`` means somebody ran
-``eleanor-cloud lease --break`` (its ``expires_at`` is then ``1970-01-01T00:00:00Z``).
-
-``result`` is the last stage's result (the task's result once COMPLETE, else ``null``).
-``done`` is true once the task is COMPLETE, ERROR or CANCELED (``next_stage`` is then
-``null``).
-Commands that changed the task add ``"action"`` (``"cancel"``, ``"retry"``,
-``"rollback"``, ``"run"``, ``"demo"``); ``cancel``, ``retry`` and ``rollback`` add
-``"changed"`` (the stages whose status they changed, in task order; ``[]`` for a no-op);
-``run`` and ``demo`` add ``"exit_code"``.
-
-``history`` -> ``kind: "history"``::
-
-    {"schema": 1, "kind": "history", "store": "...", "task_id": "demo",
-     "stage": "transform" | null,
-     "entries": [{"stage": "transform", "attempt": 1, "begin_status": "CREATED",
-                  "end_status": "RETRY", "begin_ts": "...Z", "end_ts": "...Z",
-                  "run_time_seconds": 2.5, "message": "..."}]}
-
-Entries are in stage order, then in the order they were recorded.
-
-``lease`` -> ``kind: "lease"``::
-
-    {"schema": 1, "kind": "lease", "store": "...", "task_id": "demo",
-     "lease": null | {...as in "task"...}, "broken": false}
-
-``delete`` with ``--json`` -> ``{"schema": 1, "kind": "delete", "store": "...",
-"task_id": "demo", "deleted_objects": 6}``.
+Importing this module builds nothing: ``defer_build`` leaves each model's validator to
+its first use, so only the commands that print JSON pay for it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from eleanor_cloud.cli.views import LeaseView, StageView, TaskView
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+from eleanor_cloud.models import StageStatus
+
+if TYPE_CHECKING:
+    from eleanor_cloud.cli.views import LeaseView, StageView, TaskView
 
 __all__ = [
+    "DOCUMENTS",
     "SCHEMA",
+    "DeleteDoc",
+    "HistoryDoc",
+    "HistoryRow",
+    "LeaseDoc",
+    "LeaseInfo",
+    "StageRow",
+    "TaskDoc",
+    "TaskFilter",
+    "TaskRow",
+    "TasksDoc",
     "history_doc",
+    "json_schema",
     "lease_doc",
-    "lease_json",
-    "stage_json",
+    "lease_info",
+    "schema_text",
+    "stage_row",
     "task_doc",
-    "task_row_json",
+    "task_row",
 ]
 
 SCHEMA = 1
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def _head(kind: str, store: str) -> dict[str, Any]:
-    return {"schema": SCHEMA, "kind": kind, "store": store}
+def _is_none(value: object) -> bool:
+    return value is None
 
 
-def lease_json(lease: LeaseView | None) -> dict[str, Any] | None:
-    """A lease as JSON (``None`` when the task has no lease object)."""
+def _drop_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _sometimes(description: str) -> Any:
+    """A field present in some commands' documents only: left out, never ``null``."""
+    return Field(
+        None, exclude_if=_is_none, json_schema_extra=_drop_default, description=description
+    )
+
+
+class _Model(BaseModel):
+    # Descriptions are given as Field(description=...), not attribute docstrings:
+    # pydantic would read and parse this file's source at import to find those.
+    model_config = ConfigDict(
+        defer_build=True,
+        frozen=True,
+        # Printed documents always carry their defaulted fields (schema, kind): required.
+        json_schema_serialization_defaults_required=True,
+    )
+
+
+class _Document(_Model):
+    schema_: Literal[1] = Field(
+        1,
+        alias="schema",
+        description="The version of this document's shape: fields are only added within it.",
+    )
+    kind: str = Field(
+        description="Which document this is (each subclass fixes it; declared here to come second)."
+    )
+    store: str = Field(
+        description="The store, as the backend describes it (e.g. ``file:///.../.eleanor``)."
+    )
+
+    # The document's ``kind`` (also its schema file's name), and the commands that
+    # print it (``eleanor-cloud schema`` lists them).
+    kind_name: ClassVar[str]
+    commands: ClassVar[str]
+
+
+class LeaseInfo(_Model):
+    """A task's lease; ``expired`` is judged by the CLI host's clock."""
+
+    holder: str
+    epoch: int
+    acquired_at: str
+    expires_at: str = Field(
+        description="``1970-01-01T00:00:00.000000Z`` once broken with ``lease --break``."
+    )
+    ttl_seconds: float
+    renewals: int
+    released: bool
+    expired: bool
+    broken: bool = Field(description="Broken with ``eleanor-cloud lease --break``.")
+    live: bool = Field(description="Held right now: neither released nor expired.")
+
+
+class StageRow(_Model):
+    """One stage of a task (``CREATED`` with no attempts when it has no object yet)."""
+
+    name: str
+    status: StageStatus
+    attempts: int
+    last_message: str | None = Field(description="The message of the last history entry.")
+    last_run_seconds: float | None
+    updated_at: str | None = Field(description="When the stage's object was last written.")
+    revision: int | None
+    writer: str | None = Field(description="Who last wrote the stage's object (``host/pid``).")
+    result: Any = Field(description="The stage's result as stored (any JSON), or ``null``.")
+
+
+class TaskDoc(_Document):
+    """A task's stages, result and lease (``status``, and commands that change a task)."""
+
+    kind_name: ClassVar[str] = "task"
+    commands: ClassVar[str] = "status, cancel, retry, rollback, run, demo"
+
+    kind: Literal["task"] = "task"
+    task_id: str
+    status: StageStatus = Field(
+        description="The task's overall status, derived from its stages' as the engine does."
+    )
+    done: bool = Field(description="COMPLETE, ERROR or CANCELED: a run would not advance it.")
+    next_stage: str | None = Field(
+        description="The stage a run would start or resume; ``null`` once done."
+    )
+    state_class: str = Field(
+        description="The user's stage state class, as recorded in the manifest."
+    )
+    created_at: str
+    updated_at: str
+    stages: list[StageRow]
+    result: Any = Field(
+        description="The last stage's result: the task's result once COMPLETE, else ``null``."
+    )
+    lease: LeaseInfo | None
+    action: Literal["cancel", "retry", "rollback", "run", "demo"] | SkipJsonSchema[None] = (
+        _sometimes("The command that changed the task (absent for ``status``).")
+    )
+    changed: list[str] | SkipJsonSchema[None] = _sometimes(
+        "``cancel``, ``retry``, ``rollback``: the stages whose status they changed, "
+        "in task order (``[]`` for a no-op)."
+    )
+    exit_code: int | SkipJsonSchema[None] = _sometimes(
+        "``run`` and ``demo``: the command's exit code."
+    )
+
+
+class TaskRow(_Model):
+    """One task of the ``tasks`` list."""
+
+    task_id: str
+    status: StageStatus | Literal["CORRUPT"] = Field(
+        description="``CORRUPT``: the task's objects cannot be decoded (see ``error``)."
+    )
+    current_stage: str | None = Field(
+        description="The stage a run would start or resume, or the one that failed / was "
+        "canceled; ``null`` when all are COMPLETE."
+    )
+    attempts: int = Field(description="The current stage's attempts.")
+    total_attempts: int = Field(description="The sum of every stage's attempts.")
+    stages: int
+    created_at: str | None
+    updated_at: str | None
+    error: str | SkipJsonSchema[None] = _sometimes("Why a CORRUPT task cannot be read.")
+
+
+class TaskFilter(_Model):
+    """The listing's options, as given."""
+
+    status: StageStatus | None
+    after: str | None
+    limit: int
+
+
+class TasksDoc(_Document):
+    """A page of tasks in task-id order."""
+
+    kind_name: ClassVar[str] = "tasks"
+    commands: ClassVar[str] = "tasks"
+
+    kind: Literal["tasks"] = "tasks"
+    filter: TaskFilter
+    tasks: list[TaskRow]
+    next_after: str | None = Field(
+        description="Not ``null``: there may be more tasks; pass it as ``--after`` for the "
+        "next page."
+    )
+
+
+class HistoryRow(_Model):
+    """One recorded run of a stage (the seed's history entry, and its stage)."""
+
+    stage: str
+    attempt: int
+    begin_status: StageStatus
+    end_status: StageStatus
+    begin_ts: str
+    end_ts: str
+    run_time_seconds: float
+    message: str
+
+
+class HistoryDoc(_Document):
+    """Every recorded run: in stage order, then in the order recorded."""
+
+    kind_name: ClassVar[str] = "history"
+    commands: ClassVar[str] = "history"
+
+    kind: Literal["history"] = "history"
+    task_id: str
+    stage: str | None = Field(description="The one stage asked for, or ``null`` for all.")
+    entries: list[HistoryRow]
+
+
+class LeaseDoc(_Document):
+    """A task's lease (``null``: none), after ``--break`` when ``broken`` is true."""
+
+    kind_name: ClassVar[str] = "lease"
+    commands: ClassVar[str] = "lease"
+
+    kind: Literal["lease"] = "lease"
+    task_id: str
+    lease: LeaseInfo | None
+    broken: bool = Field(description="This command broke the lease.")
+
+
+class DeleteDoc(_Document):
+    """What ``delete`` removed."""
+
+    kind_name: ClassVar[str] = "delete"
+    commands: ClassVar[str] = "delete"
+
+    kind: Literal["delete"] = "delete"
+    task_id: str
+    deleted_objects: int
+
+
+DOCUMENTS: dict[str, type[_Document]] = {
+    doc.kind_name: doc for doc in (TasksDoc, TaskDoc, HistoryDoc, LeaseDoc, DeleteDoc)
+}
+
+
+def json_schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of the document ``kind`` (what ``--json`` prints, so the
+    serialization side: fields left out when unset are not required)."""
+    model = DOCUMENTS[kind]
+    schema = model.model_json_schema(mode="serialization")
+    return {"$schema": JSON_SCHEMA_DIALECT, **schema}
+
+
+def schema_text(kind: str) -> str:
+    """:func:`json_schema` as the committed files spell it."""
+    return json.dumps(json_schema(kind), indent=2, ensure_ascii=False) + "\n"
+
+
+def lease_info(lease: LeaseView | None) -> LeaseInfo | None:
+    """A lease for a document (``None`` when the task has no lease object)."""
     if lease is None:
         return None
     value = lease.lease
-    return {
-        "holder": value.holder,
-        "epoch": value.epoch,
-        "acquired_at": value.acquired_at,
-        "expires_at": value.expires_at,
-        "ttl_seconds": value.ttl_seconds,
-        "renewals": value.renewals,
-        "released": value.released,
-        "expired": lease.expired,
-        "broken": lease.broken,
-        "live": lease.live,
-    }
+    return LeaseInfo(
+        holder=value.holder,
+        epoch=value.epoch,
+        acquired_at=value.acquired_at,
+        expires_at=value.expires_at,
+        ttl_seconds=value.ttl_seconds,
+        renewals=value.renewals,
+        released=value.released,
+        expired=lease.expired,
+        broken=lease.broken,
+        live=lease.live,
+    )
 
 
-def stage_json(stage: StageView) -> dict[str, Any]:
-    """One stage row of the ``task`` document."""
-    return {
-        "name": stage.name,
-        "status": stage.status.value,
-        "attempts": stage.attempts,
-        "last_message": stage.last_message or None,
-        "last_run_seconds": stage.last_run_seconds,
-        "updated_at": stage.updated_at,
-        "revision": stage.revision,
-        "writer": stage.writer,
-        "result": stage.result,
-    }
+def stage_row(stage: StageView) -> StageRow:
+    return StageRow(
+        name=stage.name,
+        status=stage.status,
+        attempts=stage.attempts,
+        last_message=stage.last_message or None,
+        last_run_seconds=stage.last_run_seconds,
+        updated_at=stage.updated_at,
+        revision=stage.revision,
+        writer=stage.writer,
+        result=stage.result,
+    )
 
 
 def task_doc(
-    view: TaskView, store: str, *, action: str | None = None, exit_code: int | None = None
-) -> dict[str, Any]:
+    view: TaskView,
+    store: str,
+    *,
+    action: str | None = None,
+    changed: list[str] | None = None,
+    exit_code: int | None = None,
+) -> TaskDoc:
     """The ``task`` document (``status``, and the commands that change a task)."""
-    doc = _head("task", store)
-    doc.update(
+    return TaskDoc.model_validate(
         {
+            "store": store,
             "task_id": view.task_id,
-            "status": view.status.value,
+            "status": view.status,
             "done": view.done,
             "next_stage": view.next_stage,
             "state_class": view.manifest.state_class,
             "created_at": view.manifest.created_at,
             "updated_at": view.updated_at,
-            "stages": [stage_json(s) for s in view.stages],
+            "stages": [stage_row(s) for s in view.stages],
             "result": view.result,
-            "lease": lease_json(view.lease),
+            "lease": lease_info(view.lease),
+            "action": action,
+            "changed": changed,
+            "exit_code": exit_code,
         }
     )
-    if action is not None:
-        doc["action"] = action
-    if exit_code is not None:
-        doc["exit_code"] = exit_code
-    return doc
 
 
-def task_row_json(view: TaskView) -> dict[str, Any]:
+def task_row(view: TaskView) -> TaskRow:
     """One row of the ``tasks`` document."""
     current = view.current
-    return {
-        "task_id": view.task_id,
-        "status": view.status.value,
-        "current_stage": current.name if current else None,
-        "attempts": current.attempts if current else 0,
-        "total_attempts": view.attempts,
-        "stages": len(view.stages),
-        "created_at": view.manifest.created_at,
-        "updated_at": view.updated_at,
-    }
+    return TaskRow(
+        task_id=view.task_id,
+        status=view.status,
+        current_stage=current.name if current else None,
+        attempts=current.attempts if current else 0,
+        total_attempts=view.attempts,
+        stages=len(view.stages),
+        created_at=view.manifest.created_at,
+        updated_at=view.updated_at,
+    )
 
 
-def history_doc(view: TaskView, store: str, stage: str | None) -> dict[str, Any]:
+def corrupt_row(task_id: str, error: str) -> TaskRow:
+    """The row of a task whose objects cannot be decoded: listed, not a failed list."""
+    return TaskRow(
+        task_id=task_id,
+        status="CORRUPT",
+        current_stage=None,
+        attempts=0,
+        total_attempts=0,
+        stages=0,
+        created_at=None,
+        updated_at=None,
+        error=error,
+    )
+
+
+def history_doc(view: TaskView, store: str, stage: str | None) -> HistoryDoc:
     """The ``history`` document: every run of one stage or of all stages."""
-    doc = _head("history", store)
-    entries = []
-    for one in view.stages:
-        if stage is not None and one.name != stage:
-            continue
-        for entry in one.history:
-            row: dict[str, Any] = {"stage": one.name}
-            row.update(entry.model_dump(mode="json"))
-            entries.append(row)
-    doc.update({"task_id": view.task_id, "stage": stage, "entries": entries})
-    return doc
+    entries = [
+        HistoryRow(stage=one.name, **entry.model_dump())
+        for one in view.stages
+        if stage is None or one.name == stage
+        for entry in one.history
+    ]
+    return HistoryDoc(store=store, task_id=view.task_id, stage=stage, entries=entries)
 
 
 def lease_doc(
     task_id: str, lease: LeaseView | None, store: str, *, broken: bool = False
-) -> dict[str, Any]:
+) -> LeaseDoc:
     """The ``lease`` document."""
-    doc = _head("lease", store)
-    doc.update({"task_id": task_id, "lease": lease_json(lease), "broken": broken})
-    return doc
+    return LeaseDoc(store=store, task_id=task_id, lease=lease_info(lease), broken=broken)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +16,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 import eleanor_cloud as ec
-from eleanor_cloud.backends.base import CREATE
 from eleanor_cloud.clock import format_ts, parse_ts, utc_now
 from eleanor_cloud.models import StageStateHistoryEntry, StageStatus
-from eleanor_cloud.store.records import Lease, TaskManifest
+from eleanor_cloud.store.records import Lease, Record, TaskManifest
 
 BIN = Path(sys.executable).parent
 
@@ -89,27 +91,109 @@ def seed_task(
 
 
 def seed_lease(
-    store: ec.StateStore, task_id: str, *, expires_at: str, epoch: int = 3, released: bool = False
+    store: ec.StateStore,
+    task_id: str,
+    *,
+    expires_at: str,
+    epoch: int = 3,
+    released: bool = False,
+    holder: str = "otherhost/4242/deadbeef",
+    replaces: Record[Lease] | None = None,
 ) -> None:
     # A lease taken (or last renewed) just now whose TTL ends at expires_at: a
     # challenger watches an unreleased lease for its ttl_seconds before taking it over,
     # so a TTL longer than the time to expiry would make takeover tests wait for it.
     now = utc_now()
     ttl = max(1.0, (parse_ts(expires_at) - now).total_seconds())
-    store.epoch = epoch
     store.write_lease(
         Lease(
             task_id=task_id,
-            holder="otherhost/4242/deadbeef",
+            holder=holder,
             epoch=epoch,
             acquired_at=format_ts(parse_ts(expires_at) - timedelta(seconds=ttl)),
             expires_at=expires_at,
             ttl_seconds=ttl,
             released=released,
         ),
-        CREATE,
+        replaces=replaces,
     )
-    store.epoch = 0
+
+
+# What a hostile writer stores: colour, an 8-bit CSI (clear screen), a bell, an OSC
+# window title, a carriage return that would overwrite the line, and rich markup.
+HOSTILE = "\x1b[31mRED\x07 \x9b2J \x1b]0;pwned\x07 over\rwrite [bold]b[/bold]"
+SHOWN = "\\x1b[31mRED\\x07 \\x9b2J \\x1b]0;pwned\\x07 over\\x0dwrite [bold]b[/bold]"
+HOLDER = "evil\x1b[31m\x07\x9bhost/1/x"
+
+
+@pytest.fixture
+def hostile(store: ec.StateStore) -> ec.StateStore:
+    """Task ``evil``: a failed stage whose message, and a lease whose holder, carry
+    control characters and rich markup (HOSTILE, HOLDER)."""
+    from datetime import timedelta
+
+    from eleanor_cloud.clock import format_ts, utc_now
+    from eleanor_cloud.store.records import TaskManifest
+
+    store.create_manifest(
+        TaskManifest(
+            task_id="evil",
+            stages=("first",),
+            state_class="tests.cli.conftest.SeedState",
+            created_at="2026-11-30T00:00:00.000000Z",
+        )
+    )
+    entry = StageStateHistoryEntry(
+        attempt=1,
+        begin_status=StageStatus.CREATED,
+        end_status=StageStatus.ERROR,
+        begin_ts="2026-11-30T01:00:00.000000Z",
+        end_ts="2026-11-30T01:00:01.000000Z",
+        message=HOSTILE,
+        run_time_seconds=1.0,
+    )
+    store.create(
+        SeedState(
+            task_id="evil",
+            stage_name="first",
+            status=StageStatus.ERROR,
+            attempts=1,
+            history=[entry],
+            result=None,
+        )
+    )
+    seed_lease(store, "evil", expires_at=format_ts(utc_now() + timedelta(hours=1)), holder=HOLDER)
+    return store
+
+
+@functools.cache
+def published_schema(kind: str) -> dict[str, Any]:
+    """The committed JSON Schema of the document ``kind`` (what users validate against)."""
+    text = resources.files("eleanor_cloud.cli").joinpath("schemas", f"{kind}.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def assert_valid_document(doc: dict[str, Any]) -> None:
+    """``doc`` (a parsed ``--json`` output) validates against its kind's published schema."""
+    import jsonschema
+
+    jsonschema.Draft202012Validator(published_schema(doc["kind"])).validate(doc)
+
+
+@pytest.fixture(autouse=True)
+def _every_json_document_matches_its_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ``--json`` document a test prints in-process is checked against the
+    published schema of its kind, so no command can drift from what users validate."""
+    from eleanor_cloud.cli.output import Output
+
+    printed = Output.json
+
+    def checked(self: Output, doc: Any) -> None:
+        printed(self, doc)
+        assert_valid_document(doc.model_dump(mode="json", by_alias=True))
+
+    monkeypatch.setattr(Output, "json", checked)
 
 
 @pytest.fixture

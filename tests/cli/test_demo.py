@@ -156,8 +156,13 @@ def test_demo_waits_for_a_live_lease_then_takes_over(invoke, store: ec.StateStor
     assert invoke("demo", *FAST, "--time-budget", "0.5").exit_code == 3
     released = store.load_lease("demo")
     assert released is not None and released.value.released
-    store.delete_lease("demo", released.version)
-    seed_lease(store, "demo", expires_at=format_ts(utc_now() + timedelta(seconds=2)), epoch=5)
+    seed_lease(
+        store,
+        "demo",
+        expires_at=format_ts(utc_now() + timedelta(seconds=2)),
+        epoch=5,
+        replaces=released,
+    )
 
     result = invoke("demo", *FAST, "--lease-ttl", "1")
 

@@ -223,9 +223,14 @@ def test_live_lease_blocks_run_until_broken(factory, invoke, store: ec.StateStor
     invoke("run", f"{module}:build_slow", "--task-id", "t6", "--time-budget", "5")
     record = store.load_lease("t6")
     assert record is not None and record.value.released
-    store.delete_lease("t6", record.version)
     # A holder that looks alive for another hour (a paused host, say).
-    seed_lease(store, "t6", expires_at=format_ts(utc_now() + timedelta(hours=1)), epoch=5)
+    seed_lease(
+        store,
+        "t6",
+        expires_at=format_ts(utc_now() + timedelta(hours=1)),
+        epoch=5,
+        replaces=record,
+    )
 
     blocked = invoke("run", f"{module}:build", "--task-id", "t6")
     assert blocked.exit_code == 1

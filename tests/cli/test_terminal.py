@@ -79,3 +79,20 @@ def test_status_on_a_terminal_and_plain_when_piped(cli_env: dict[str, str]) -> N
     )
     assert "\x1b[" not in piped.stdout and "┃" not in piped.stdout
     assert piped.stdout.splitlines()[1].split()[:2] == ["STAGE", "STATUS"]
+
+
+def test_rich_output_escapes_stored_text(hostile: object, cli_env: dict[str, str]) -> None:
+    # conftest's hostile task: its message and lease holder carry ESC, BEL, CSI and
+    # rich markup. rich draws its own escapes (colours, borders); none of the stored
+    # ones may reach the terminal, and the markup must print as it was written.
+    for command in (["status", "evil"], ["history", "evil"]):
+        output, status, _ = _spawn(command, cli_env)
+        assert status == (1 if command[0] == "status" else 0), output  # ERROR: status 1
+        assert "\x07" not in output and "\x9b" not in output, repr(output)
+        assert "\x1b[31mRED" not in output and "\x1b]0;pwned" not in output, repr(output)
+        text = ANSI.sub("", output)
+        assert "┃ STAGE" in text  # rich drew the table
+        for piece in ("\\x1b[31mRED\\x07", "\\x9b2J", "[bold]b[/bold]"):
+            assert piece in text, (piece, text)
+        if command[0] == "status":
+            assert "holder evil\\x1b[31m\\x07\\x9bhost/1/x" in text, text

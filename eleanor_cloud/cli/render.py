@@ -1,0 +1,117 @@
+"""How a task looks in human-readable output: the stage table, the lease line, cells.
+
+Shared by the read commands and by the commands that print the task after changing
+or running it. Escaping of stored text happens in :class:`~eleanor_cloud.cli.output.Output`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eleanor_cloud.cli.output import Output
+    from eleanor_cloud.cli.views import LeaseView, TaskView
+
+__all__ = ["duration", "render_lease", "render_task", "seconds", "short_ts", "summarize_result"]
+
+
+def short_ts(ts: str | None) -> str:
+    """``2026-11-30T04:43:04.123456Z`` -> ``2026-11-30 04:43:04Z`` for tables."""
+    if not ts:
+        return "-"
+    date, _, rest = ts.partition("T")
+    return f"{date} {rest[:8]}Z" if rest else ts
+
+
+def seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}s"
+
+
+def duration(value: float) -> str:
+    """``4.2s``, ``3m05s``, ``2h10m``, ``3d4h``: an age or a time left, at a glance."""
+    value = abs(value)
+    if value < 60:
+        return f"{value:.1f}s"
+    minutes, secs = divmod(int(value), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours // 24}d{hours % 24}h"
+
+
+def summarize_result(result: Any, width: int = 60) -> str:
+    """A stage result in one cell: SimpleRecordsResult counts, else compact JSON."""
+    if result is None:
+        return "-"
+    if isinstance(result, dict) and "total_count" in result:
+        return (
+            f"total={result.get('total_count', 0)} ok={result.get('success_count', 0)} "
+            f"fail={result.get('fail_count', 0)} "
+            f"unprocessed={result.get('unprocessed_count', 0)}"
+        )
+    text = json.dumps(result, separators=(",", ":"), default=str)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def render_lease(out: Output, lease: LeaseView | None) -> None:
+    """One line about the lease: who holds it, which epoch, and until when."""
+    if lease is None:
+        out.line("lease: none (nobody has run this task yet, or it was deleted)")
+        return
+    value = lease.lease
+    if value.released:
+        state = "released: the task is free to run"
+    elif lease.broken:
+        state = "broken with lease --break: the next run takes over"
+    elif lease.expired:
+        state = f"expired {duration(lease.seconds_left)} ago: the next run takes over"
+    else:
+        state = f"live, {duration(lease.seconds_left)} left"
+    out.line(
+        f"lease: holder {value.holder}, epoch {value.epoch}, "
+        f"expires {short_ts(value.expires_at)} ({state})"
+    )
+
+
+def render_task(out: Output, view: TaskView) -> None:
+    """The ``status`` rendering: a header line, the stage table, the result, the lease."""
+    current = view.current
+    where = ""
+    if current is not None:
+        label = (
+            "next stage"
+            if view.next_stage
+            else "failed stage"
+            if view.status.value == "ERROR"
+            else "canceled at"
+        )
+        where = f"{label}: {current.name}, "
+    out.line(
+        f"task {view.task_id}: {view.status.value}  ({where}updated {short_ts(view.updated_at)})",
+        style="bold",
+    )
+    rows = [
+        [
+            s.name,
+            s.status.value,
+            str(s.attempts),
+            seconds(s.last_run_seconds),
+            short_ts(s.updated_at),
+            s.last_message or "-",
+            summarize_result(s.result),
+        ]
+        for s in view.stages
+    ]
+    out.table(
+        ["STAGE", "STATUS", "ATTEMPTS", "LAST RUN", "UPDATED", "MESSAGE", "RESULT"],
+        rows,
+        status_column=1,
+    )
+    if view.result is not None:
+        out.line(f"result: {summarize_result(view.result, width=200)}")
+    if view.extra_stages:
+        out.line(f"note: objects for stages not in the manifest: {', '.join(view.extra_stages)}")
+    render_lease(out, view.lease)
