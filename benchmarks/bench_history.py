@@ -32,8 +32,10 @@ def run(sizes: list[int], rounds: int) -> dict[str, Any]:
         record = store.create(state)
         size = len(store.backend.read(record.key)[0])
 
-        def save(state: BenchState = state, store: Any = store) -> None:
-            store.save(state)
+        held = [record]  # each save replaces the record the previous one returned
+
+        def save(state: BenchState = state, store: Any = store, held: list[Any] = held) -> None:
+            held[0] = store.save(state, replaces=held[0])
 
         def load(store: Any = store) -> None:
             store.load("history", "flaky", BenchState)

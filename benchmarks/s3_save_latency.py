@@ -75,9 +75,14 @@ def request_costs(url: str) -> dict[str, dict[str, int]]:
         costs[name] = dict(sent)
 
     state = CounterState(task_id="job-1", stage_name="extract")
-    measure("create", lambda: store.create(state))
+    created: dict[str, Any] = {}
+
+    def create() -> None:
+        created["record"] = store.create(state)
+
+    measure("create", create)
     state.count = 1
-    measure("save", lambda: store.save(state))
+    measure("save", lambda: store.save(state, replaces=created["record"]))
     measure("load", lambda: store.load("job-1", "extract", CounterState))
     store.create(CounterState(task_id="job-1", stage_name="load"))
     measure("load_task (2 stages)", lambda: store.load_task("job-1", CounterState))
@@ -103,8 +108,9 @@ def latencies(url: str, iterations: int, warmup: int = 20) -> dict[str, list[flo
     etag = raw.put_object(Bucket=bucket, Key=raw_key, Body=b"0" * body_size)["ETag"]
 
     def save() -> None:
+        nonlocal record
         state.count += 1
-        store.save(state)
+        record = store.save(state, replaces=record)
 
     # Distinct bodies made up front: the raw side pays for no serialization at all.
     bodies = iter(
@@ -118,11 +124,12 @@ def latencies(url: str, iterations: int, warmup: int = 20) -> dict[str, list[flo
     # The store's own CPU per save (validation, envelope, JSON) with no I/O at all.
     mem = open_store("memory://bench")
     mem_state = state.model_copy()
-    mem.create(mem_state)
+    mem_record = mem.create(mem_state)
 
     def save_in_memory() -> None:
+        nonlocal mem_record
         mem_state.count += 1
-        mem.save(mem_state)
+        mem_record = mem.save(mem_state, replaces=mem_record)
 
     timings: dict[str, list[float]] = {
         "store.save": [],

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 from eleanor_cloud import (
-    CREATE,
     AlreadyExists,
     BaseStageState,
     Lease,
@@ -114,6 +113,7 @@ def standin_run(
         created_at=now,
     )
     states: dict[str, BenchState] = {}
+    records: dict[str, Any] = {}  # what each stage's next write replaces
     try:
         store.create_manifest(manifest)
         fresh = True
@@ -124,15 +124,15 @@ def standin_run(
         task_id=task_id, holder="bench", epoch=1, acquired_at=now, expires_at=now, ttl_seconds=60.0
     )
     if fresh:
-        store.write_lease(lease, CREATE)
+        held = store.write_lease(lease, replaces=None)
     else:
         current = store.load_lease(task_id)
         assert current is not None
-        store.write_lease(
-            lease.model_copy(update={"epoch": current.value.epoch + 1}),
-            current.version.to_replace(),
+        held = store.write_lease(
+            lease.model_copy(update={"epoch": current.value.epoch + 1}), replaces=current
         )
-        states = store.load_task(task_id, BenchState)
+        records = dict(store.load_task_records(task_id, BenchState))
+        states = {n: r.value for n, r in records.items()}
     for name in names:
         state = states.get(name)
         if state is not None and state.status is StageStatus.COMPLETE:
@@ -140,7 +140,7 @@ def standin_run(
         state = state or BenchState(task_id=task_id, stage_name=name, status=StageStatus.CREATED)
         begin_status, begin = state.status, utc_now()
         state.status, state.attempts = StageStatus.RUNNING, state.attempts + 1
-        store.save(state)
+        records[name] = store.save(state, replaces=records.get(name))
         if work is not None:
             work()
         end = utc_now()
@@ -157,16 +157,10 @@ def standin_run(
                 run_time_seconds=(end - begin).total_seconds(),
             )
         )
-        store.save(state)
+        records[name] = store.save(state, replaces=records[name])
         states[name] = state
-    store.write_lease(lease.model_copy(update={"released": True}), _lease_replace(store, task_id))
+    store.write_lease(held.value.model_copy(update={"released": True}), replaces=held)
     return states
-
-
-def _lease_replace(store: StateStore, task_id: str) -> Any:
-    version = store._cached(store.lease_key(task_id))  # the version this thread wrote
-    assert version is not None
-    return version[0].to_replace()
 
 
 def history_entry(attempt: int, status: StageStatus = StageStatus.RETRY) -> StageStateHistoryEntry:
