@@ -4,6 +4,14 @@ The task runs as an IAM user that holds nothing but the stack's runner policy, w
 moto's IAM enforcement on: the run completing proves the policy is sufficient; the
 refusals prove it is narrow. moto does not evaluate the ``s3:prefix`` condition (it
 ignores StringLike), so that statement is also checked with a small evaluator below.
+
+The bucket policy's DenyUnconditionalStateWrites cannot be run here: moto's
+CloudFormation does not create ``AWS::S3::BucketPolicy``, and moto's IAM evaluation
+does not know the ``Null`` operator or the ``s3:if-none-match``/``s3:if-match`` keys
+on PutObject (it would take a Deny with that condition as unconditional and refuse
+every write). So its document is evaluated by the same small evaluator, and the run
+records the headers of every PutObject the runner sends: each must carry one of the
+two, or that Deny would refuse it on AWS.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import fnmatch
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import boto3
 import pytest
@@ -22,7 +31,7 @@ from moto.core.authorization import enable_iam_authentication
 import eleanor_cloud as ec
 from eleanor_cloud.engine import BaseStage, StageContext, TaskEngine
 from eleanor_cloud.models import StageStatus
-from tests.infra.templates import INFRA
+from tests.infra.templates import INFRA, load
 
 TEMPLATE = (INFRA / "state-bucket.yaml").read_text()
 
@@ -66,44 +75,90 @@ def _policy(arn: str) -> dict[str, Any]:
     return json.loads(doc) if isinstance(doc, str) else doc
 
 
+def _matches(statement: dict[str, Any], action: str, resource: str) -> bool:
+    actions = (
+        statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+    )
+    return action in actions and fnmatch.fnmatchcase(resource, statement["Resource"])
+
+
+def _conditions_hold(statement: dict[str, Any], context: dict[str, str]) -> bool:
+    """StringLike and Null, the two operators these policies use (checked here)."""
+    ok = True
+    for operator, tests in statement.get("Condition", {}).items():
+        assert operator in ("StringLike", "Null"), operator
+        for key, expected in tests.items():
+            value = context.get(key)
+            if operator == "Null":
+                # "true": the key is absent from the request; "false": it is present.
+                ok = ok and (value is None) == (expected == "true")
+            else:
+                ok = (
+                    ok
+                    and value is not None
+                    and any(fnmatch.fnmatchcase(value, p) for p in expected)
+                )
+    return ok
+
+
 def _allowed(policy: dict[str, Any], action: str, resource: str, context: dict[str, str]) -> bool:
     """Allow-only IAM evaluation for the features this policy uses (checked below)."""
     for statement in policy["Statement"]:
         assert set(statement) <= {"Sid", "Effect", "Action", "Resource", "Condition"}
         assert statement["Effect"] == "Allow"
-        actions = (
-            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        )
-        if action not in actions:
-            continue
-        if not fnmatch.fnmatchcase(resource, statement["Resource"]):
-            continue
-        ok = True
-        for operator, tests in statement.get("Condition", {}).items():
-            assert operator == "StringLike"
-            for key, patterns in tests.items():
-                value = context.get(key)
-                ok = (
-                    ok
-                    and value is not None
-                    and any(fnmatch.fnmatchcase(value, p) for p in patterns)
-                )
-        if ok:
+        if _matches(statement, action, resource) and _conditions_hold(statement, context):
             return True
     return False
 
 
-def _runner_client(policy_arn: str) -> Any:
+def _denied(statement: dict[str, Any], action: str, resource: str, context: dict[str, str]) -> bool:
+    """Whether one Deny statement of a bucket policy refuses the request."""
+    assert statement["Effect"] == "Deny" and statement["Principal"] == "*"
+    return _matches(statement, action, resource) and _conditions_hold(statement, context)
+
+
+def _user_client(policy_arn: str, name: str = "stage-runner") -> Any:
+    """An S3 client of a new IAM user holding nothing but ``policy_arn``."""
     iam = boto3.client("iam", region_name="us-east-1")
-    iam.create_user(UserName="stage-runner")
-    iam.attach_user_policy(UserName="stage-runner", PolicyArn=policy_arn)
-    key = iam.create_access_key(UserName="stage-runner")["AccessKey"]
+    iam.create_user(UserName=name)
+    iam.attach_user_policy(UserName=name, PolicyArn=policy_arn)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
     return boto3.client(
         "s3",
         region_name="us-east-1",
         aws_access_key_id=key["AccessKeyId"],
         aws_secret_access_key=key["SecretAccessKey"],
     )
+
+
+def _record_puts(client: Any) -> list[dict[str, str | None]]:
+    """The conditional headers of every PutObject ``client`` sends, as sent."""
+    sent: list[dict[str, str | None]] = []
+
+    def header(request: Any, name: str) -> str | None:
+        value = request.headers.get(name)  # botocore keeps prepared headers as bytes
+        return value.decode() if isinstance(value, bytes) else value
+
+    def before_send(request: Any, **_: Any) -> None:
+        sent.append(
+            {
+                "path": unquote(urlsplit(request.url).path),
+                "if-none-match": header(request, "If-None-Match"),
+                "if-match": header(request, "If-Match"),
+            }
+        )
+
+    client.meta.events.register("before-send.s3.PutObject", before_send)
+    return sent
+
+
+def _bucket_policy_statement(sid: str) -> dict[str, Any]:
+    """One statement of the template's bucket policy, with the stack's names filled in."""
+    resource = load(INFRA / "state-bucket.yaml")["Resources"]["StateBucketPolicy"]
+    (statement,) = [
+        s for s in resource["Properties"]["PolicyDocument"]["Statement"] if s["Sid"] == sid
+    ]
+    return statement
 
 
 @pytest.mark.usefixtures("aws")
@@ -116,7 +171,8 @@ def test_a_task_runs_on_the_deployed_bucket_with_only_the_runner_policy() -> Non
     s3.put_object(Bucket="somebody-elses", Key="secret", Body=b"x")
     encryption = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
     assert encryption["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
-    client = _runner_client(policy_arn)
+    client = _user_client(policy_arn)
+    puts = _record_puts(client)
 
     with enable_iam_authentication():
         store = ec.open_store(out["StoreUrl"], client=client)
@@ -125,6 +181,12 @@ def test_a_task_runs_on_the_deployed_bucket_with_only_the_runner_policy() -> Non
         assert summary.status is StageStatus.COMPLETE
         assert engine.status().done  # reading back (GET + LIST) is allowed too
         assert list(store.list_tasks()) == ["nightly-1"]
+        run_puts = list(puts)  # the library's writes, not the probes below
+        # Runners never delete: the policy does not let them.
+        with pytest.raises(ClientError, match="AccessDenied"):
+            client.delete_object(Bucket=bucket, Key="checkpoints/v1/nightly-1/load.json")
+        with pytest.raises(ec.AccessDenied):
+            store.delete_task("nightly-1")
         # Nothing outside <bucket>/<prefix>/:
         with pytest.raises(ClientError, match="AccessDenied"):
             client.put_object(Bucket=bucket, Key="elsewhere/x.json", Body=b"{}")
@@ -164,7 +226,26 @@ def test_a_task_runs_on_the_deployed_bucket_with_only_the_runner_policy() -> Non
         for s in policy["Statement"]
         for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
     }
-    assert actions == {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"}
+    assert actions == {"s3:GetObject", "s3:PutObject", "s3:ListBucket"}
+    assert not _allowed(policy, "s3:DeleteObject", f"{arn}/checkpoints/v1/nightly-1/x.json", {})
+
+    # Every write of the run was conditional, so the bucket policy's Deny of
+    # unconditional PUTs (which moto cannot evaluate, see the module docstring) lets
+    # each one through on AWS.
+    deny = _bucket_policy_statement("DenyUnconditionalStateWrites")
+    assert deny["Resource"] == {"Fn::Sub": "${StateBucket.Arn}/${StatePrefix}/*"}
+    deny = {**deny, "Resource": f"{arn}/checkpoints/v1/*"}  # as the stack fills it in
+    assert len(run_puts) >= 5  # manifest, lease taken and released, two stages, ...
+    for put in run_puts:
+        # Exactly one precondition: create (If-None-Match: *) or replace (If-Match).
+        assert (put["if-none-match"] == "*") != (put["if-match"] is not None), put
+        context = {f"s3:{h}": put[h] for h in ("if-none-match", "if-match") if put[h]}
+        # Virtual-host-style URL: the path is the key.
+        key = put["path"].removeprefix("/")
+        assert key.startswith("checkpoints/v1/nightly-1/"), put
+        assert not _denied(deny, "s3:PutObject", f"{arn}/{key}", context), put
+    # And the same Deny refuses a PUT without either header, as the probe above sent.
+    assert _denied(deny, "s3:PutObject", f"{arn}/checkpoints/v1/nightly-1/load.json", {})
 
 
 @pytest.mark.usefixtures("aws")
@@ -178,10 +259,11 @@ def test_sse_kms_creates_a_key_and_grants_its_use_on_that_key_only() -> None:
     assert rule == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn}
     kms = boto3.client("kms", region_name="us-east-1")
     assert kms.get_key_rotation_status(KeyId=key_arn)["KeyRotationEnabled"] is True
-    policy = _policy(out["StageRunnerPolicyArn"])
-    (kms_statement,) = [s for s in policy["Statement"] if s.get("Sid") == "StateKeyUse"]
-    assert sorted(kms_statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
-    assert kms_statement["Resource"] == key_arn
+    for output in ("StageRunnerPolicyArn", "StateOperatorPolicyArn"):
+        policy = _policy(out[output])
+        (kms_statement,) = [s for s in policy["Statement"] if s.get("Sid") == "StateKeyUse"]
+        assert sorted(kms_statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+        assert kms_statement["Resource"] == key_arn
     # The task runs on the KMS-encrypted bucket.
     store = ec.open_store(out["StoreUrl"])
     summary = TaskEngine("kms-task", [_Step("only")], _State, store).run()
@@ -195,18 +277,84 @@ def test_sse_kms_with_a_given_key_uses_it_and_creates_none() -> None:
     out = _deploy(Encryption="SSE-KMS", KmsKeyArn=key_arn)
     assert out["KmsKeyArn"] == key_arn
     assert len(kms.list_keys()["Keys"]) == 1
-    (kms_statement,) = [
-        s
-        for s in _policy(out["StageRunnerPolicyArn"])["Statement"]
-        if s.get("Sid") == "StateKeyUse"
-    ]
-    assert kms_statement["Resource"] == key_arn
+    for output in ("StageRunnerPolicyArn", "StateOperatorPolicyArn"):
+        (kms_statement,) = [
+            s for s in _policy(out[output])["Statement"] if s.get("Sid") == "StateKeyUse"
+        ]
+        assert kms_statement["Resource"] == key_arn
 
 
 @pytest.mark.usefixtures("aws")
 def test_sse_s3_grants_no_kms_at_all() -> None:
     out = _deploy()
     assert "KmsKeyArn" not in out
-    statements = _policy(out["StageRunnerPolicyArn"])["Statement"]
-    assert [s["Sid"] for s in statements] == ["StateObjects", "ListStatePrefix"]
+    for output in ("StageRunnerPolicyArn", "StateOperatorPolicyArn"):
+        statements = _policy(out[output])["Statement"]
+        assert [s["Sid"] for s in statements] == ["StateObjects", "ListStatePrefix"]
     assert out["StoreUrl"].endswith("/eleanor")
+
+
+def _actions(policy: dict[str, Any]) -> set[str]:
+    return {
+        a
+        for s in policy["Statement"]
+        for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+    }
+
+
+@pytest.mark.usefixtures("aws")
+def test_only_the_operator_policy_deletes_and_both_write_conditionally() -> None:
+    out = _deploy(StatePrefix="ops")
+    bucket = out["BucketName"]
+    runner = _policy(out["StageRunnerPolicyArn"])
+    operator = _policy(out["StateOperatorPolicyArn"])
+    assert "s3:DeleteObject" not in _actions(runner)
+    assert _actions(runner) == {"s3:GetObject", "s3:PutObject", "s3:ListBucket"}
+    assert _actions(operator) == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:ListBucket",
+    }
+    # Both cover the prefix and nothing else.
+    objects = f"arn:aws:s3:::{bucket}/ops/t/x.json"
+    assert _allowed(operator, "s3:DeleteObject", objects, {})
+    assert not _allowed(operator, "s3:DeleteObject", f"arn:aws:s3:::{bucket}/other/x", {})
+    assert not _allowed(runner, "s3:DeleteObject", objects, {})
+
+    runner_client = _user_client(out["StageRunnerPolicyArn"], "runner")
+    operator_client = _user_client(out["StateOperatorPolicyArn"], "operator")
+    with enable_iam_authentication():
+        # A runner runs the task; an operator breaks its lease and deletes it.
+        runs = ec.open_store(out["StoreUrl"], client=runner_client)
+        assert TaskEngine("t", [_Step("only")], _State, runs).run().done
+        lease = operator_client.get_object(Bucket=bucket, Key="ops/t/_lease.json")
+        # lease --break is a compare-and-swap PUT, like every write the CLI makes.
+        operator_client.put_object(
+            Bucket=bucket,
+            Key="ops/t/_lease.json",
+            Body=lease["Body"].read(),
+            IfMatch=lease["ETag"],
+        )
+        with pytest.raises(ec.AccessDenied):
+            runs.delete_task("t")
+        ops = ec.open_store(out["StoreUrl"], client=operator_client)
+        assert ops.delete_task("t") == 3  # manifest, lease, stage
+        assert list(ops.list_tasks()) == []
+
+
+def test_the_bucket_policy_refuses_unconditional_puts_under_the_prefix() -> None:
+    deny = _bucket_policy_statement("DenyUnconditionalStateWrites")
+    # Exactly AWS's documented keys (S3 user guide, "Enforce conditional writes on
+    # Amazon S3 buckets"): both absent means neither If-None-Match nor If-Match was sent.
+    assert deny["Action"] == "s3:PutObject"
+    assert deny["Condition"] == {"Null": {"s3:if-none-match": "true", "s3:if-match": "true"}}
+    assert deny["Resource"] == {"Fn::Sub": "${StateBucket.Arn}/${StatePrefix}/*"}
+    deny = {**deny, "Resource": "arn:aws:s3:::b/eleanor/*"}
+    key = "arn:aws:s3:::b/eleanor/t/s.json"
+    assert _denied(deny, "s3:PutObject", key, {})
+    assert not _denied(deny, "s3:PutObject", key, {"s3:if-none-match": "*"})
+    assert not _denied(deny, "s3:PutObject", key, {"s3:if-match": '"etag"'})
+    assert not _denied(deny, "s3:PutObject", "arn:aws:s3:::b/elsewhere/x", {})
+    assert not _denied(deny, "s3:GetObject", key, {})
+    assert not _denied(deny, "s3:DeleteObject", key, {})
