@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: demo test lint infra-lint pytest bench reliability clean
+.PHONY: demo test lint infra-lint pytest bench reliability schemas clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,12 @@ $(VENV)/.demo-installed: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[cli]'
 	touch $@
 
+# Every extra, and the dev tools from pyproject's [dependency-groups] (not an extra, so
+# not published); `pip install --group` needs pip >= 25.1, also in a venv made earlier.
+EXTRAS := s3,fsspec,s3fs,gcs,azure,cli
 $(VENV)/.test-installed: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --upgrade 'pip>=25.1'
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]' --group dev
 	touch $@
 
 # Checkpointing, shown: the first run kills itself (SIGKILL) halfway through "transform";
@@ -32,6 +36,11 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check eleanor_cloud tests benchmarks
 	$(BIN)/ruff format --check eleanor_cloud tests benchmarks
 	$(BIN)/mypy eleanor_cloud
+
+# The JSON Schemas of the CLI's --json documents, regenerated from their models
+# (eleanor_cloud/cli/shapes.py); tests/cli/test_schemas.py fails while they differ.
+schemas: $(VENV)/.test-installed
+	$(PY) -c 'from eleanor_cloud.cli import shapes; [open(f"eleanor_cloud/cli/schemas/{k}.json", "w").write(shapes.schema_text(k)) for k in shapes.DOCUMENTS]'
 
 # Azurite (the Azure Blob emulator that tests/fsspec starts) is a project-local npm package.
 node_modules/.installed: package.json package-lock.json
