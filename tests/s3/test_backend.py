@@ -40,13 +40,14 @@ def test_each_store_operation_costs_the_minimum_of_requests(
         return dict(counter.calls)
 
     state = CounterState(task_id="job-1", stage_name="extract")
-    assert cost(lambda: store.create(state)) == {"PUT": 1}
-    state.count = 1
-    assert cost(lambda: store.save(state)) == {"PUT": 1}
+    created: list[Any] = []
+    assert cost(lambda: created.append(store.create(state))) == {"PUT": 1}
+    changed = state.model_copy(update={"count": 1})
+    assert cost(lambda: store.save(changed, replaces=created[0])) == {"PUT": 1}
     assert cost(lambda: store.load("job-1", "extract", CounterState)) == {"GET": 1}
-    loaded = store.load("job-1", "extract", CounterState)
-    loaded.count = 2
-    assert cost(lambda: store.save(loaded)) == {"PUT": 1}
+    loaded = store.load_record("job-1", "extract", CounterState)
+    again = loaded.value.model_copy(update={"count": 2})
+    assert cost(lambda: store.save(again, replaces=loaded)) == {"PUT": 1}
     store.create(CounterState(task_id="job-1", stage_name="load"))
     assert cost(lambda: store.load_task("job-1", CounterState)) == {"GET": 3}  # LIST + 2
     assert cost(lambda: list(store.list_tasks())) == {"GET": 1}

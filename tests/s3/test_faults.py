@@ -62,9 +62,8 @@ def _statuses(entries: list[LogEntry]) -> list[int | None]:
 def test_proxy_is_transparent(proxy: FaultProxy, s3_bucket: str) -> None:
     store = StateStore(_backend(proxy, s3_bucket), "p")
     state = _state()
-    store.create(state)
-    state.count = 1
-    store.save(state)
+    created = store.create(state)
+    store.save(state.model_copy(update={"count": 1}), replaces=created)
     assert store.load(state.task_id, "counter", CounterState).count == 1
     assert [(e.request.method, e.status, e.forwarded) for e in proxy.log] == [
         ("PUT", 200, True),
@@ -86,8 +85,8 @@ def test_lost_response_to_create_is_reconciled(
     assert _statuses(proxy.requests("GET")) == [200]
     stored = _stored(moto_server_url, s3_bucket, state)
     assert (stored.revision, stored.write_id, stored.value.count) == (1, record.write_id, 5)
-    state.count = 6
-    assert store.save(state).revision == 2  # the reconciled version is usable at once
+    again = store.save(state.model_copy(update={"count": 6}), replaces=record)
+    assert again.revision == 2  # the reconciled record is usable at once
     assert proxy.count("GET") == 1
 
 
@@ -96,13 +95,11 @@ def test_lost_response_to_replace_moves_revision_by_exactly_one(
 ) -> None:
     store = StateStore(_backend(proxy, s3_bucket), "p")
     state = _state()
-    store.create(state)
-    state.count = 1
-    store.save(state)
+    created = store.create(state)
+    second = store.save(state.model_copy(update={"count": 1}), replaces=created)
     proxy.clear()
-    state.count = 2
     proxy.inject(FORWARD_THEN_DROP, when=CONDITIONAL_PUT)
-    record = store.save(state)
+    record = store.save(state.model_copy(update={"count": 2}), replaces=second)
     assert record.revision == 3
     assert _statuses(proxy.requests("PUT")) == [None, 412]
     assert proxy.count("GET") == 1
@@ -115,11 +112,10 @@ def test_every_response_lost_still_reports_the_write_that_landed(
 ) -> None:
     store = StateStore(_backend(proxy, s3_bucket, attempts=3), "p")
     state = _state()
-    store.create(state)
-    state.count = 9
+    created = store.create(state)
     proxy.inject(FORWARD_THEN_DROP, when=CONDITIONAL_PUT, times=3)
     # botocore gives up (Unavailable); the store reads once and finds its own write.
-    record = store.save(state)
+    record = store.save(state.model_copy(update={"count": 9}), replaces=created)
     assert record.revision == 2
     assert _statuses(proxy.requests("PUT")) == [200, None, None, None]
     assert proxy.count("GET") == 1
@@ -133,10 +129,9 @@ def test_requests_that_never_arrive_report_failure_and_change_nothing(
     store = StateStore(_backend(proxy, s3_bucket, attempts=3), "p")
     state = _state()
     before = store.create(state)
-    state.count = 1
     proxy.inject(DROP, when=PUT, times=3)
     with pytest.raises(Unavailable) as info:
-        store.save(state)
+        store.save(state.model_copy(update={"count": 1}), replaces=before)
     message = str(info.value)
     assert "\n" not in message
     assert s3_bucket in message
@@ -219,14 +214,18 @@ def test_late_duplicate_of_a_timed_out_write_cannot_clobber(
     # names the old version, so S3 refuses it: no duplicate, no lost update.
     store = StateStore(_backend(proxy, s3_bucket, read_timeout=0.5, attempts=3), "p")
     state = _state()
+    previous = None
     if not first:
-        store.create(state)
+        previous = store.create(state)
         proxy.clear()
-    state.count = 3
+    changed = state.model_copy(update={"count": 3})
     release = threading.Event()
     proxy.inject(Hold(release), when=PUT)
     try:
-        record = store.create(state) if first else store.save(state)
+        if previous is None:
+            record = store.create(changed)
+        else:
+            record = store.save(changed, replaces=previous)
     finally:
         release.set()
     log = proxy.wait_until(
@@ -324,7 +323,8 @@ def test_a_schedule_of_faults_never_loses_or_duplicates_a_write(
     )
     store = StateStore(backend, "p")
     state = _state()
-    revision = store.create(state).revision
+    record = store.create(state)
+    revision = record.revision
     for name, action, times, lands in _SCHEDULE:
         if name == "response lost, then request lost":
             # The first attempt lands unanswered, the retry never arrives: botocore gives
@@ -333,14 +333,15 @@ def test_a_schedule_of_faults_never_loses_or_duplicates_a_write(
             proxy.inject(DROP, when=PUT)
         elif action is not None:
             proxy.inject(action, when=PUT, times=times)
-        state.count += 1
+        changed = record.value.model_copy(update={"count": record.value.count + 1})
         try:
-            record = store.save(state)
+            saved = store.save(changed, replaces=record)
         except Unavailable:
-            succeeded = False
+            succeeded = False  # the caller knows this update did not happen: record stays
         else:
             succeeded = True
-            assert record.revision == revision + 1, name
+            assert saved.revision == revision + 1, name
+            record = saved
         assert proxy.pending() == 0, name
         stored = _stored(moto_server_url, s3_bucket, state)
         assert succeeded is lands, name
@@ -349,8 +350,7 @@ def test_a_schedule_of_faults_never_loses_or_duplicates_a_write(
             assert (stored.revision, stored.write_id) == (revision, record.write_id), name
         else:
             assert stored.revision == revision, name
-            state.count -= 1  # the caller knows this update did not happen
-        assert stored.value.count == state.count, name
+        assert stored.value.count == record.value.count, name
 
 
 def test_a_write_that_lands_after_unavailable_makes_the_next_write_conflict(
@@ -361,10 +361,10 @@ def test_a_write_that_lands_after_unavailable_makes_the_next_write_conflict(
     first = store.create(state)
     release = threading.Event()
     proxy.inject(Hold(release), when=PUT, times=2)
-    state.count = 1
     try:
         with pytest.raises(Unavailable):
-            store.save(state)  # both attempts time out; the read sees the old object
+            # Both attempts time out; the read sees the old object.
+            store.save(state.model_copy(update={"count": 1}), replaces=first)
     finally:
         release.set()
     log = proxy.wait_until(
@@ -373,9 +373,9 @@ def test_a_write_that_lands_after_unavailable_makes_the_next_write_conflict(
     assert [e.status for e in log if e.request.method == "PUT"][1:] == [200, 412]
     landed = _stored(moto_server_url, s3_bucket, state)
     assert (landed.revision, landed.value.count) == (2, 1)  # it landed late, once
-    state.count = 2
     with pytest.raises(Conflict) as info:
-        store.save(state)  # the store's cached version is stale: no blind overwrite
+        # `first` is stale now (the late write landed): no blind overwrite.
+        store.save(state.model_copy(update={"count": 2}), replaces=first)
     assert info.value.current is not None
     assert info.value.current.write_id == landed.write_id
     assert _stored(moto_server_url, s3_bucket, state).write_id == landed.write_id
