@@ -44,6 +44,7 @@ __all__ = [
     "TaskFilter",
     "TaskRow",
     "TasksDoc",
+    "corrupt_row",
     "history_doc",
     "json_schema",
     "lease_doc",

@@ -128,8 +128,8 @@ HOLDER = "evil\x1b[31m\x07\x9bhost/1/x"
 
 @pytest.fixture
 def hostile(store: ec.StateStore) -> ec.StateStore:
-    """Task ``evil``: a failed stage whose message, and a lease whose holder, carry
-    control characters and rich markup (HOSTILE, HOLDER)."""
+    """Task ``evil``: a failed stage whose message, a finished one whose result, and a
+    lease whose holder carry control characters and rich markup (HOSTILE, HOLDER)."""
     from datetime import timedelta
 
     from eleanor_cloud.clock import format_ts, utc_now
@@ -138,7 +138,7 @@ def hostile(store: ec.StateStore) -> ec.StateStore:
     store.create_manifest(
         TaskManifest(
             task_id="evil",
-            stages=("first",),
+            stages=("first", "second"),
             state_class="tests.cli.conftest.SeedState",
             created_at="2026-11-30T00:00:00.000000Z",
         )
@@ -160,6 +160,15 @@ def hostile(store: ec.StateStore) -> ec.StateStore:
             attempts=1,
             history=[entry],
             result=None,
+        )
+    )
+    store.create(
+        ec.BaseStageState[dict[str, str]](
+            task_id="evil",
+            stage_name="second",
+            status=StageStatus.COMPLETE,
+            attempts=1,
+            result={"note": HOSTILE},
         )
     )
     seed_lease(store, "evil", expires_at=format_ts(utc_now() + timedelta(hours=1)), holder=HOLDER)

@@ -15,7 +15,6 @@ import pytest
 
 import eleanor_cloud as ec
 from eleanor_cloud.cli.escaping import printable
-from eleanor_cloud.models import StageStatus as S
 from tests.cli.conftest import HOLDER, HOSTILE, SHOWN
 
 UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -49,25 +48,10 @@ def test_plain_output_escapes_stored_text(hostile: ec.StateStore, invoke, comman
         assert "holder evil\\x1b[31m\\x07\\x9bhost/1/x" in result.stdout
 
 
-def test_result_is_shown_escaped(store: ec.StateStore, invoke) -> None:
-    from eleanor_cloud.store.records import TaskManifest
-
-    store.create_manifest(
-        TaskManifest(
-            task_id="r",
-            stages=("only",),
-            state_class="x.Y",
-            created_at="2026-11-30T00:00:00.000000Z",
-        )
-    )
-    store.create(
-        ec.BaseStageState[dict[str, str]](
-            task_id="r", stage_name="only", status=S.COMPLETE, attempts=1, result={"n": HOSTILE}
-        )
-    )
-    out = invoke("status", "r").stdout
+def test_result_is_shown_escaped(hostile: ec.StateStore, invoke) -> None:
+    out = invoke("status", "evil").stdout
     _assert_escaped(out)
-    assert "RED" in out
+    assert '{"note":"\\u001b[31mRED\\u0007' in out  # the result cell, compact JSON
 
 
 def test_errors_on_stderr_are_escaped(hostile: ec.StateStore, invoke) -> None:

@@ -120,10 +120,9 @@ def test_every_json_output_validates(store: ec.StateStore, store_dir: Path, invo
     for args, kind in kinds.items():
         doc = _json(invoke, *args)
         assert doc["kind"] == kind, args
-    corrupt = next(
-        t for t in _json(invoke, "tasks")["tasks"] if t["task_id"] == "rotten"
-    )  # the optional "error" field, present
-    assert corrupt["status"] == "CORRUPT" and corrupt["error"]
+    # The optional "error" field, present and valid.
+    rows = {t["task_id"]: t for t in _json(invoke, "tasks")["tasks"]}
+    assert rows["rotten"]["status"] == "CORRUPT" and rows["rotten"]["error"]
 
 
 def test_json_from_a_real_process_validates(cli_env: dict[str, str]) -> None:

@@ -82,8 +82,8 @@ def test_status_on_a_terminal_and_plain_when_piped(cli_env: dict[str, str]) -> N
 
 
 def test_rich_output_escapes_stored_text(hostile: object, cli_env: dict[str, str]) -> None:
-    # conftest's hostile task: its message and lease holder carry ESC, BEL, CSI and
-    # rich markup. rich draws its own escapes (colours, borders); none of the stored
+    # conftest's hostile task: its message, a result and the lease holder carry ESC,
+    # BEL, CSI and rich markup. rich draws its own escapes (colours, borders); none of the stored
     # ones may reach the terminal, and the markup must print as it was written.
     for command in (["status", "evil"], ["history", "evil"]):
         output, status, _ = _spawn(command, cli_env)
@@ -95,4 +95,5 @@ def test_rich_output_escapes_stored_text(hostile: object, cli_env: dict[str, str
         for piece in ("\\x1b[31mRED\\x07", "\\x9b2J", "[bold]b[/bold]"):
             assert piece in text, (piece, text)
         if command[0] == "status":
+            assert '"note":"\\u001b[31mRED' in text, text  # the result
             assert "holder evil\\x1b[31m\\x07\\x9bhost/1/x" in text, text
