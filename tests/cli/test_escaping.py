@@ -12,6 +12,8 @@ import json
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import eleanor_cloud as ec
 from eleanor_cloud.cli.escaping import printable
@@ -33,6 +35,14 @@ UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 )
 def test_printable(text: str, shown: str) -> None:
     assert printable(text) == shown
+
+
+@given(st.text())
+def test_printable_leaves_no_control_character_and_only_touches_them(text: str) -> None:
+    shown = printable(text)
+    assert not UNSAFE.search(shown)
+    if not UNSAFE.search(text) and not any("\ud800" <= c <= "\udfff" for c in text):
+        assert shown == text
 
 
 def _assert_escaped(text: str) -> None:
