@@ -194,13 +194,28 @@ def _clip(text: str, max_bytes: int) -> tuple[str, bool]:
 
 
 def _store_of(engine: Any) -> Any:
-    """The engine's StateStore, if it exposes one (a public ``store``, else the one it
-    was built with); ``None`` for an engine that does not look like ours."""
-    for attribute in ("store", "_user_store"):
+    """The engine's StateStore: a public ``store`` if it has one, else the one it was
+    built with under the private names engines have used; ``None`` if none is found.
+
+    The pointer is the only use, and a missing pointer is reported as ``None`` fields
+    (and caught by the tests), so looking is better than demanding an attribute.
+    """
+    from eleanor_cloud.store import StateStore
+
+    for attribute in ("store", "_store", "_user_store"):
         store = getattr(engine, attribute, None)
-        if store is not None and callable(getattr(store, "stage_key", None)):
+        if isinstance(store, StateStore):
             return store
     return None
+
+
+def _skew(engine: Any) -> float:
+    """The engine's clock-skew tolerance (an attribute, or its lease options)."""
+    value = getattr(engine, "clock_skew_tolerance", None)
+    if value is None:
+        lease = getattr(getattr(engine, "spec", None), "lease", None)
+        value = getattr(lease, "clock_skew_tolerance", None)
+    return float(value or 0.0)
 
 
 def _pointer(engine: Any, task_id: str, final_stage: str | None) -> dict[str, Any]:
@@ -421,8 +436,7 @@ def lambda_handler(
             # earlier one still finishing) holds the task: not an error, wait and loop.
             _log.info("task %s: lease held by %s until %s", task_id, held.holder, held.expires_at)
             lease_held = True
-            skew = float(getattr(engine, "clock_skew_tolerance", 0.0) or 0.0)
-            wait = _lease_wait(held.expires_at, clock, skew)
+            wait = _lease_wait(held.expires_at, clock, _skew(engine))
             summary = engine.status()
         except LeaseLost as lost:
             # Fenced out by a takeover: the new holder carries on; this run stops.

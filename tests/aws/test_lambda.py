@@ -244,7 +244,6 @@ def test_a_stage_longer_than_any_invocation_is_an_error_not_an_endless_loop() ->
 def test_time_spent_taking_a_dead_lease_over_is_not_a_stage_that_cannot_fit() -> None:
     from datetime import timedelta
 
-    from eleanor_cloud.backends.base import CREATE
     from eleanor_cloud.clock import format_ts, utc_now
     from eleanor_cloud.store import Lease
 
@@ -263,7 +262,6 @@ def test_time_spent_taking_a_dead_lease_over_is_not_a_stage_that_cannot_fit() ->
     # The previous invocation was killed holding the lease: nobody renews or releases it.
     build({"task_id": "dead"}).bind()
     now = utc_now()
-    store.epoch = 1
     store.write_lease(
         Lease(
             task_id="dead",
@@ -273,9 +271,8 @@ def test_time_spent_taking_a_dead_lease_over_is_not_a_stage_that_cannot_fit() ->
             expires_at=format_ts(now - timedelta(seconds=1.0)),
             ttl_seconds=1.0,
         ),
-        CREATE,
+        replaces=None,  # created: nobody held it before
     )
-    store.epoch = 0
     handler = lambda_handler(build, safety_margin=0.5)
     # A budget of 2s: watching the dead lease for 1.2s before the takeover leaves too
     # little for the 1.5s stage, which a whole invocation would fit: loop, don't fail.

@@ -383,7 +383,7 @@ def test_the_last_resort_keeps_even_a_tiny_budget() -> None:
     assert out["next_stage"] == "s0" and out["done"] is False
 
 
-@pytest.mark.parametrize("attribute", ["store", "_user_store"])
+@pytest.mark.parametrize("attribute", ["store", "_store", "_user_store"])
 def test_the_pointer_comes_from_the_engines_store(attribute: str) -> None:
     from eleanor_cloud.aws.lambda_handler import _pointer
 
@@ -397,3 +397,16 @@ def test_the_pointer_comes_from_the_engines_store(attribute: str) -> None:
         "final_url": "memory://where/t1/last.json",
     }
     assert _pointer(object(), "t1", "last")["final_key"] is None
+
+
+def test_the_real_engine_yields_its_store_and_skew() -> None:
+    # The handler reads these by looking (the engine has no public store): this test
+    # is what notices when the engine renames them.
+    from eleanor_cloud.aws.lambda_handler import _skew, _store_of
+
+    store = ec.open_store("memory://real")
+    engine = TaskEngine(
+        "t", [Produce("p", 1)], BlobState, store, lease_ttl=30.0, clock_skew_tolerance=3.5
+    )
+    assert _store_of(engine) is store
+    assert _skew(engine) == 3.5

@@ -271,7 +271,8 @@ def test_a_lease_left_by_a_killed_container_is_waited_for_then_taken_over(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from eleanor_cloud.clock import utc_now
-    from eleanor_cloud.engine import LeaseManager, TaskEngine
+    from eleanor_cloud.engine import TaskEngine
+    from eleanor_cloud.engine.lease import LeaseManager
     from tests.aws.taskmod import Step
 
     monkeypatch.setenv(SIDE_ENV, str(tmp_path))
@@ -304,7 +305,7 @@ def test_a_live_lease_beyond_the_lease_wait_fails_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from eleanor_cloud.clock import utc_now
-    from eleanor_cloud.engine import LeaseManager
+    from eleanor_cloud.engine.lease import LeaseManager
 
     monkeypatch.setenv(SIDE_ENV, str(tmp_path))
     store = ec.open_store("memory://")
