@@ -59,7 +59,8 @@ stage. ``truncated`` says what was cut, ``{}`` when nothing was::
     {"message": 1048576,                                  # characters in the original
      "stage_messages": 3,                                 # stages whose message was cut
      "stages": {"total": 5000, "offset": 4200, "shown": 96},  # stages[i] is stage offset+i
-     "stages_run": {"total": 900, "shown": 40}}
+     "stages_run": {"total": 900, "shown": 40},
+     "results": "store location too long to report"}     # pointer over 8 KiB: None
 
 The truncation is deterministic: the same summary gives the same response.
 
