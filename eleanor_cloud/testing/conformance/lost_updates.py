@@ -65,9 +65,10 @@ class LostUpdateContract(ContractBase):
         with expect_raises(Conflict, "save of a stale copy read through another handle") as info:
             other.save(b.value.model_copy(update={"count": 1}), replaces=b)
         self._assert_conflict_keeps(info, store, saved)
-        assert info.value.current is not None
-        assert info.value.current.value.count == 10, (
-            f"Conflict.current must hold the stored state; got {info.value.current.value}"
+        current = info.value.current
+        assert current is not None, "a Conflict from save must carry .current"
+        assert current.value.count == 10, (
+            f"Conflict.current must hold the stored state; got {current.value}"
         )
 
     def test_two_copies_from_two_threads_second_save_conflicts(self, store: StateStore) -> None:
