@@ -149,7 +149,12 @@ class Unavailable(BackendError):
 
 
 class LeaseHeld(EleanorError):
-    """Another holder has a live lease on the task."""
+    """Another holder has a live lease on the task.
+
+    ``watch`` (an ``eleanor_cloud.engine.LeaseWatch``) is how long this challenger saw
+    the lease stand still and ``needed_seconds`` how long it must before taking it over:
+    an invocation that stopped watching at its deadline hands ``watch`` to the next.
+    """
 
     def __init__(
         self,
@@ -158,10 +163,14 @@ class LeaseHeld(EleanorError):
         key: str | None = None,
         holder: str | None = None,
         expires_at: str | None = None,
+        watch: Any = None,
+        needed_seconds: float | None = None,
     ) -> None:
         super().__init__(message, key=key, operation="acquire_lease")
         self.holder = holder
         self.expires_at = expires_at
+        self.watch = watch
+        self.needed_seconds = needed_seconds
 
 
 class LeaseLost(EleanorError):

@@ -18,7 +18,8 @@ from eleanor_cloud.engine import transitions as tr
 from eleanor_cloud.engine.anystate import AnyStageState
 from eleanor_cloud.engine.checkpoint import RunState
 from eleanor_cloud.engine.fence import MAX_RACES, fence_task, reload
-from eleanor_cloud.engine.lease import LeaseManager, default_holder
+from eleanor_cloud.engine.lease import LeaseManager
+from eleanor_cloud.engine.options import default_holder
 from eleanor_cloud.engine.saga import reset_stages
 from eleanor_cloud.engine.summary import TaskSummary, summarize
 from eleanor_cloud.errors import Conflict, InvalidState

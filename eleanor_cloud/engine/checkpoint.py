@@ -9,6 +9,7 @@ holder out (``LeaseLost``); CANCELED means the task was canceled.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,6 +48,7 @@ class RunState:
     end: datetime | None = None
     cancel_seen: bool = False
     last_probe: datetime | None = field(default=None)
+    probe: threading.Thread | None = field(default=None)  # the cancel check in flight
 
     @property
     def epoch(self) -> int:
@@ -119,21 +121,37 @@ class Checkpointer:
         )
 
     def is_cancelled(self, run: RunState, name: str) -> bool:
-        """Canceled or fenced out? A read at most every ``cancel_check_interval``."""
+        """Canceled or fenced out? A read at most every ``cancel_check_interval``.
+
+        Never waits longer than ``PROBE_WAIT`` for the read: the lease's local deadline
+        answers at once, and a read that hangs (a stalled connection) goes on in the
+        background while the stage keeps asking; its answer counts when it comes.
+        """
         if run.lease.lost or run.cancel_seen:
             return True
         now = self.spec.clock()
-        if (
+        in_flight = run.probe is not None and run.probe.is_alive()
+        recent = (
             run.last_probe is not None
             and (now - run.last_probe).total_seconds() < self.spec.cancel_check_interval
-        ):
-            return False
+        )
+        if in_flight or recent:
+            return run.lease.lost or run.cancel_seen
         run.last_probe = now
+        run.probe = threading.Thread(
+            target=self._probe, args=(run, name), daemon=True, name="eleanor-cancel-check"
+        )
+        run.probe.start()
+        run.probe.join(self.PROBE_WAIT)
+        return run.lease.lost or run.cancel_seen
+
+    PROBE_WAIT = 1.0  # seconds ctx.cancelled may wait for the store's answer
+
+    def _probe(self, run: RunState, name: str) -> None:
         try:
             record = self.store.load_record(self.spec.task_id, name, self.spec.state_class)
         except EleanorError as exc:  # transient: ask again after the interval
             self.reporter.log(name).debug("cancel check of stage %s failed: %s", name, exc)
-            return False
+            return
         if record.value.status is StageStatus.CANCELED or record.epoch > run.epoch:
             run.cancel_seen = True
-        return run.cancel_seen

@@ -20,8 +20,14 @@ from eleanor_cloud.engine.attempt import AttemptControl, Interrupted
 from eleanor_cloud.engine.backoff import Backoff
 from eleanor_cloud.engine.checkpoint import Canceled, Checkpointer
 from eleanor_cloud.engine.events import EventHandler, Reporter
-from eleanor_cloud.engine.lease import default_holder
-from eleanor_cloud.engine.options import LeaseOptions, TaskSpec, check_reason, run_window
+from eleanor_cloud.engine.lease_watch import LeaseWatch
+from eleanor_cloud.engine.options import (
+    LeaseOptions,
+    TaskSpec,
+    check_reason,
+    default_holder,
+    run_window,
+)
 from eleanor_cloud.engine.run import Runner
 from eleanor_cloud.engine.saga import reset_stages, rollback_hook
 from eleanor_cloud.engine.stage import BaseStage, StateT
@@ -129,6 +135,16 @@ class TaskEngine(Generic[StateT]):
         return cls
 
     @property
+    def store(self) -> StateStore:
+        """The store this engine checkpoints into (the one it was given)."""
+        return self._store
+
+    @property
+    def lease_options(self) -> LeaseOptions:
+        """TTL, wait, skew tolerance and renew interval, validated."""
+        return self.spec.lease
+
+    @property
     def holder(self) -> str:
         """The lease holder name this engine writes."""
         return self.spec.holder
@@ -161,7 +177,11 @@ class TaskEngine(Generic[StateT]):
         return self._runner.bind()
 
     def run(
-        self, *, deadline: datetime | None = None, time_budget: float | None = None
+        self,
+        *,
+        deadline: datetime | None = None,
+        time_budget: float | None = None,
+        lease_watch: LeaseWatch | None = None,
     ) -> TaskSummary:
         """Run or resume the task until it completes, fails, is canceled or runs out of time.
 
@@ -174,13 +194,20 @@ class TaskEngine(Generic[StateT]):
         with the interrupted stage's status (RETRY: task RUNNING; ERROR: task ERROR,
         no automatic rollback, the lease is already released). Raises ``LeaseHeld`` if
         another holder is running it, ``LeaseLost`` if a successor fenced this one out.
+
+        Waiting for a lease never outlives the deadline: ``LeaseHeld.watch`` then says
+        how long this run saw the lease stand still; pass it (plus the time waited
+        since, ``watch.plus(seconds)``) as ``lease_watch`` to the next run, so a chain
+        of short invocations can take a dead holder's lease over.
         """
+        if lease_watch is not None and not isinstance(lease_watch, LeaseWatch):
+            raise InvalidState(f"lease_watch must be a LeaseWatch, got {lease_watch!r}")
         end = run_window(self.spec.clock, deadline, time_budget)
         runner = self._runner
         finished = runner.already_complete()
         if finished is not None:
             return finished
-        run = runner.open(end)
+        run = runner.open(end, lease_watch)
         try:
             self._reporter.emit("task_started")
             return runner.advance(run)

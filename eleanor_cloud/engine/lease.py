@@ -6,23 +6,18 @@
   is replaced with ``epoch + 1`` (its holder promised to stop); a *live* one raises
   ``LeaseHeld`` (or is polled for up to ``wait`` seconds); an *expired* one is taken
   over with ``epoch + 1`` and the caller must fence the task (``takeover`` is set).
-- Expiry is judged without trusting any other host's clock: a challenger takes a
-  lease over only after it has itself watched the lease stay at one version (no
-  renewal, no release) for the lease's ``ttl_seconds`` plus ``clock_skew_tolerance``,
-  measured on its own clock (``time.monotonic``, or the injected clock). So hosts'
-  clocks may disagree on the time by any amount; what is assumed is that they agree on
-  the length of a second, within the tolerance over one TTL. ``expires_at`` only
-  decides how long to watch: a lease that looks expired by this host's clock is
-  watched for up to one TTL even when ``wait`` is 0 (the price of a takeover is one
-  TTL), one that looks live is watched for ``wait`` seconds. A lease that moves while
-  watched is alive. A lease broken by ``eleanor-cloud lease --break`` (``expires_at``
-  is ``BROKEN_EXPIRY``) is taken over at once. Safety does not rest on the lease: a
-  wrong judgement can only cause a takeover, and the fence makes every write of the
-  old holder fail.
+- Expiry is judged without trusting any other host's clock (:mod:`.lease_watch`): a
+  lease is taken over only after this challenger watched it stay at one version for
+  ``ttl_seconds + clock_skew_tolerance``; ``expires_at`` only decides how long to
+  watch (one that looks expired by this host's clock is watched for up to one TTL even
+  when ``wait`` is 0). A lease broken by ``eleanor-cloud lease --break`` is taken over
+  at once. A wrong judgement can only cause a takeover; the fence keeps it safe.
 - Renew: a background thread replaces the lease every ``renew_interval`` seconds
   (default ttl/3) with a new ``expires_at`` and ``renewals + 1``. A refused renewal
   (Conflict: somebody took over) marks the lease lost; a transient failure is retried
-  on the next tick and marks it lost only once the lease has expired.
+  on the next tick. The holder also keeps a local deadline: the time its last
+  acknowledged write was *sent* + TTL - margin; past it ``lost`` is true, in-flight
+  request or not.
 - Release: replace with ``released=True``. The object is kept, so epochs only grow.
 
 The manager holds the record it last wrote and every write names it (``replaces=``):
@@ -34,15 +29,13 @@ already replaced.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from eleanor_cloud.clock import Clock, format_ts, parse_ts, utc_now
+from eleanor_cloud.clock import Clock, format_ts, utc_now
+from eleanor_cloud.engine.lease_watch import LeaseWatch, Watcher, is_expired
 from eleanor_cloud.engine.options import LeaseOptions
 from eleanor_cloud.errors import (
     AlreadyExists,
@@ -55,20 +48,10 @@ from eleanor_cloud.errors import (
 from eleanor_cloud.store.records import BROKEN_EXPIRY, Lease, Record
 from eleanor_cloud.store.state_store import StateStore
 
-__all__ = ["LeaseManager", "default_holder", "is_expired"]
+__all__ = ["LeaseManager"]
 
 _log = logging.getLogger("eleanor_cloud.engine")
 _MAX_RACES = 20  # lost create/replace races in one acquire before giving up
-
-
-def default_holder() -> str:
-    """``host/pid/random``: unique per engine instance, readable in the lease object."""
-    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
-
-
-def is_expired(lease: Lease, now: datetime, skew: float) -> bool:
-    """Whether an unreleased lease is past its expiry plus the skew tolerance."""
-    return now > parse_ts(lease.expires_at) + timedelta(seconds=skew)
 
 
 class LeaseManager:
@@ -88,6 +71,7 @@ class LeaseManager:
         renew_interval: float | None = None,
         on_lost: Callable[[str], None] | None = None,
         monotonic: Callable[[], float] | None = None,
+        prior_watch: LeaseWatch | None = None,
     ) -> None:
         options = LeaseOptions(ttl, wait, clock_skew_tolerance, renew_interval)
         self._store = store
@@ -101,6 +85,7 @@ class LeaseManager:
         self.wait = options.wait
         self.renew_interval = options.interval
         self._on_lost = on_lost
+        self._extra = {"task_id": task_id, "stage_name": None}  # on every log record
         self._record: Record[Lease] | None = None
         self._lost = threading.Event()
         self._lost_reason = ""
@@ -122,16 +107,36 @@ class LeaseManager:
         if monotonic is None:
             monotonic = time.monotonic if clock is utc_now else (lambda: clock().timestamp())
         self._monotonic = monotonic
-        self._watch: tuple[str, float] | None = None  # (version, first seen)
+        self._watcher = Watcher(prior_watch)
         self._watch_left = 0.0
+        # The local deadline (monotonic): when the last acknowledged write of the lease
+        # was *sent*, plus TTL minus the margin. Past it this holder acts as if the lease
+        # were lost, whether or not a renewal is still in flight.
+        self._valid_until: float | None = None
         self._confirm = 0.0
 
     # -- state ------------------------------------------------------------------------
 
     @property
     def lost(self) -> bool:
-        """True once this holder knows (or must assume) another may hold the lease."""
-        return self._lost.is_set()
+        """True once this holder knows (or must assume) another may hold the lease.
+
+        Includes the local deadline: no renewal acknowledged within TTL - margin of being
+        sent. Reading it never waits for a request.
+        """
+        if self._lost.is_set():
+            return True
+        until = self._valid_until
+        if until is not None and not self._released and self._monotonic() >= until:
+            self._mark_lost(
+                f"no renewal acknowledged within {self.ttl - self.options.margin:.3f}s of "
+                "being sent: the lease may have expired for others, so this holder stops"
+            )
+            return True
+        return False
+
+    def _held_until(self, sent: float) -> None:
+        self._valid_until = sent + self.ttl - self.options.margin
 
     @property
     def lease(self) -> Lease | None:
@@ -151,22 +156,19 @@ class LeaseManager:
             return
         self._lost_reason = reason
         self._lost.set()
-        _log.warning(
-            "task %s: lease lost: %s",
-            self.task_id,
-            reason,
-            extra={"task_id": self.task_id, "stage_name": None},
-        )
+        _log.warning("task %s: lease lost: %s", self.task_id, reason, extra=self._extra)
         if self._on_lost is not None:
             self._on_lost(reason)
 
     # -- acquire ----------------------------------------------------------------------
 
-    def acquire(self, *, probably_new: bool = False) -> Lease:
+    def acquire(self, *, probably_new: bool = False, time_left: float | None = None) -> Lease:
         """Take the lease, polling up to ``wait`` seconds while another holds it.
 
         ``probably_new``: the task was just bound, so try Create before reading (one
         request instead of two). Sets ``epoch``, ``takeover`` and ``created``.
+        ``time_left``: seconds until the caller's deadline; no wait outlives it (the
+        ``LeaseHeld`` raised then carries the watch so far, for the next invocation).
         """
         waited = confirm_until = 0.0
         # Per call: 0 = not yet judged, > 0 = confirm for that long, < 0 = confirming.
@@ -182,6 +184,8 @@ class LeaseManager:
                     # It looks expired by our clock: watch it for one TTL, whatever wait.
                     confirm_until, self._confirm = waited + self._confirm, -1.0
                 budget = max(self.wait, confirm_until)
+                if time_left is not None:
+                    budget = min(budget, max(0.0, time_left))
                 if waited >= budget:
                     raise
                 delay = min(budget - waited, self._poll_delay(held))
@@ -190,7 +194,7 @@ class LeaseManager:
                     self.task_id,
                     held.holder,
                     delay,
-                    extra={"task_id": self.task_id, "stage_name": None},
+                    extra=self._extra,
                 )
                 self._sleep(delay)
                 waited += delay
@@ -201,17 +205,10 @@ class LeaseManager:
         floor, cap = 0.05, max(0.05, self.ttl / 4)
         return max(floor, min(cap, self._watch_left))
 
-    def _unchanged_for(self, current: Record[Lease], asked: float) -> float:
-        """Seconds this process has seen the lease stand at ``current``'s version.
-
-        Measured conservatively, from just after the read that first returned this
-        version to just before the read (sent at ``asked``) that returned it again: the
-        lease certainly did not move in between, whatever the request latencies.
-        """
-        if self._watch is None or self._watch[0] != current.version.token:
-            self._watch = (current.version.token, self._monotonic())
-            return 0.0
-        return max(0.0, asked - self._watch[1])
+    @property
+    def watch(self) -> LeaseWatch | None:
+        """How long this challenger has seen the lease stand still (to carry on)."""
+        return self._watcher.snapshot(self._monotonic())
 
     def _new_lease(self, epoch: int, now: datetime) -> Lease:
         return Lease(
@@ -235,6 +232,7 @@ class LeaseManager:
                 except AlreadyExists:
                     try_create = False
                     continue  # read it (remembering its version) and decide
+                self._held_until(asked)
                 self.epoch, self.takeover, self.created = 1, False, True
                 return self._record.value
             try_create = False
@@ -250,7 +248,7 @@ class LeaseManager:
             else:
                 # Not expires_at against our clock: the holder's clock may be hours off.
                 needed = old.ttl_seconds + self.skew
-                watched = self._unchanged_for(current, asked)
+                watched = self._watcher.observe(current.version.token, asked, self._monotonic())
                 if watched < needed:
                     self._watch_left = needed - watched
                     if self._confirm == 0.0 and is_expired(old, now, self.skew):
@@ -264,13 +262,17 @@ class LeaseManager:
                         key=current.key,
                         holder=old.holder,
                         expires_at=old.expires_at,
+                        watch=self.watch,
+                        needed_seconds=needed,
                     )
                 takeover = True
             epoch = max(old.epoch, current.epoch) + 1
+            sent = self._monotonic()
             try:
                 self._record = store.write_lease(self._new_lease(epoch, now), replaces=current)
             except Conflict:
                 continue  # somebody else moved it first: look again
+            self._held_until(sent)
             self.epoch, self.takeover, self.created = epoch, takeover, False
             self.previous = old
             if takeover:
@@ -280,7 +282,7 @@ class LeaseManager:
                     old.holder,
                     old.epoch,
                     epoch,
-                    extra={"task_id": self.task_id, "stage_name": None},
+                    extra=self._extra,
                 )
             return self._record.value
         raise LeaseHeld(
@@ -306,11 +308,7 @@ class LeaseManager:
             try:
                 self.renew_once()
             except Exception:  # noqa: BLE001 - a renewer must never die silently mid-run
-                _log.exception(
-                    "task %s: lease renewal crashed",
-                    self.task_id,
-                    extra={"task_id": self.task_id, "stage_name": None},
-                )
+                _log.exception("task %s: lease renewal crashed", self.task_id, extra=self._extra)
                 self._mark_lost("lease renewal crashed")
                 return
 
@@ -324,6 +322,7 @@ class LeaseManager:
         if record is None or self.lost or self._released:
             return False
         now = self._clock()
+        sent = self._monotonic()
         renewed = record.value.model_copy(
             update={
                 "expires_at": format_ts(now + timedelta(seconds=self.ttl)),
@@ -332,19 +331,20 @@ class LeaseManager:
         )
         try:
             self._record = self._store.write_lease(renewed, replaces=record)
+            self._held_until(sent)
         except Conflict as exc:
             holder = exc.current.value.holder if isinstance(exc.current, Record) else "?"
             self._mark_lost(f"renewal refused: the lease is now held by {holder!r}")
             return False
         except EleanorError as exc:
-            if is_expired(record.value, now, 0.0):
-                self._mark_lost(f"could not renew before expiry: {exc}")
-            else:
+            # The local deadline decides when this is fatal (see ``lost``); until then
+            # the next tick may still renew in time.
+            if not self.lost:
                 _log.warning(
                     "task %s: lease renewal failed (will retry): %s",
                     self.task_id,
                     exc,
-                    extra={"task_id": self.task_id, "stage_name": None},
+                    extra=self._extra,
                 )
             return False
         return True
@@ -364,11 +364,16 @@ class LeaseManager:
         with self._release_lock:
             if self._released:
                 return
+            lost = self.lost  # before _released: it includes the local deadline
             self._released = True
             self._stop.set()
             if self._renewer is not None:
-                self._renewer.join()
-            if self._record is not None and not self.lost:
+                # A renewal may hang on a stalled connection: wait for it no longer than
+                # the margin; the lease then simply expires, nothing of ours at risk.
+                self._renewer.join(min(self.options.margin, 5.0))
+                if self._renewer.is_alive():
+                    return
+            if self._record is not None and not lost:
                 with self._write_lock:
                     self._release_once()
 
@@ -385,8 +390,5 @@ class LeaseManager:
         except EleanorError as exc:
             # The lease simply expires later; nothing this holder wrote is at risk.
             _log.warning(
-                "task %s: could not release the lease: %s",
-                self.task_id,
-                exc,
-                extra={"task_id": self.task_id, "stage_name": None},
+                "task %s: could not release the lease: %s", self.task_id, exc, extra=self._extra
             )

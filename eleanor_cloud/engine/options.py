@@ -8,7 +8,10 @@ from, frozen: the run, the attempt and the saga read it and never re-check it.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,7 +26,12 @@ from eleanor_cloud.errors import InvalidState, first_error
 from eleanor_cloud.keys import validate_task_id
 from eleanor_cloud.models import BaseStageState, RetryPolicy, StageStatus
 
-__all__ = ["LeaseOptions", "TaskSpec", "check_reason", "run_window"]
+__all__ = ["LeaseOptions", "TaskSpec", "check_reason", "default_holder", "run_window"]
+
+
+def default_holder() -> str:
+    """``host/pid/random``: unique per engine instance, readable in the lease object."""
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
 
 def _seconds(name: str, value: object, *, positive: bool = False) -> float:
@@ -59,10 +67,27 @@ class LeaseOptions:
             interval = _seconds("renew_interval", self.renew_interval, positive=True)
             object.__setattr__(self, "renew_interval", interval)
 
+        if not self.interval < self.ttl - self.margin:
+            raise InvalidState(
+                f"renew_interval ({self.interval}s) must be shorter than the lease's TTL "
+                f"minus its safety margin ({self.ttl - self.margin:.3f}s), or the lease "
+                "would expire locally before its first renewal"
+            )
+
     @property
     def interval(self) -> float:
         """Seconds between renewals."""
         return self.renew_interval if self.renew_interval is not None else self.ttl / 3
+
+    @property
+    def margin(self) -> float:
+        """How long before its TTL runs out a holder stops by its own clock (TTL/10).
+
+        A challenger needs TTL + skew tolerance of watching after the renewal landed;
+        the holder stops TTL - margin after it *sent* it, so the two never overlap as
+        long as the hosts' clocks run at nearly the same rate.
+        """
+        return self.ttl / 10
 
 
 def _dotted(cls: type) -> str:

@@ -20,6 +20,7 @@ from eleanor_cloud.engine.checkpoint import Checkpointer, RunState
 from eleanor_cloud.engine.events import EventKind
 from eleanor_cloud.engine.fence import fence_task
 from eleanor_cloud.engine.lease import LeaseManager
+from eleanor_cloud.engine.lease_watch import LeaseWatch
 from eleanor_cloud.engine.saga import compensate
 from eleanor_cloud.engine.summary import TaskSummary, summarize
 from eleanor_cloud.errors import AlreadyExists, NotFound, TaskBindingError
@@ -81,7 +82,7 @@ class Runner:
                 operation="bind",
             )
 
-    def open(self, end: Any) -> RunState:
+    def open(self, end: Any, lease_watch: LeaseWatch | None = None) -> RunState:
         """Bind if needed, take the lease, load (and fence) the states."""
         spec, store, reporter = self.spec, self.cp.store, self.cp.reporter
         if self.manifest is None:
@@ -99,9 +100,11 @@ class Runner:
             wait=options.wait,
             renew_interval=options.renew_interval,
             on_lost=lambda why: reporter.emit("lease_lost", message=why),
+            prior_watch=lease_watch,
         )
         try:
-            lease.acquire(probably_new=fresh)
+            left = None if end is None else (end - spec.clock()).total_seconds()
+            lease.acquire(probably_new=fresh, time_left=left)
             reporter.emit(
                 "lease_takeover" if lease.takeover else "lease_acquired",
                 message=f"epoch {lease.epoch}",

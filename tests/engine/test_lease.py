@@ -12,6 +12,7 @@ import pytest
 from eleanor_cloud.clock import format_ts, parse_ts
 from eleanor_cloud.engine import StageContext, TaskEngine
 from eleanor_cloud.engine.fence import fence_task
+from eleanor_cloud.engine.lease import LeaseManager
 from eleanor_cloud.errors import Conflict, LeaseHeld, LeaseLost
 from eleanor_cloud.models import StageStatus
 from eleanor_cloud.store import Lease, StateStore
@@ -242,8 +243,12 @@ def test_after_a_fence_no_cached_version_of_the_old_holder_can_write(
 
 
 def test_a_paused_holder_is_fenced_out_and_stops_with_lease_lost(
-    backend: CountingBackend, clock: FakeClock
+    backend: CountingBackend, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A holder frozen right after its lease check: no renewals, no local deadline
+    # (either would stop it first). What stops it must be the storage fence.
+    monkeypatch.setattr(LeaseManager, "start_renewing", lambda self: None)
+    monkeypatch.setattr(LeaseManager, "_held_until", lambda self, sent: None)
     inside, resume = threading.Event(), threading.Event()
 
     def slow(state: DemoState, ctx: Any) -> Out:
@@ -252,7 +257,6 @@ def test_a_paused_holder_is_fenced_out_and_stops_with_lease_lost(
         return Out(value=-1)
 
     zombie_store = store_as(backend, "zombie", clock)
-    # renewals never happen in this test (the holder is "paused")
     zombie = TaskEngine(
         "t",
         [FnStage("a", ok), FnStage("b", slow), FnStage("c", ok)],
@@ -260,7 +264,6 @@ def test_a_paused_holder_is_fenced_out_and_stops_with_lease_lost(
         zombie_store,
         clock=clock,
         lease_ttl=10,
-        renew_interval=3600,
     )
     outcome: list[BaseException] = []
 
@@ -315,11 +318,19 @@ def test_the_lease_is_renewed_while_a_stage_runs(
 ) -> None:
     reader = StateStore(backend, "pfx")
 
+    def renewals() -> int:
+        lease = reader.load_lease("t")
+        return lease.value.renewals if lease is not None else -1
+
     def long(state: DemoState, ctx: Any) -> Out:
-        clock.advance(100)  # without renewal the 30s lease would now be expired
-        wait_until(
-            lambda: (lease := reader.load_lease("t")) is not None and lease.value.renewals >= 2
-        )
+        # 100 s in all, in steps shorter than the 27 s local window (TTL - margin):
+        # without renewals the 30 s lease would have expired three times over.
+        for _ in range(4):
+            seen = renewals()
+            clock.advance(25)
+            # two more: at least one was sent after the step, so it moved the deadline
+            wait_until(lambda seen=seen: renewals() >= seen + 2)
+            assert not ctx.cancelled
         return Out()
 
     store = store_as(backend, "me", clock)

@@ -90,10 +90,10 @@ def test_sigstopped_zombie_is_fenced_and_stops_with_lease_lost(
 ) -> None:
     store, workdir = dirs
     (workdir / "block-s2").touch()
-    # The zombie never renews (its renewer would otherwise be the first to notice):
-    # this test proves the storage fence, not the renewer.
+    # The zombie neither renews nor keeps a local deadline (either would be the first
+    # to notice): this test proves the storage fence, not the renewer or the deadline.
     zombie = start(
-        "run", store, workdir, tmp_path / "host-a", "--ttl", "1", "--skew", "0", "--renew", "3600"
+        "run", store, workdir, tmp_path / "host-a", "--ttl", "1", "--skew", "0", "--stalled"
     )
     try:
         wait_for_file(workdir / "ready-s2")

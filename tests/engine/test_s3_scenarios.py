@@ -135,7 +135,7 @@ def test_sigstopped_zombie_on_s3_is_fenced_and_stops_with_lease_lost(
     (workdir / "block-s2").touch()
     # The zombie never renews (its renewer would otherwise be the first to notice):
     # this proves the storage fence (S3 If-Match), not the renewer.
-    zombie = workers.start("run", "host-a", "--ttl", "1", "--skew", "0", "--renew", "3600")
+    zombie = workers.start("run", "host-a", "--ttl", "1", "--skew", "0", "--stalled")
     try:
         wait_for_file(workdir / "ready-s2")
         zombie.send_signal(signal.SIGSTOP)

@@ -52,6 +52,20 @@ class LoggingBackend(CountingBackend):
             fh.write(line + "\n")
 
 
+def stall_lease_holder() -> None:
+    """Simulate a holder frozen between its lease check and its write.
+
+    A SIGSTOPped holder's monotonic clock keeps running, so on waking its local lease
+    deadline stops it before it writes. The fault this simulates is the narrow one the
+    deadline cannot catch (frozen right after the check): no renewals, no local
+    deadline, so only the storage fence stands between its writes and the successor.
+    """
+    from eleanor_cloud.engine.lease import LeaseManager
+
+    LeaseManager.start_renewing = lambda self: None  # type: ignore[method-assign]
+    LeaseManager._held_until = lambda self, sent: None  # type: ignore[method-assign]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("action", choices=["run", "cancel"])
@@ -63,7 +77,10 @@ def main() -> int:
     parser.add_argument("--wait", type=float, default=0.0)
     parser.add_argument("--cancel-check", type=float, default=5.0)
     parser.add_argument("--endpoint", default=None)
+    parser.add_argument("--stalled", action="store_true")
     args = parser.parse_args()
+    if args.stalled:
+        stall_lease_holder()
     workdir = Path(args.workdir)
     log = workdir / f"writes-{os.getpid()}.log"
     if args.store.startswith("s3://"):
