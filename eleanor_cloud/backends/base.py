@@ -94,20 +94,6 @@ CREATE = Create()
 OVERWRITE = Overwrite()
 
 
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    """Deprecated and read by nothing: capabilities are parameters of the conformance run.
-
-    Kept (out of ``__all__``) only because test helpers outside the backends still
-    import it; remove it once they stop. No backend has a ``capabilities`` property.
-    """
-
-    create: bool = True
-    replace: bool = True
-    conditional_delete: bool = True
-    shared_across_processes: bool = True
-
-
 @runtime_checkable
 class ObjectBackend(Protocol):
     """Bytes under keys, with conditional writes. See the module docstring for the contract."""

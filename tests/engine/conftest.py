@@ -43,10 +43,6 @@ class CountingBackend:
     def description(self) -> str:
         return self.inner.description
 
-    @property
-    def capabilities(self):  # type: ignore[no-untyped-def]
-        return self.inner.capabilities
-
     def read(self, key: str) -> tuple[bytes, Version]:
         self._count("read", key)
         return self.inner.read(key)

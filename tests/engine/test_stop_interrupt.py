@@ -321,10 +321,6 @@ class Gate:
     def description(self) -> str:
         return self.inner.description
 
-    @property
-    def capabilities(self):  # type: ignore[no-untyped-def]
-        return self.inner.capabilities
-
     def read(self, key: str) -> tuple[bytes, Version]:
         return self.inner.read(key)
 

@@ -24,7 +24,6 @@ from typing import Any
 from pydantic import BaseModel
 
 from eleanor_cloud.backends.base import (
-    Capabilities,
     Create,
     ObjectBackend,
     Overwrite,
@@ -180,10 +179,6 @@ class RecordingBackend:
     @property
     def description(self) -> str:
         return self.inner.description
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self.inner.capabilities
 
     def _record(self, **entry: Any) -> None:
         if self.log is not None:

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import Field
 
-from eleanor_cloud.backends.base import OVERWRITE, Capabilities, Version, WriteMode
+from eleanor_cloud.backends.base import OVERWRITE, Version, WriteMode
 from eleanor_cloud.backends.memory import MemoryBackend
 from eleanor_cloud.engine import TaskEngine, cancel_task, task_status
 from eleanor_cloud.errors import (
@@ -61,10 +61,6 @@ class KeyRecorder:
     @property
     def description(self) -> str:
         return self.inner.description
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self.inner.capabilities
 
     def read(self, key: str) -> tuple[bytes, Version]:
         self.keys.append(key)
