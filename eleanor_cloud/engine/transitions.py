@@ -10,8 +10,14 @@ and hosts: no counter lives only in memory. A stage's *current run* is the tail 
 history after the last entry that ended in a terminal status (COMPLETE, ERROR,
 CANCELED): such an entry can only be followed by more attempts after an explicit reset
 (``rollback`` or ``retry_failed``), and a reset is what gives a stage a fresh budget.
-``attempts`` itself is never reset, so ``attempts == len(history)`` holds at all times
-after an attempt finished.
+``attempts`` itself is never reset. Every entry carries its attempt's number, and runs
+are counted by those numbers, not by entries.
+
+Bounded by design: a stored message is at most ``MESSAGE_LIMIT`` characters, and a
+history longer than ``HISTORY_LIMIT`` entries keeps its first entry, one summary entry
+("compacted: ...") standing for the attempts in between, and the latest entries. The
+summary's status and attempt number are those of the latest terminal entry it replaced
+(if any), so the run boundaries, and with them every budget, stay exact.
 """
 
 from __future__ import annotations
@@ -54,6 +60,9 @@ __all__ = [
 
 S = TypeVar("S", bound="BaseStageState[Any]")
 _TERMINAL = (StageStatus.COMPLETE, StageStatus.ERROR, StageStatus.CANCELED)
+MESSAGE_LIMIT = 512  # characters of a stored history message
+HISTORY_LIMIT = 50  # entries kept per stage: the first, a summary, the latest 48
+COMPACTED = "compacted: "  # how a summary entry's message starts
 
 # -- retry accounting -------------------------------------------------------------------
 
@@ -65,15 +74,17 @@ def current_run(state: BaseStageState[Any]) -> int:
     that run, so its terminal entry counts too (a completed stage consumed its attempt).
     """
     history = state.history
+    if not history:
+        return 0
     end = len(history)
-    if end and history[-1].end_status in _TERMINAL and state.status == history[-1].end_status:
+    if history[-1].end_status in _TERMINAL and state.status == history[-1].end_status:
         end -= 1  # the final entry belongs to this run; look for the boundary before it
-    start_at = 0
+    before = history[0].attempt - 1  # attempts before the first entry: none
     for index in range(end - 1, -1, -1):
         if history[index].end_status in _TERMINAL:
-            start_at = index + 1
+            before = history[index].attempt
             break
-    return len(history) - start_at
+    return max(0, history[-1].attempt - before)
 
 
 def global_used(states: Iterable[BaseStageState[Any]]) -> int:
@@ -105,6 +116,36 @@ def may_attempt(
 # -- history entries --------------------------------------------------------------------
 
 
+def cap_message(message: str) -> str:
+    """A message short enough to store: the head, and how much was left out."""
+    if len(message) <= MESSAGE_LIMIT:
+        return message
+    cut = len(message) - (MESSAGE_LIMIT - 40)
+    return f"{message[: MESSAGE_LIMIT - 40]}... [{cut} more characters not kept]"
+
+
+def append(history: list[StageStateHistoryEntry], new: StageStateHistoryEntry) -> list[Any]:
+    """``history + [new]``, compacted to at most ``HISTORY_LIMIT`` entries."""
+    out = [*history, new]
+    if len(out) <= HISTORY_LIMIT:
+        return out
+    keep = HISTORY_LIMIT - 2
+    first, gone, kept = out[0], out[1 : len(out) - keep], out[len(out) - keep :]
+    terminal = next((e for e in reversed(gone) if e.end_status in _TERMINAL), None)
+    low, high = first.attempt + 1, gone[-1].attempt
+    note = f" (the last ended {terminal.end_status.value})" if terminal else ""
+    summary = StageStateHistoryEntry(
+        attempt=terminal.attempt if terminal else high,
+        begin_status=gone[0].begin_status,
+        begin_ts=gone[0].begin_ts,
+        end_status=terminal.end_status if terminal else StageStatus.RETRY,
+        end_ts=gone[-1].end_ts,
+        message=f"{COMPACTED}attempts {low}-{high} are not kept one by one{note}",
+        run_time_seconds=sum(e.run_time_seconds for e in gone),
+    )
+    return [first, summary, *kept]
+
+
 def entry(
     attempt: int,
     begin_status: StageStatus,
@@ -120,7 +161,7 @@ def entry(
         begin_ts=format_ts(begin),
         end_status=end_status,
         end_ts=format_ts(end),
-        message=message,
+        message=cap_message(message),
         run_time_seconds=max(0.0, (end - begin).total_seconds()),
     )
 
@@ -144,7 +185,7 @@ def interrupted_entry(
         begin_ts=begin,
         end_status=end_status,
         end_ts=now,
-        message=f"interrupted: {detail}",
+        message=cap_message(f"interrupted: {detail}"),
         run_time_seconds=seconds,
     )
 
@@ -174,12 +215,12 @@ def fail(
     status = StageStatus.ERROR
     if policy is not RetryPolicy.NONE:
         probe = running.model_copy(
-            update={"status": StageStatus.RETRY, "history": [*running.history, failed]}
+            update={"status": StageStatus.RETRY, "history": append(running.history, failed)}
         )
         if may_attempt(policy, max_attempts, probe, [*others, probe]):
             status = StageStatus.RETRY
     closed = failed.model_copy(update={"end_status": status})
-    return running.model_copy(update={"status": status, "history": [*running.history, closed]})
+    return running.model_copy(update={"status": status, "history": append(running.history, closed)})
 
 
 def interrupted(
@@ -217,7 +258,7 @@ def complete(
         stage_name=running.stage_name,
         status=StageStatus.COMPLETE,
         attempts=running.attempts,
-        history=[*running.history, done],
+        history=append(running.history, done),
         result=result,
     )
     where = running.stage_name
@@ -266,15 +307,16 @@ def cancel(state: S | None, fresh: S) -> S | None:
 
 def canceled_note(state: S, outcome: StageStateHistoryEntry) -> S | None:
     """The CANCELED state with the discarded attempt's entry appended (``None``: no need)."""
-    if state.status is not StageStatus.CANCELED or len(state.history) >= state.attempts:
+    recorded = bool(state.history) and state.history[-1].attempt >= state.attempts
+    if state.status is not StageStatus.CANCELED or recorded:
         return None
     note = outcome.model_copy(
         update={
             "end_status": StageStatus.CANCELED,
-            "message": f"canceled while running; outcome discarded: {outcome.message}",
+            "message": cap_message(f"canceled while running; outcome discarded: {outcome.message}"),
         }
     )
-    return state.model_copy(update={"history": [*state.history, note]})
+    return state.model_copy(update={"history": append(state.history, note)})
 
 
 def redrive(state: S | None) -> S | None:
@@ -295,15 +337,14 @@ def reset(state: S, *, now: str, began: str | None) -> S | None:
         return None
     history = list(state.history)
     if state.status is StageStatus.RUNNING:
-        history.append(
-            interrupted_entry(
-                state,
-                began=began,
-                now=now,
-                end_status=StageStatus.ERROR,
-                detail="found RUNNING during rollback",
-            )
+        lost = interrupted_entry(
+            state,
+            began=began,
+            now=now,
+            end_status=StageStatus.ERROR,
+            detail="found RUNNING during rollback",
         )
+        history = append(history, lost)
     return state.model_copy(
         update={"status": StageStatus.CREATED, "result": None, "history": history}
     )

@@ -237,3 +237,71 @@ def test_backoff_is_defined_for_any_attempt_number(
 def test_backoff_grows_then_caps() -> None:
     backoff = Backoff(initial=1, multiplier=2, max_delay=60, jitter=0, random=lambda: 0.0)
     assert [backoff.delay(n) for n in (1, 2, 3, 7, 1025, 10**9)] == [1, 2, 4, 60, 60, 60]
+
+
+# -- bounded history -------------------------------------------------------------------
+
+
+def _drive(ops: list[str], policy: RetryPolicy, budget: int) -> list[tuple[Any, ...]]:
+    """Apply ``ops`` like the engine would; the trace of (status, run, attempts) after each."""
+    state, trace = fresh(), []
+    for op in ops:
+        if op in ("fail", "complete"):
+            if state.status not in (S.CREATED, S.RETRY) or not tr.may_attempt(
+                policy, budget, state, [state]
+            ):
+                continue
+            state = (
+                failed_attempt(state, policy, budget, [])
+                if op == "fail"
+                else completed_attempt(state)
+            )
+        elif op == "redrive":
+            state = tr.redrive(state) or state
+        else:
+            state = tr.reset(state, now="2026-01-01T00:00:00.000000Z", began=None) or state
+        assert len(state.history) <= tr.HISTORY_LIMIT
+        trace.append((state.status, tr.current_run(state), state.attempts))
+    return trace
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ops=st.lists(
+        st.sampled_from(["fail", "fail", "fail", "complete", "redrive", "reset"]), max_size=120
+    ),
+    policy=st.sampled_from([RetryPolicy.STAGE, RetryPolicy.GLOBAL]),
+    budget=st.integers(min_value=1, max_value=30),
+    limit=st.integers(min_value=3, max_value=8),
+)
+def test_compacting_the_history_never_changes_a_budget(
+    ops: list[str], policy: RetryPolicy, budget: int, limit: int
+) -> None:
+    """The same transitions with a tiny history bound and with none at all: every
+    status, every current-run count and every attempt number agree."""
+    from unittest import mock
+
+    with mock.patch.object(tr, "HISTORY_LIMIT", 10**9):
+        unbounded = _drive(ops, policy, budget)
+    with mock.patch.object(tr, "HISTORY_LIMIT", limit):
+        bounded = _drive(ops, policy, budget)
+    assert bounded == unbounded
+
+
+def test_messages_are_capped_and_say_so() -> None:
+    entry = tr.entry(1, S.CREATED, T0, S.RETRY, T0, "x" * 100_000)
+    assert len(entry.message) <= tr.MESSAGE_LIMIT
+    assert entry.message.endswith("more characters not kept]")
+    assert tr.cap_message("short") == "short"
+
+
+def test_a_compacted_history_keeps_first_summary_and_latest() -> None:
+    state = fresh()
+    for _ in range(200):
+        state = failed_attempt(state, RetryPolicy.STAGE, 10**6, [])
+    history = state.history
+    assert len(history) == tr.HISTORY_LIMIT and state.attempts == 200
+    assert history[0].attempt == 1 and history[-1].attempt == 200
+    assert history[1].message == "compacted: attempts 2-152 are not kept one by one"
+    assert [h.attempt for h in history[2:]] == list(range(153, 201))
+    assert tr.current_run(state) == 200
