@@ -6,7 +6,8 @@ Import from here (or lazily from ``eleanor_cloud``)::
 
 Store-only operations for tools that do not have the stage code (the CLI):
 :func:`task_status`, :func:`cancel_task`, :func:`retry_failed_task`,
-:func:`rollback_task`; they read states through :class:`AnyStageState` by default.
+:func:`rollback_task`, :func:`delete_task`; they read states through
+:class:`AnyStageState` by default.
 
 The modules behind it, for readers: :mod:`.transitions` (every status change, pure),
 :mod:`.attempt` (one attempt, the interrupt handshake), :mod:`.run` (open, the loop,
@@ -14,7 +15,13 @@ endings), :mod:`.saga` (rollback), :mod:`.admin` (store-only operations),
 :mod:`.options` (argument checks), :mod:`.lease` and :mod:`.fence` (exclusivity).
 """
 
-from eleanor_cloud.engine.admin import cancel_task, retry_failed_task, rollback_task, task_status
+from eleanor_cloud.engine.admin import (
+    cancel_task,
+    delete_task,
+    retry_failed_task,
+    rollback_task,
+    task_status,
+)
 from eleanor_cloud.engine.anystate import AnyStageState
 from eleanor_cloud.engine.backoff import Backoff
 from eleanor_cloud.engine.engine import TaskEngine
@@ -33,6 +40,7 @@ __all__ = [
     "TaskEngine",
     "TaskSummary",
     "cancel_task",
+    "delete_task",
     "retry_failed_task",
     "rollback_task",
     "task_status",

@@ -13,21 +13,23 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from eleanor_cloud import keys
 from eleanor_cloud.clock import Clock, utc_now
 from eleanor_cloud.engine import transitions as tr
 from eleanor_cloud.engine.anystate import AnyStageState
 from eleanor_cloud.engine.checkpoint import RunState
-from eleanor_cloud.engine.fence import MAX_RACES, fence_task, reload
+from eleanor_cloud.engine.fence import MAX_RACES, open_records, reload
 from eleanor_cloud.engine.lease import LeaseManager
 from eleanor_cloud.engine.options import default_holder
 from eleanor_cloud.engine.saga import reset_stages
 from eleanor_cloud.engine.summary import TaskSummary, summarize
-from eleanor_cloud.errors import Conflict, InvalidState
+from eleanor_cloud.errors import Conflict, InvalidState, NotFound
+from eleanor_cloud.keys import validate_task_id
 from eleanor_cloud.models import BaseStageState, StageStatus
 from eleanor_cloud.store.records import Record
 from eleanor_cloud.store.state_store import StateStore
 
-__all__ = ["cancel_task", "retry_failed_task", "rollback_task", "task_status"]
+__all__ = ["cancel_task", "delete_task", "retry_failed_task", "rollback_task", "task_status"]
 
 S = TypeVar("S", bound="BaseStageState[Any]")
 _log = logging.getLogger("eleanor_cloud.engine")
@@ -165,13 +167,7 @@ def rollback_task(
     )  # a real wait: the watch measures time
     try:
         lease.acquire()
-        loaded = store.load_task_records(task_id, state_class)
-        began = {n: r.written_at for n, r in loaded.items()}
-        if lease.takeover:
-            loaded = fence_task(
-                store, task_id, manifest.stages, state_class, loaded, epoch=lease.epoch
-            )
-        records: dict[str, Record[Any] | None] = {n: loaded.get(n) for n in manifest.stages}
+        records, began = open_records(store, lease, task_id, manifest.stages, state_class)
         states = {
             n: r.value
             if r is not None
@@ -183,3 +179,58 @@ def rollback_task(
     finally:
         lease.release()
     return summarize(task_id, manifest.stages, run.states)
+
+
+def delete_task(
+    store: StateStore,
+    task_id: str,
+    *,
+    holder: str | None = None,
+    lease_ttl: float = 60.0,
+    wait_for_lease: float = 0.0,
+    clock_skew_tolerance: float = 5.0,
+    clock: Clock = utc_now,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Delete a task safely; return how many objects were deleted.
+
+    Takes the task's lease first, like any new holder: ``LeaseHeld`` while a holder is
+    live; one that looks dead is watched for a TTL first. Then deletes every object but
+    the lease and leaves the lease as a tombstone (broken, ``floor`` = this epoch), so
+    epochs keep growing for the task id: a holder of the deleted task that wakes up
+    later can neither update nor create anything the next task of that id will take as
+    its own (the next holder fences, and resets whatever lies at or below the floor).
+    ``NotFound`` if the task has no objects at all.
+    """
+    validate_task_id(task_id)
+    if next(iter(store.backend.list(keys.task_prefix(store.prefix, task_id))), None) is None:
+        raise NotFound(
+            f"no task {task_id!r} in {store.backend.description}",
+            key=store.manifest_key(task_id),
+            operation="delete_task",
+        )
+    lease = LeaseManager(
+        store,
+        task_id,
+        holder=holder or default_holder(),
+        ttl=lease_ttl,
+        clock=clock,
+        sleep=sleep,
+        wait=wait_for_lease,
+        clock_skew_tolerance=clock_skew_tolerance,
+    )
+    try:
+        lease.acquire()
+        count = store.delete_task(task_id)
+    except BaseException:
+        lease.release()
+        raise
+    lease.release(tombstone=True)
+    _log.info(
+        "task %s: deleted (%d objects); lease kept as a tombstone at epoch %d",
+        task_id,
+        count,
+        lease.epoch,
+        extra={"task_id": task_id, "stage_name": None},
+    )
+    return count

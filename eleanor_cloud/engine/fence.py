@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
+from eleanor_cloud.engine.lease import LeaseManager
 from eleanor_cloud.errors import Conflict, LeaseLost, NotFound
 from eleanor_cloud.models import BaseStageState, StageStatus
 from eleanor_cloud.store.records import Record
 from eleanor_cloud.store.state_store import StateStore
 
-__all__ = ["MAX_RACES", "fence_task", "reload"]
+__all__ = ["MAX_RACES", "fence_task", "open_records", "reload"]
 
 S = TypeVar("S", bound="BaseStageState[Any]")
 # Lost compare-and-swap races on one stage before giving up. Each loss means another
@@ -33,6 +34,7 @@ def fence_task(
     loaded: Mapping[str, Record[S]],
     *,
     epoch: int,
+    floor: int = 0,
 ) -> dict[str, Record[S]]:
     """Re-write every stage object at ``epoch``; missing ones are created CREATED.
 
@@ -42,7 +44,9 @@ def fence_task(
     nothing it writes afterwards can land, not a state update, not a create. COMPLETE
     stages are rewritten too, because a rollback writes them. A race lost to the old
     holder (it wrote between our read and our write) is reloaded and retried; a newer
-    epoch than ours means we were taken over ourselves (``LeaseLost``).
+    epoch than ours means we were taken over ourselves (``LeaseLost``). An object at or
+    below ``floor`` was left by a deleted incarnation of the task id: it is replaced by
+    a fresh state, never taken as this task's.
     """
     fenced: dict[str, Record[S]] = {}
     for name in stage_names:
@@ -54,12 +58,12 @@ def fence_task(
                     f"by {record.writer!r}, newer than ours ({epoch})",
                     key=record.key,
                 )
+            fresh = state_class(task_id=task_id, stage_name=name, status=StageStatus.CREATED)
             try:
                 if record is None:
-                    fresh = state_class(
-                        task_id=task_id, stage_name=name, status=StageStatus.CREATED
-                    )
                     fenced[name] = store.create(fresh, epoch=epoch)
+                elif record.epoch <= floor:
+                    fenced[name] = store.save(fresh, replaces=record, epoch=epoch)
                 else:
                     fenced[name] = store.save(record.value, replaces=record, epoch=epoch)
                 break
@@ -72,3 +76,40 @@ def fence_task(
                 operation="fence",
             )
     return fenced
+
+
+def open_records(
+    store: StateStore,
+    lease: LeaseManager,
+    task_id: str,
+    stage_names: Sequence[str],
+    state_class: type[S],
+    *,
+    fresh: bool = False,
+) -> tuple[dict[str, Record[S] | None], dict[str, str]]:
+    """The records a new holder works from, right after ``lease.acquire()``, and when
+    each stage's last write began (for an interrupted attempt's entry).
+
+    Loads the states (not for a task this holder bound and leased first: nothing can
+    exist) and fences when needed: after a takeover; when the lease object was missing
+    on a task that has states (deleted by hand or expired by a lifecycle rule), after
+    raising the lease above every stored epoch; when objects of a deleted incarnation
+    lie at or below the lease's floor.
+    """
+    loaded: dict[str, Record[S]] = {}
+    if not (fresh and lease.created):
+        listed = store.load_task_records(task_id, state_class)
+        loaded = {n: r for n, r in listed.items() if n in stage_names}
+    floor = lease.lease.floor if lease.lease is not None else 0
+    must_fence = lease.takeover or any(r.epoch <= floor for r in loaded.values())
+    if lease.created and loaded:
+        top = max(r.epoch for r in loaded.values())
+        if top >= lease.epoch:
+            lease.raise_epoch(top + 1)
+        must_fence = True
+    began = {n: r.written_at for n, r in loaded.items() if r.epoch > floor}
+    if must_fence:
+        loaded = fence_task(
+            store, task_id, stage_names, state_class, loaded, epoch=lease.epoch, floor=floor
+        )
+    return {n: loaded.get(n) for n in stage_names}, began

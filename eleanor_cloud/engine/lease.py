@@ -210,7 +210,7 @@ class LeaseManager:
         """How long this challenger has seen the lease stand still (to carry on)."""
         return self._watcher.snapshot(self._monotonic())
 
-    def _new_lease(self, epoch: int, now: datetime) -> Lease:
+    def _new_lease(self, epoch: int, now: datetime, floor: int = 0) -> Lease:
         return Lease(
             task_id=self.task_id,
             holder=self.holder,
@@ -218,6 +218,7 @@ class LeaseManager:
             acquired_at=format_ts(now),
             expires_at=format_ts(now + timedelta(seconds=self.ttl)),
             ttl_seconds=self.ttl,
+            floor=floor,
         )
 
     def _acquire_once(self, try_create: bool) -> Lease:
@@ -269,7 +270,8 @@ class LeaseManager:
             epoch = max(old.epoch, current.epoch) + 1
             sent = self._monotonic()
             try:
-                self._record = store.write_lease(self._new_lease(epoch, now), replaces=current)
+                new = self._new_lease(epoch, now, floor=old.floor)  # the floor outlives holders
+                self._record = store.write_lease(new, replaces=current)
             except Conflict:
                 continue  # somebody else moved it first: look again
             self._held_until(sent)
@@ -313,41 +315,16 @@ class LeaseManager:
                 return
 
     def renew_once(self) -> bool:
-        """One renewal; False if refused or failed."""
-        with self._write_lock:
-            return self._renew_locked()
+        """One renewal; False if refused or failed (the local deadline decides when a
+        failure is fatal, see ``lost``: until then the next tick may renew in time)."""
+        if self.lost or self._released:
+            return False
+        expires = format_ts(self._clock() + timedelta(seconds=self.ttl))
+        return self._rewrite("renew", expires_at=expires, renewals=self._renewals + 1)
 
-    def _renew_locked(self) -> bool:
-        record = self._record
-        if record is None or self.lost or self._released:
-            return False
-        now = self._clock()
-        sent = self._monotonic()
-        renewed = record.value.model_copy(
-            update={
-                "expires_at": format_ts(now + timedelta(seconds=self.ttl)),
-                "renewals": record.value.renewals + 1,
-            }
-        )
-        try:
-            self._record = self._store.write_lease(renewed, replaces=record)
-            self._held_until(sent)
-        except Conflict as exc:
-            holder = exc.current.value.holder if isinstance(exc.current, Record) else "?"
-            self._mark_lost(f"renewal refused: the lease is now held by {holder!r}")
-            return False
-        except EleanorError as exc:
-            # The local deadline decides when this is fatal (see ``lost``); until then
-            # the next tick may still renew in time.
-            if not self.lost:
-                _log.warning(
-                    "task %s: lease renewal failed (will retry): %s",
-                    self.task_id,
-                    exc,
-                    extra=self._extra,
-                )
-            return False
-        return True
+    @property
+    def _renewals(self) -> int:
+        return self._record.value.renewals if self._record is not None else 0
 
     def renew(self) -> bool:
         """Renew now; False if refused or failed."""
@@ -355,11 +332,14 @@ class LeaseManager:
 
     # -- release ----------------------------------------------------------------------
 
-    def release(self) -> None:
+    def release(self, *, tombstone: bool = False) -> None:
         """Stop renewing and mark the lease released (unless it was lost or never held).
 
         Always call it, also after a failed ``acquire``: it stops the renewer thread.
-        Idempotent: a second call (from any thread) is a no-op.
+        Idempotent: a second call (from any thread) is a no-op. ``tombstone`` (task
+        deletion) leaves the lease *broken* instead, with ``floor`` at this epoch: the
+        next holder takes it over at once and fences, and treats every object at or
+        below the floor as left over from the deleted task.
         """
         with self._release_lock:
             if self._released:
@@ -373,22 +353,45 @@ class LeaseManager:
                 self._renewer.join(min(self.options.margin, 5.0))
                 if self._renewer.is_alive():
                     return
-            if self._record is not None and not lost:
-                with self._write_lock:
-                    self._release_once()
+            if self._record is None or lost:
+                return
+            if tombstone:
+                update = {"expires_at": BROKEN_EXPIRY, "holder": f"deleted by {self.holder}"}
+                self._rewrite("delete", floor=self.epoch, **update)
+            else:
+                self._rewrite("release", released=True, expires_at=format_ts(self._clock()))
 
-    def _release_once(self) -> None:
-        record = self._record
-        if record is None:
-            return
-        now = self._clock()
-        released = record.value.model_copy(update={"released": True, "expires_at": format_ts(now)})
-        try:
-            self._record = self._store.write_lease(released, replaces=record)
-        except Conflict:
-            self._mark_lost("release refused: another holder took the lease over")
-        except EleanorError as exc:
-            # The lease simply expires later; nothing this holder wrote is at risk.
-            _log.warning(
-                "task %s: could not release the lease: %s", self.task_id, exc, extra=self._extra
-            )
+    def raise_epoch(self, epoch: int) -> None:
+        """Move our own lease to ``epoch`` (above every stored object's): ``LeaseLost``
+        if refused. For a lease that had to be created on a task that already had one."""
+        if not self._rewrite("raise", epoch=epoch):
+            self.check()
+            raise LeaseLost(f"task {self.task_id!r}: could not raise the lease to epoch {epoch}")
+        self.epoch = epoch
+
+    def _rewrite(self, what: str, **update: object) -> bool:
+        """Replace our own lease record with ``update`` applied; False if refused/failed."""
+        with self._write_lock:
+            record = self._record
+            if record is None:
+                return False
+            sent = self._monotonic()
+            try:
+                new = record.value.model_copy(update=update)
+                self._record = self._store.write_lease(new, replaces=record)
+            except Conflict as exc:
+                now = exc.current.value.holder if isinstance(exc.current, Record) else "?"
+                self._mark_lost(f"{what} refused: the lease is now held by {now!r}")
+                return False
+            except EleanorError as exc:
+                # The lease simply expires later; nothing this holder wrote is at risk.
+                _log.warning(
+                    "task %s: could not %s the lease: %s",
+                    self.task_id,
+                    what,
+                    exc,
+                    extra=self._extra,
+                )
+                return False
+            self._held_until(sent)
+            return True

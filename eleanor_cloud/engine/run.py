@@ -18,7 +18,7 @@ from eleanor_cloud.engine import transitions as tr
 from eleanor_cloud.engine.attempt import AttemptControl, interrupted_now, remaining, run_attempt
 from eleanor_cloud.engine.checkpoint import Checkpointer, RunState
 from eleanor_cloud.engine.events import EventKind
-from eleanor_cloud.engine.fence import fence_task
+from eleanor_cloud.engine.fence import open_records
 from eleanor_cloud.engine.lease import LeaseManager
 from eleanor_cloud.engine.lease_watch import LeaseWatch
 from eleanor_cloud.engine.saga import compensate
@@ -109,22 +109,9 @@ class Runner:
                 "lease_takeover" if lease.takeover else "lease_acquired",
                 message=f"epoch {lease.epoch}",
             )
-            loaded: dict[str, Record[Any]] = {}
-            # Nobody ever held the lease of a task we just bound: nothing can exist.
-            if not (fresh and lease.created):
-                listed = store.load_task_records(spec.task_id, spec.state_class)
-                loaded = {n: r for n, r in listed.items() if n in spec.stage_names}
-            began = {n: r.written_at for n, r in loaded.items()}
-            if lease.takeover:
-                loaded = fence_task(
-                    store,
-                    spec.task_id,
-                    spec.stage_names,
-                    spec.state_class,
-                    loaded,
-                    epoch=lease.epoch,
-                )
-            records: dict[str, Record[Any] | None] = {n: loaded.get(n) for n in spec.stage_names}
+            records, began = open_records(
+                store, lease, spec.task_id, spec.stage_names, spec.state_class, fresh=fresh
+            )
             states = {
                 n: r.value if r is not None else spec.fresh_state(n) for n, r in records.items()
             }

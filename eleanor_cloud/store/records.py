@@ -51,7 +51,10 @@ class Lease(BaseModel):
     """``<prefix>/<task_id>/_lease.json``: who may advance the task, until when.
 
     ``epoch`` grows by one with every new holder; ``renewals`` by one with every renewal,
-    so a challenger can see a lease move without trusting anybody's clock.
+    so a challenger can see a lease move without trusting anybody's clock. ``floor``
+    survives every holder: stage objects at or below it were left by a deleted
+    incarnation of the task id (``eleanor_cloud.engine.delete_task``) and are never
+    taken as this task's state.
     """
 
     # defer_build: the schema is built on first use, not at `import eleanor_cloud`.
@@ -65,3 +68,4 @@ class Lease(BaseModel):
     ttl_seconds: float = Field(gt=0)
     renewals: int = Field(default=0, ge=0)
     released: bool = False
+    floor: int = Field(default=0, ge=0)

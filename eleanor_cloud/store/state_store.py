@@ -301,14 +301,19 @@ class StateStore:
                     yield task_id
 
     def delete_task(self, task_id: str) -> int:
-        """Delete every object of a task, the lease last; return how many were deleted."""
+        """Delete every object of a task but its lease; return how many were deleted.
+
+        The lease object stays so epochs only grow for the life of the task id: a
+        holder of the deleted task can never look current to a later one. This is the
+        raw operation: ``eleanor_cloud.engine.delete_task`` first takes the lease (so
+        no live holder is deleted under) and leaves it as a tombstone.
+        """
         prefix = keys.task_prefix(self.prefix, task_id)
-        found = list(self.backend.list(prefix))
         lease = self.lease_key(task_id)
-        ordered = [k for k in found if k != lease] + [k for k in found if k == lease]
-        for key in ordered:
+        found = [k for k in self.backend.list(prefix) if k != lease]
+        for key in found:
             self.backend.delete(key)
-        return len(ordered)
+        return len(found)
 
     # -- leases (policy lives in the engine; the store only persists them) -------------
 

@@ -17,13 +17,13 @@ import os
 import sys
 from pathlib import Path
 
-from eleanor_cloud.backends.base import ObjectBackend, Version, WriteMode
+from eleanor_cloud.backends.base import Create, ObjectBackend, Version, WriteMode
 from eleanor_cloud.backends.local import LocalBackend
-from eleanor_cloud.engine import TaskEngine, cancel_task
+from eleanor_cloud.engine import TaskEngine, cancel_task, delete_task
 from eleanor_cloud.errors import LeaseHeld, LeaseLost
 from eleanor_cloud.store import StateStore, open_store
 from eleanor_cloud.testing.conformance import CountingBackend
-from tests.engine.taskdefs import DemoState, FileStage
+from tests.engine.taskdefs import DemoState, FileStage, wait_for_file
 
 STAGES = ["s1", "s2", "s3", "s4", "s5"]
 
@@ -34,11 +34,24 @@ class LoggingBackend(CountingBackend):
     The pass-through comes from the shipped ``CountingBackend`` (its counts go unused).
     """
 
-    def __init__(self, inner: ObjectBackend, log: Path) -> None:
+    def __init__(self, inner: ObjectBackend, log: Path, workdir: Path | None = None) -> None:
         super().__init__(inner)
         self._log_path = log
+        self._workdir = workdir
+
+    def _pause_before_create(self, key: str, mode: WriteMode) -> None:
+        """With ``workdir/block-create-<stage>``: stop right before creating that stage's
+        object (the lease was checked already), until ``go-create-<stage>`` appears."""
+        if self._workdir is None or not isinstance(mode, Create):
+            return
+        stage = key.rsplit("/", 1)[-1].removesuffix(".json")
+        if not (self._workdir / f"block-create-{stage}").exists():
+            return
+        (self._workdir / f"ready-create-{stage}").write_text(str(os.getpid()))
+        wait_for_file(self._workdir / f"go-create-{stage}", timeout=60)
 
     def write(self, key: str, data: bytes, mode: WriteMode) -> Version:
+        self._pause_before_create(key, mode)
         try:
             version = super().write(key, data, mode)
         except Exception as exc:
@@ -68,7 +81,7 @@ def stall_lease_holder() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("action", choices=["run", "cancel"])
+    parser.add_argument("action", choices=["run", "cancel", "delete"])
     parser.add_argument("store")
     parser.add_argument("workdir")
     parser.add_argument("--ttl", type=float, default=60.0)
@@ -85,11 +98,26 @@ def main() -> int:
     log = workdir / f"writes-{os.getpid()}.log"
     if args.store.startswith("s3://"):
         opened = open_store(args.store, endpoint_url=args.endpoint)
-        store = StateStore(LoggingBackend(opened.backend, log), opened.prefix)
+        store = StateStore(LoggingBackend(opened.backend, log, workdir), opened.prefix)
     else:
-        store = StateStore(LoggingBackend(LocalBackend(Path(args.store), fsync=False), log))
+        local = LocalBackend(Path(args.store), fsync=False)
+        store = StateStore(LoggingBackend(local, log, workdir))
     if args.action == "cancel":
         print(json.dumps(cancel_task(store, "job").to_dict()))
+        return 0
+    if args.action == "delete":
+        try:
+            count = delete_task(
+                store,
+                "job",
+                lease_ttl=args.ttl,
+                clock_skew_tolerance=args.skew,
+                wait_for_lease=args.wait,
+            )
+        except LeaseHeld as exc:
+            print(json.dumps({"error": "LeaseHeld", "message": str(exc)}))
+            return 4
+        print(json.dumps({"deleted": count}))
         return 0
     engine = TaskEngine(
         "job",

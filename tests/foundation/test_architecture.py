@@ -226,6 +226,7 @@ PUBLIC = {
         "TaskEngine",
         "TaskSummary",
         "cancel_task",
+        "delete_task",
         "retry_failed_task",
         "rollback_task",
         "task_status",
