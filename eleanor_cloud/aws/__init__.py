@@ -21,6 +21,7 @@ from __future__ import annotations
 from eleanor_cloud.aws.env import store_from_env
 from eleanor_cloud.aws.lambda_handler import (
     DEFAULT_SAFETY_MARGIN,
+    InvalidEvent,
     StageDoesNotFit,
     lambda_handler,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "EXIT_STOPPED",
     "EXIT_WORK_LEFT",
     "ContainerRunner",
+    "InvalidEvent",
     "StageDoesNotFit",
     "grace_from_env",
     "lambda_handler",

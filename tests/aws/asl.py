@@ -4,12 +4,14 @@ It reads ``infra/statemachine/*.asl.json`` itself, so a test driven through it c
 definition and the handler together: the ResultSelector paths must exist in the
 handler's output, the Choice rules must route real outputs, the Wait must find its
 seconds. Anything outside the subset raises, so the file cannot drift past the tests.
-Wait states are recorded, not slept: the test asserts what the machine would wait.
+Wait states are recorded, not slept: the test asserts what the machine would wait (and
+may advance a simulated clock by it, ``on_wait``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,14 +59,32 @@ def set_path(data: Any, path: str | None, value: Any) -> Any:
     return out
 
 
+# The one intrinsic the definitions use: a shallow merge, the second object's keys winning.
+_JSON_MERGE = re.compile(r"States\.JsonMerge\((\$[\w.]*), *(\$[\w.]*), *false\)")
+
+
+def evaluate(expression: str, data: Any) -> Any:
+    """A path, or ``States.JsonMerge(path, path, false)`` over two objects."""
+    merge = _JSON_MERGE.fullmatch(expression)
+    if merge is not None:
+        first, second = get_path(data, merge[1]), get_path(data, merge[2])
+        if not isinstance(first, dict) or not isinstance(second, dict):
+            raise AslError(f"States.JsonMerge needs two objects, got {first!r}, {second!r}")
+        return {**first, **second}
+    if expression.startswith("States."):
+        raise AslError(f"unsupported expression {expression!r}")
+    return get_path(data, expression)
+
+
 def apply_template(template: dict[str, Any], data: Any) -> dict[str, Any]:
-    """Parameters / ResultSelector: keys ending in ``.$`` take a path's value."""
+    """Parameters / ResultSelector: keys ending in ``.$`` take a path's (or the merge's)
+    value; nested objects are templates too."""
     out: dict[str, Any] = {}
     for key, value in template.items():
         if key.endswith(".$"):
-            if not isinstance(value, str) or value.startswith("States."):
+            if not isinstance(value, str):
                 raise AslError(f"unsupported expression {value!r}")
-            out[key[:-2]] = get_path(data, value)
+            out[key[:-2]] = evaluate(value, data)
         elif isinstance(value, dict):
             out[key] = apply_template(value, data)
         else:
@@ -88,9 +108,18 @@ Invoke = Callable[[str, Any], Any]  # (FunctionName, Payload) -> the function's 
 
 
 def run(
-    definition: dict[str, Any], execution_input: Any, invoke: Invoke, *, max_transitions: int = 200
+    definition: dict[str, Any],
+    execution_input: Any,
+    invoke: Invoke,
+    *,
+    max_transitions: int = 200,
+    on_wait: Callable[[int], None] | None = None,
 ) -> Execution:
-    """Execute ``definition`` on ``execution_input``; Task states call ``invoke``."""
+    """Execute ``definition`` on ``execution_input``; Task states call ``invoke``.
+
+    ``on_wait(seconds)`` is called for each Wait state (a test's simulated clock
+    advances there); the wait is recorded either way, never slept.
+    """
     states: dict[str, Any] = definition["States"]
     name: str = definition["StartAt"]
     data = execution_input
@@ -141,6 +170,8 @@ def run(
             if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 0:
                 raise AslError(f"Wait needs a non-negative integer, got {seconds!r}")
             ex.waits.append(seconds)
+            if on_wait is not None:
+                on_wait(seconds)
         elif kind == "Succeed":
             ex.status = "SUCCEEDED"
             ex.output = get_path(data, state.get("OutputPath", "$"))

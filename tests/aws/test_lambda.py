@@ -205,6 +205,8 @@ def test_a_task_in_error_fails_the_state_machine() -> None:
         "done": True,
         "next_stage": None,
         "wait_seconds": 0,
+        # What the loop would carry into a next invocation: no lease watch, no wait.
+        "carry": {"lease_watch": None, "lease_waited_seconds": 0},
     }
 
 

@@ -14,18 +14,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
 import eleanor_cloud as ec
 from eleanor_cloud.aws import lambda_handler
-from eleanor_cloud.aws.lambda_handler import (
+from eleanor_cloud.aws.lambda_loop import VERSION_MAX_CHARS
+from eleanor_cloud.aws.lambda_response import (
     MESSAGE_MAX_BYTES,
     RESPONSE_BUDGET_BYTES,
     STAGE_MESSAGE_MAX_BYTES,
-    _bounded_response,
+    bounded_response,
+    results_pointer,
 )
 from eleanor_cloud.engine import BaseStage, StageContext, StageSummary, TaskEngine, TaskSummary
 from eleanor_cloud.models import StageStatus
@@ -229,9 +230,14 @@ def _summary(stages: list[StageSummary], message: str) -> TaskSummary:
 
 
 def _respond(summary: TaskSummary, ran: list[str]) -> dict[str, Any]:
-    return _bounded_response(
+    return bounded_response(
         summary,
-        loop={"wait_seconds": 7, "lease_held": False},
+        # The largest loop fields the handler can return: the budget must hold them too.
+        loop={
+            "wait_seconds": 7,
+            "lease_held": True,
+            "lease_watch": {"version": "v" * VERSION_MAX_CHARS, "seconds": 1e9},
+        },
         stages_run=ran,
         pointer={
             "store_url": "s3://b/" + "p" * 900,
@@ -260,7 +266,9 @@ def test_the_response_never_exceeds_the_budget(shape: Shape) -> None:
     # The loop's fields are never cut.
     assert out["task_id"] == summary.task_id and out["status"] == summary.status.value
     assert out["done"] is summary.done and out["next_stage"] == summary.next_stage
-    assert out["wait_seconds"] == 7 and out["lease_held"] is False
+    # The loop's fields pass through whole, however much else was cut.
+    assert out["wait_seconds"] == 7 and out["lease_held"] is True
+    assert out["lease_watch"] == {"version": "v" * VERSION_MAX_CHARS, "seconds": 1e9}
     assert "x" * 100 not in json.dumps(out)  # no results
     assert sum(out["stage_counts"].values()) == len(summary.stages)
     notes = out["truncated"]
@@ -368,7 +376,7 @@ def test_thousands_of_stages_show_a_window_from_the_next_stage() -> None:
 def test_the_last_resort_keeps_even_a_tiny_budget() -> None:
     stages = [StageSummary(f"s{i}", StageStatus.CREATED, 0, "m" * 300) for i in range(50)]
     summary = _summary(stages, "why " * 10_000)
-    out = _bounded_response(
+    out = bounded_response(
         summary,
         loop={"wait_seconds": 0, "lease_held": False},
         stages_run=[],
@@ -383,30 +391,26 @@ def test_the_last_resort_keeps_even_a_tiny_budget() -> None:
     assert out["next_stage"] == "s0" and out["done"] is False
 
 
-@pytest.mark.parametrize("attribute", ["store", "_store", "_user_store"])
-def test_the_pointer_comes_from_the_engines_store(attribute: str) -> None:
-    from eleanor_cloud.aws.lambda_handler import _pointer
-
+def test_the_pointer_names_the_store_the_prefix_and_the_final_object() -> None:
     store = ec.open_store("memory://where")
-    engine = type("Engine", (), {attribute: store})()
-    assert _pointer(engine, "t1", "last") == {
+    assert results_pointer(store, "t1", "last") == {
         "store_url": "memory://where",
         "task_prefix": "t1/",
         "final_stage": "last",
         "final_key": "t1/last.json",
         "final_url": "memory://where/t1/last.json",
     }
-    assert _pointer(object(), "t1", "last")["final_key"] is None
+    assert results_pointer(None, "t1", "last")["final_key"] is None
 
 
-def test_the_real_engine_yields_its_store_and_skew() -> None:
-    # The handler reads these by looking (the engine has no public store): this test
-    # is what notices when the engine renames them.
-    from eleanor_cloud.aws.lambda_handler import _skew, _store_of
-
+def test_the_handler_points_at_the_engines_public_store() -> None:
+    # The handler reads the engine's public ``store`` and ``lease_options``, no private
+    # attribute: a real engine, through the handler, names its own store.
     store = ec.open_store("memory://real")
-    engine = TaskEngine(
-        "t", [Produce("p", 1)], BlobState, store, lease_ttl=30.0, clock_skew_tolerance=3.5
-    )
-    assert _store_of(engine) is store
-    assert _skew(engine) == 3.5
+
+    def build(event: Any) -> TaskEngine[BlobState]:
+        return TaskEngine(event["task_id"], [Produce("p", 1)], BlobState, store)
+
+    out = lambda_handler(build, safety_margin=0.5)({"task_id": "t"}, Context(10.0))
+    assert out["results"]["store_url"] == "memory://real"
+    assert out["results"]["final_key"] == "t/p.json"

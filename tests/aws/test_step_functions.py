@@ -187,6 +187,7 @@ def test_task_loop_runs_the_task_to_completion(
         "done": True,
         "next_stage": None,
         "wait_seconds": 0,
+        "carry": {"lease_watch": None, "lease_waited_seconds": 0},
     }
     kinds = [e["type"] for e in events]
     assert kinds.count("TaskFailed") == 1  # the injected error...
@@ -194,7 +195,12 @@ def test_task_loop_runs_the_task_to_completion(
     assert successes >= 2  # ...then several runs
     assert kinds.count("WaitStateEntered") == successes - 1  # looping between them
     assert len(fake_lambda.events) == successes + 1
-    assert all(e == {"task_id": "sfn-1", "work": 0.4} for e in fake_lambda.events)
+    # The first event (the injected failure, and its retry) is the input as given; every
+    # later one also carries the loop's lease watch (none: nobody else held the lease)
+    # and the wait before it.
+    event = {"task_id": "sfn-1", "work": 0.4}
+    carried = {**event, "lease_watch": None, "lease_waited_seconds": 0}
+    assert fake_lambda.events == [event, event] + [carried] * (successes - 1)
     assert [_runs(fake_lambda, s) for s in LAMBDA_STAGES] == [1] * len(LAMBDA_STAGES)
 
 

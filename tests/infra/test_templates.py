@@ -99,13 +99,24 @@ def test_definitions_are_valid_asl(path: Path) -> None:
 def test_choice_and_wait_paths_match_the_handler_output() -> None:
     loop = asl.load("task-loop.asl.json")
     task = loop["States"]["RunStages"]
-    selected = {k[:-2]: v for k, v in task["ResultSelector"].items()}
+    selector = dict(task["ResultSelector"])
+    carry = selector.pop("carry")
+    selected = {k[:-2]: v for k, v in selector.items()}
     outputs = _handler_outputs()
     for output in outputs:
         for key, path in selected.items():
             # Every selected path exists in every real output, with a JSON-able type.
             value = asl.get_path({"Payload": output}, path)
             assert path == f"$.Payload.{key}" and value == output[key]
+    # The carry into the next event: the response's lease watch, and the very value the
+    # Wait state waits (the wait the handler may credit to the watch).
+    assert carry == {
+        "lease_watch.$": "$.Payload.lease_watch",
+        "lease_waited_seconds.$": "$.Payload.wait_seconds",
+    }
+    assert task["Parameters"]["Payload.$"] == "States.JsonMerge($.event, $.run.carry, false)"
+    assert loop["States"]["KeepEvent"]["Parameters"] == {"event.$": "$", "run": {"carry": {}}}
+    assert all("lease_watch" in o for o in outputs)  # never missing: the path must resolve
     result_path = task["ResultPath"]
     choice = loop["States"]["IsTaskDone"]
     statuses = {s.value for s in StageStatus}
