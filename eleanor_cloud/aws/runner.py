@@ -62,6 +62,7 @@ from eleanor_cloud.store.state_store import StateStore
 
 if TYPE_CHECKING:
     from eleanor_cloud.engine import EngineEvent, TaskEngine, TaskSummary
+    from eleanor_cloud.engine.lease_watch import LeaseWatch
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
@@ -137,15 +138,28 @@ class RunOutcome:
         sys.exit(self.exit_code)
 
 
+def _watched(held: LeaseHeld, waited: float) -> LeaseWatch | None:
+    """``held``'s watch plus ``waited`` seconds, or ``None`` if it carries none."""
+    # Imported here: importing this module must not load the engine.
+    from eleanor_cloud.engine.lease_watch import LeaseWatch
+
+    watch = held.watch
+    return watch.plus(waited) if isinstance(watch, LeaseWatch) else None
+
+
 class ContainerRunner:
     """Run ``engine`` to the end, or until SIGTERM/SIGINT, as described in the module.
 
     The engine itself writes the interrupted attempt and releases the lease.
     ``grace_seconds`` defaults to :func:`grace_from_env`. ``time_budget`` bounds the
     run like ``TaskEngine.run``.
-    ``lease_wait`` seconds (default: the engine's lease TTL plus its clock-skew
-    tolerance) are spent waiting for a lease another holder still has (a container
-    killed without releasing it) before giving up with :data:`EXIT_FAILED`.
+    ``lease_wait`` seconds are spent waiting for a lease another holder still has (a
+    container killed without releasing it) before giving up with :data:`EXIT_FAILED`.
+    A dead holder's lease is taken over once it has stood still for the engine's TTL
+    plus its clock-skew tolerance, measured from the first look: the runner carries
+    the engine's watch from one attempt to the next (``LeaseWatch.plus`` the time it
+    waited, on this process's monotonic clock), so that is all it waits. The default
+    is twice that, room for request latency and a holder that releases late.
     Signal handlers are installed only when :meth:`run` is called on the main thread.
     """
 
@@ -167,9 +181,10 @@ class ContainerRunner:
         self.engine = engine
         self.grace_seconds = grace
         self.time_budget = time_budget
-        ttl = float(getattr(engine, "lease_ttl", 60.0))
-        skew = float(getattr(engine, "clock_skew_tolerance", 5.0))
-        self.lease_wait = ttl + skew if lease_wait is None else float(lease_wait)
+        options = engine.lease_options
+        self._skew = options.clock_skew_tolerance
+        takeover = options.ttl + options.clock_skew_tolerance
+        self.lease_wait = 2 * takeover if lease_wait is None else float(lease_wait)
         self.signals = signals
         self._clock = clock
         self._signal: int | None = None  # written by the signal handler only
@@ -203,11 +218,12 @@ class ContainerRunner:
     def _work(self) -> None:
         deadline = time.monotonic() + self.time_budget if self.time_budget is not None else None
         lease_deadline = time.monotonic() + self.lease_wait
+        watch: LeaseWatch | None = None  # how long the held lease has stood still
         try:
             while True:
                 budget = None if deadline is None else max(1e-3, deadline - time.monotonic())
                 try:
-                    self._summary = self.engine.run(time_budget=budget)
+                    self._summary = self.engine.run(time_budget=budget, lease_watch=watch)
                     return
                 except LeaseHeld as held:
                     # A container killed without releasing (SIGKILL, host loss) leaves
@@ -221,20 +237,29 @@ class ContainerRunner:
                         held.holder,
                         delay,
                     )
+                    slept_from = time.monotonic()
                     if self._stop.wait(delay):
                         # Stopped before anything ran: nothing to record or release.
                         self._summary = self.engine.status()
                         return
+                    # The next attempt continues this watch rather than starting over:
+                    # both durations are on this process's clock.
+                    watch = _watched(held, time.monotonic() - slept_from)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self._error = exc
         finally:
             self._finished.set()
 
     def _lease_delay(self, held: LeaseHeld) -> float:
-        skew = float(getattr(self.engine, "clock_skew_tolerance", 5.0))
-        if held.expires_at is None:
+        """Until the watch would be complete (the next attempt then takes a dead lease
+        over at its first read), or without a watch until the lease's expiry."""
+        watch = _watched(held, 0.0)
+        if watch is not None and held.needed_seconds is not None:
+            until = float(held.needed_seconds) - watch.seconds
+        elif held.expires_at is not None:
+            until = (parse_ts(held.expires_at) - self._clock()).total_seconds() + self._skew
+        else:
             return 1.0
-        until = (parse_ts(held.expires_at) - self._clock()).total_seconds() + skew
         return min(max(0.05, until), max(0.05, self.lease_wait))
 
     # -- signals (main thread) ---------------------------------------------------------

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -317,3 +318,51 @@ def test_a_live_lease_beyond_the_lease_wait_fails_the_run(
     with pytest.raises(ec.LeaseHeld, match="other-container"):
         ContainerRunner(engine, grace_seconds=1, lease_wait=0.0).run()
     assert not (tmp_path / "a.runs").exists()
+
+
+def test_the_runner_carries_the_lease_watch_between_attempts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The killed container's lease looks live, so the first attempt returns at once with
+    # its watch; the runner waits the rest of the watch and hands it to the next attempt
+    # (plus the time it waited), which continues it instead of watching from zero.
+    from eleanor_cloud.clock import utc_now
+    from eleanor_cloud.engine import TaskEngine
+    from eleanor_cloud.engine.lease import LeaseManager
+    from eleanor_cloud.engine.lease_watch import LeaseWatch
+    from tests.aws.taskmod import Step
+
+    monkeypatch.setenv(SIDE_ENV, str(tmp_path))
+    store = ec.open_store("memory://")
+    engine = TaskEngine(
+        "carried",
+        [Step("a", work=0.0, expected=None)],
+        TState,
+        store,
+        lease_ttl=1.0,
+        clock_skew_tolerance=0.2,
+    )
+    engine.bind()
+    LeaseManager(
+        store, "carried", holder="dead-container", ttl=1.0, clock=utc_now, sleep=time.sleep
+    ).acquire()
+    dead = store.load_lease("carried")
+    assert dead is not None
+    watches: list[LeaseWatch | None] = []
+    run = engine.run
+
+    def recording_run(**kwargs: Any) -> Any:
+        watches.append(kwargs.get("lease_watch"))
+        return run(**kwargs)
+
+    monkeypatch.setattr(engine, "run", recording_run)
+    runner = ContainerRunner(engine, grace_seconds=1)
+    # The default lease wait comes from the engine's own lease options (TTL + skew),
+    # twice over for latency.
+    assert runner.lease_wait == pytest.approx(2 * (1.0 + 0.2))
+    assert runner.run().exit_code == EXIT_OK
+    first, *later = watches
+    assert first is None and later
+    assert all(w is not None and w.version == dead.version.token for w in later)
+    lease = store.load_lease("carried")
+    assert lease is not None and lease.value.epoch == 2 and lease.value.holder == engine.holder
