@@ -14,7 +14,10 @@ Rules are consulted in order: one-shot injections (``inject``, each applies ``ti
 times to matching requests), then the standing ``rule`` callable (return an action or
 ``None``), else the request is forwarded. Actions:
 
-- ``Forward()``: pass the request on, pass the answer back.
+- ``Forward()``: pass the request on, pass the answer back. ``Forward(strip_headers=...)``
+  removes those headers on the way, like a middlebox that drops what it does not know;
+  the ``strip_conditions`` rule does that to ``If-None-Match``/``If-Match`` on PUTs (an
+  S3-compatible store that ignores conditions, as seen from the client).
 - ``ForwardThenDrop()``: the server applies the request; the client's connection is
   closed before any answer (the ambiguous outcome of a lost response).
 - ``ForwardThenTruncate(keep)``: the client gets the answer's headers (with the full
@@ -33,6 +36,7 @@ Connections to the peer are kept alive per client connection, like a real proxy.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.client
 import socket
 import socketserver
@@ -48,6 +52,7 @@ __all__ = [
     "DROP",
     "FORWARD",
     "FORWARD_THEN_DROP",
+    "STRIP_CONDITIONS",
     "Action",
     "Delay",
     "Drop",
@@ -60,6 +65,7 @@ __all__ = [
     "ProxyRequest",
     "Respond",
     "matching",
+    "strip_conditions",
 ]
 
 _HOP_BY_HOP = {
@@ -113,7 +119,17 @@ class ProxyRequest:
 
 @dataclass(frozen=True)
 class Forward:
-    """Pass the request to the peer and its answer back."""
+    """Pass the request to the peer (without ``strip_headers``) and its answer back."""
+
+    strip_headers: tuple[str, ...] = ()
+
+    def apply(self, request: ProxyRequest) -> ProxyRequest:
+        """The request as the peer receives it."""
+        if not self.strip_headers:
+            return request
+        drop = {name.lower() for name in self.strip_headers}
+        kept = tuple((k, v) for k, v in request.headers if k.lower() not in drop)
+        return dataclasses.replace(request, headers=kept)
 
 
 @dataclass(frozen=True)
@@ -178,6 +194,12 @@ Rule = Callable[[ProxyRequest], "Action | None"]
 FORWARD = Forward()
 FORWARD_THEN_DROP = ForwardThenDrop()
 DROP = Drop()
+STRIP_CONDITIONS = Forward(strip_headers=("If-None-Match", "If-Match"))
+
+
+def strip_conditions(request: ProxyRequest) -> Action | None:
+    """A standing rule: PUTs reach the peer without their conditional headers."""
+    return STRIP_CONDITIONS if request.method == "PUT" else None
 
 
 @dataclass(frozen=True)
@@ -410,7 +432,8 @@ class FaultProxy:
                         self._record(request, action, False, action.status)
                         self._send(sock, request, action.status, "Fault", headers, body)
                         continue
-                    upstream, answer = self._forward(upstream, request)
+                    sent = action.apply(request) if isinstance(action, Forward) else request
+                    upstream, answer = self._forward(upstream, sent)
                     if isinstance(action, ForwardThenDrop):
                         self._record(request, action, True, None)
                         return
