@@ -14,7 +14,15 @@ import pytest
 from botocore.config import Config
 
 from eleanor_cloud.backends.base import CREATE, OVERWRITE, Version
-from eleanor_cloud.backends.s3 import S3Backend, from_url
+from eleanor_cloud.backends.s3 import (
+    CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+    TOTAL_MAX_ATTEMPTS,
+    WORST_CASE_CALL_SECONDS,
+    S3Backend,
+    from_url,
+)
+from eleanor_cloud.engine.options import LeaseOptions
 from eleanor_cloud.store.registry import open_store
 from eleanor_cloud.store.state_store import StateStore
 from eleanor_cloud.testing.conformance import CounterState
@@ -115,6 +123,35 @@ def test_default_client_uses_standard_retries_and_user_config_wins() -> None:
     assert tuned.client.meta.config.read_timeout == 5
     adaptive = S3Backend("bucket-ok", config=Config(retries={"mode": "adaptive"}))
     assert adaptive.client.meta.config.retries["mode"] == "adaptive"
+
+
+def test_every_call_is_bounded_well_inside_a_lease_renewal_interval() -> None:
+    config = S3Backend("bucket-ok").client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (CONNECT_TIMEOUT, READ_TIMEOUT)
+    assert (CONNECT_TIMEOUT, READ_TIMEOUT, TOTAL_MAX_ATTEMPTS) == (1.0, 2.0, 3)
+    assert config.retries == {"mode": "standard", "total_max_attempts": TOTAL_MAX_ATTEMPTS}
+    # Every attempt hangs to its timeouts, with standard mode's waits (<= 1 s, <= 2 s).
+    assert WORST_CASE_CALL_SECONDS == 3 * (1.0 + 2.0) + 1.0 + 2.0 == 12.0
+    lease = LeaseOptions()  # the engine's defaults: TTL 60 s, renewed every 20 s
+    assert lease.interval * 0.6 >= WORST_CASE_CALL_SECONDS
+    # A renewal that hangs for all of it still leaves the next one before the holder's
+    # local deadline (TTL - margin after the last acknowledged renewal was sent).
+    assert 2 * lease.interval + WORST_CASE_CALL_SECONDS < lease.ttl - lease.margin
+
+
+def test_the_callers_config_wins_over_each_time_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    mine = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 9})
+    config = S3Backend("bucket-ok", config=mine).client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (5, 30)
+    # The caller's 9 retries (10 attempts), not ours next to them: botocore would let a
+    # total_max_attempts beside max_attempts win.
+    assert config.retries == {"mode": "standard", "total_max_attempts": 10}
+    partial = S3Backend("bucket-ok", config=Config(read_timeout=10)).client.meta.config
+    assert (partial.connect_timeout, partial.read_timeout) == (CONNECT_TIMEOUT, 10)
+    assert partial.retries == {"mode": "standard", "total_max_attempts": TOTAL_MAX_ATTEMPTS}
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "6")
+    from_env = S3Backend("bucket-ok").client.meta.config
+    assert from_env.retries == {"mode": "standard", "total_max_attempts": 6}  # not our 3
 
 
 def test_retry_mode_from_the_environment_beats_the_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import heapq
 import random
+import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -22,22 +24,33 @@ from botocore.exceptions import (
 from eleanor_cloud.backends.base import Create, Overwrite, Replace, Version, WriteMode
 from eleanor_cloud.backends.s3._errors import (
     CONDITIONAL_CONFLICT,
+    annotate,
     error_code,
     retry_attempts,
     translate,
 )
 from eleanor_cloud.backends.s3._options import (
+    build_client,
     check_key,
-    client_config,
     validate_bucket,
     validate_extra_args,
 )
-from eleanor_cloud.errors import ConfigurationError, EleanorError, InvalidKey, NotFound
+from eleanor_cloud.backends.s3._probe import (
+    PROBE_BODY,
+    PROBE_NAME,
+    ConditionsVerdict,
+    refusal,
+    remember,
+    run_probe,
+    unsafe_warning,
+    verdict_for,
+)
+from eleanor_cloud.errors import ConfigurationError, Conflict, EleanorError, InvalidKey, NotFound
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["DEFAULT_CONFLICT_RETRIES", "S3Backend", "from_url"]
+__all__ = ["DEFAULT_CONFLICT_RETRIES", "S3Backend"]
 
 DEFAULT_CONFLICT_RETRIES = 4
 _CONFLICT_BACKOFF_BASE = 0.05
@@ -60,6 +73,13 @@ class S3Backend:
     ConditionalRequestConflict, waiting with ``sleep`` (injectable for tests).
     ``page_size`` caps keys per LIST page.
 
+    Before its first conditional write the backend checks, once per process for its
+    endpoint and bucket, that the endpoint honours ``If-None-Match``/``If-Match`` (see
+    :mod:`._probe`; the probe object is ``<probe_prefix>/_probe/conditions.json``, and
+    :func:`from_url` sets ``probe_prefix`` to the URL's prefix). If it does not, writes
+    raise ``NotSupported``; with ``unsafe_unconditional=True`` they go ahead with an
+    ``UnsafeBackendWarning`` instead (UNSAFE with two writers).
+
     Creating the backend makes no request.
     """
 
@@ -76,8 +96,25 @@ class S3Backend:
         conflict_retries: int = DEFAULT_CONFLICT_RETRIES,
         page_size: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        unsafe_unconditional: bool = False,
+        probe_prefix: str = "",
     ) -> None:
         self._bucket = validate_bucket(bucket)
+        if not isinstance(probe_prefix, str):
+            raise ConfigurationError(
+                f"probe_prefix must be a str, got {probe_prefix!r}", operation="open_store"
+            )
+        base = probe_prefix.strip("/")
+        try:
+            self._probe_key = check_key(f"{base}/{PROBE_NAME}" if base else PROBE_NAME)
+        except InvalidKey as exc:
+            raise InvalidKey(probe_prefix, exc.rule, field="prefix") from exc
+        self._unsafe = bool(unsafe_unconditional)
+        # This backend's own memo of the process-wide verdict: after the first
+        # conditional write, later ones take no lock at all.
+        self._conditions_checked = False
+        self._conditions_lock = threading.Lock()
+        self._ignores_conditions = False
         self._extra = validate_extra_args(extra_args)
         if not isinstance(conflict_retries, int) or conflict_retries < 0:
             raise ConfigurationError(
@@ -89,43 +126,9 @@ class S3Backend:
                 f"page_size must be an int from 1 to 1000, got {page_size!r}",
                 operation="open_store",
             )
-        if client is not None:
-            given = [
-                name
-                for name, value in (
-                    ("session", session),
-                    ("config", config),
-                    ("endpoint_url", endpoint_url),
-                    ("region_name", region_name),
-                )
-                if value is not None
-            ]
-            if given:
-                raise ConfigurationError(
-                    f"pass either client= or {', '.join(given)}=, not both: an injected "
-                    "client is used as is",
-                    operation="open_store",
-                )
-            self._client: S3Client = client
-        else:
-            if session is None:
-                session = boto3.session.Session()
-            elif not isinstance(session, boto3.session.Session):
-                raise ConfigurationError(
-                    f"session must be a boto3.Session, got {type(session).__name__}",
-                    operation="open_store",
-                )
-            try:
-                self._client = session.client(
-                    "s3",
-                    endpoint_url=endpoint_url,
-                    region_name=region_name,
-                    config=client_config(session, config),
-                )
-            except (BotoCoreError, ValueError) as exc:
-                raise ConfigurationError(
-                    f"cannot create an S3 client for s3://{bucket}: {exc}", operation="open_store"
-                ) from exc
+        self._client: S3Client = build_client(
+            bucket, client, session, config, endpoint_url, region_name
+        )
         # The owner check goes on every request; encryption arguments only on writes.
         owner = self._extra.get("ExpectedBucketOwner")
         self._owner: dict[str, Any] = {"ExpectedBucketOwner": owner} if owner else {}
@@ -149,8 +152,31 @@ class S3Backend:
 
     @property
     def description(self) -> str:
-        """``s3://bucket``, as error messages name it."""
+        """``s3://bucket``, as error messages name it (flagged UNSAFE when writing to
+        an endpoint that ignores conditions, with ``unsafe_unconditional=True``)."""
+        if self._ignores_conditions:
+            return f"s3://{self._bucket} (UNSAFE: the endpoint ignores conditional writes)"
         return f"s3://{self._bucket}"
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint URL the client sends to (the probe's verdict is per endpoint)."""
+        return str(self._client.meta.endpoint_url)
+
+    @property
+    def probe_key(self) -> str:
+        """Where the conditional-write probe writes (never a task's key)."""
+        return self._probe_key
+
+    def probe_conditions(self) -> ConditionsVerdict:
+        """Ask the endpoint now, with three conditional PutObject requests, whether it
+        honours ``If-None-Match``/``If-Match``; the answer replaces the process's cached
+        verdict. Writes call this themselves (once per process); ``eleanor-cloud check``
+        calls it to report. Store errors (``AccessDenied``, ``Unavailable``) propagate.
+        """
+        verdict = self._probe()
+        remember(verdict)
+        return verdict
 
     # -- protocol ----------------------------------------------------------------------
 
@@ -190,10 +216,12 @@ class S3Backend:
             case Create():
                 operation = "create"
                 args["IfNoneMatch"] = "*"
+                self._require_conditions(key, operation)
             case Replace(version=version):
                 operation = "replace"
                 expected = version.token
                 args["IfMatch"] = expected
+                self._require_conditions(key, operation)
             case Overwrite():
                 operation = "overwrite"
             case _:
@@ -226,6 +254,61 @@ class S3Backend:
         return self._list(prefix, delimiter)
 
     # -- internals ---------------------------------------------------------------------
+
+    def _require_conditions(self, key: str, operation: str) -> None:
+        """Refuse to write conditionally to an endpoint that ignores conditions."""
+        if self._conditions_checked:
+            return
+        with self._conditions_lock:
+            if self._conditions_checked:
+                return
+            try:
+                verdict = verdict_for(self.endpoint, self._bucket, self._probe)
+            except EleanorError as exc:
+                cause = exc.__cause__
+                if not isinstance(cause, ClientError | BotoCoreError):
+                    raise
+                # Reported for the write the caller asked for (its key, its IAM action):
+                # the probe is this write's first step, not an operation of its own.
+                error = self._translate(cause, key, operation)
+                raise annotate(
+                    error, f"(in the conditional-write probe on {self._probe_key!r} first)"
+                ) from cause
+            if not verdict.honoured:
+                if not self._unsafe:
+                    raise refusal(verdict)
+                # Imported here: only this path needs it, and the fsspec package is where
+                # the one unsafe-backend warning class lives, so one filter covers both.
+                from eleanor_cloud.backends.fsspec import UnsafeBackendWarning
+
+                self._ignores_conditions = True
+                warnings.warn(unsafe_warning(verdict), UnsafeBackendWarning, stacklevel=4)
+            self._conditions_checked = True
+
+    def _probe(self) -> ConditionsVerdict:
+        return run_probe(
+            self._probe_put, endpoint=self.endpoint, bucket=self._bucket, key=self._probe_key
+        )
+
+    def _probe_put(self, condition: dict[str, str]) -> bool:
+        """One probe PutObject; False if the store refused it on its condition."""
+        key = self._probe_key
+        args: dict[str, Any] = {
+            "Bucket": self._bucket,
+            "Key": key,
+            "Body": PROBE_BODY,
+            "ContentType": "application/json",
+            **self._put_extra,
+            **condition,
+        }
+        operation = "create" if "IfNoneMatch" in condition else "replace"
+        try:
+            self._call(self._client.put_object, args, key, operation, condition.get("IfMatch"))
+        except Conflict:
+            # 412 (or 404 for If-Match on a missing object, or 409s past the retries):
+            # the store evaluated the condition and did not write.
+            return False
+        return True
 
     def _translate(
         self, exc: Exception, key: str | None, operation: str, expected: str | None = None
@@ -280,45 +363,3 @@ class S3Backend:
             keys = [item["Key"] for item in page.get("Contents", ())]
             prefixes = [item["Prefix"] for item in page.get("CommonPrefixes", ())]
             yield from heapq.merge(keys, prefixes) if prefixes else keys
-
-
-def from_url(
-    url: str,
-    *,
-    client: S3Client | None = None,
-    session: boto3.Session | None = None,
-    config: Config | None = None,
-    endpoint_url: str | None = None,
-    region_name: str | None = None,
-    extra_args: Mapping[str, str] | None = None,
-    conflict_retries: int = DEFAULT_CONFLICT_RETRIES,
-    page_size: int | None = None,
-) -> tuple[S3Backend, str]:
-    """``s3://bucket/prefix`` -> ``(S3Backend, prefix)``; see :class:`S3Backend` options."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() != "s3":
-        raise ConfigurationError(
-            f"not an S3 URL: {url!r} (expected s3://bucket/prefix)", operation="open_store"
-        )
-    if "?" in rest or "#" in rest:
-        raise ConfigurationError(
-            f"S3 URL {url!r} must not have a query or fragment; pass options as keyword arguments",
-            operation="open_store",
-        )
-    bucket, _, prefix = rest.partition("/")
-    if not bucket:
-        raise ConfigurationError(
-            f"S3 URL {url!r} names no bucket (expected s3://bucket/prefix)", operation="open_store"
-        )
-    backend = S3Backend(
-        bucket,
-        client=client,
-        session=session,
-        config=config,
-        endpoint_url=endpoint_url,
-        region_name=region_name,
-        extra_args=extra_args,
-        conflict_retries=conflict_retries,
-        page_size=page_size,
-    )
-    return backend, prefix

@@ -42,6 +42,7 @@ from eleanor_cloud.errors import (
 __all__ = [
     "CONDITIONAL_CONFLICT",
     "IAM_ACTIONS",
+    "annotate",
     "error_code",
     "retry_attempts",
     "translate",
@@ -116,6 +117,13 @@ _WHITESPACE = re.compile(r"\s+")
 
 def _one_line(text: object) -> str:
     return _WHITESPACE.sub(" ", str(text)).strip()
+
+
+def annotate(error: EleanorError, note: str) -> EleanorError:
+    """``error`` with ``note`` appended to its one-line message."""
+    error.message = f"{error.message} {note}"
+    error.args = (error.message,)
+    return error
 
 
 def error_code(exc: ClientError) -> str:

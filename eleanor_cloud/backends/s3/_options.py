@@ -7,15 +7,24 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError
 
 from eleanor_cloud.errors import ConfigurationError, InvalidKey
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 __all__ = [
     "ALLOWED_EXTRA_ARGS",
+    "CONNECT_TIMEOUT",
+    "READ_TIMEOUT",
+    "TOTAL_MAX_ATTEMPTS",
+    "WORST_CASE_CALL_SECONDS",
+    "build_client",
     "check_key",
     "client_config",
     "validate_bucket",
@@ -31,6 +40,26 @@ _ACCOUNT_ID = re.compile(r"[0-9]{12}")
 # underscores, up to 255): the point is a clear error before any request, not policing.
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 _MAX_KEY_BYTES = 1024
+
+# How long one S3 call may take, bounded well below a lease's renewal interval (20 s at
+# the default 60 s TTL): botocore's defaults (60 s connect, 60 s read, per attempt) let a
+# stalled connection hold a renewal past the lease's own deadline. AWS's guidance for
+# small objects is to retry a GET or PUT that has not answered in 2 s on a new
+# connection; every object this library writes is small (a 30 MB result still streams:
+# the read timeout bounds each wait for bytes, not the whole transfer). 1 s to connect
+# is Linux's initial SYN retransmission time, which in-region S3 never needs.
+CONNECT_TIMEOUT = 1.0
+READ_TIMEOUT = 2.0
+# botocore's standard mode default: the first try and two retries, with jittered waits
+# of at most 1 s and then 2 s between them.
+TOTAL_MAX_ATTEMPTS = 3
+_BACKOFF_SECONDS = (1.0, 2.0)
+# 3 x (1 + 2) + 1 + 2 = 12 s when every attempt hangs. With the default TTL a renewal
+# that hangs that long at t=20 s gives up at 32 s, and the next one (52 s) is still
+# sent before the holder's local deadline (54 s = TTL - TTL/10).
+WORST_CASE_CALL_SECONDS = TOTAL_MAX_ATTEMPTS * (CONNECT_TIMEOUT + READ_TIMEOUT) + sum(
+    _BACKOFF_SECONDS[: TOTAL_MAX_ATTEMPTS - 1]
+)
 
 
 def validate_bucket(bucket: object) -> str:
@@ -100,17 +129,76 @@ def _env_or_profile_sets(session: Any, env_name: str, profile_name: str) -> bool
 
 
 def client_config(session: Any, config: Config | None) -> Config:
-    """Standard retry mode unless the user chose otherwise (argument > env/profile > us)."""
+    """The client's configuration: argument > environment/profile > these defaults.
+
+    Defaults: standard retry mode, :data:`TOTAL_MAX_ATTEMPTS` attempts,
+    :data:`CONNECT_TIMEOUT` and :data:`READ_TIMEOUT`. ``AWS_RETRY_MODE`` /
+    ``AWS_MAX_ATTEMPTS`` (or the profile's ``retry_mode`` / ``max_attempts``) replace the
+    retry defaults; anything set in ``config`` replaces the rest.
+    """
     retries: dict[str, Any] = {}
     if not _env_or_profile_sets(session, "AWS_RETRY_MODE", "retry_mode"):
         retries["mode"] = "standard"
     user = dict(getattr(config, "retries", None) or {}) if config is not None else {}
+    # Both spellings of the attempt count: adding ours next to a user's max_attempts
+    # would silently win over it (botocore prefers total_max_attempts).
+    if not _env_or_profile_sets(session, "AWS_MAX_ATTEMPTS", "max_attempts") and not (
+        {"max_attempts", "total_max_attempts"} & set(user)
+    ):
+        retries["total_max_attempts"] = TOTAL_MAX_ATTEMPTS
     # Config.merge replaces the retries dict whole; merge its keys so a user who sets
     # only max_attempts still gets standard mode.
     retries.update(user)
-    if config is None:
-        return Config(retries=retries) if retries else Config()  # type: ignore[arg-type]
-    return config.merge(Config(retries=retries)) if retries else config  # type: ignore[arg-type]
+    base = Config(connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT)
+    merged = base.merge(config) if config is not None else base
+    return merged.merge(Config(retries=retries)) if retries else merged  # type: ignore[arg-type]
+
+
+def build_client(
+    bucket: str,
+    client: S3Client | None,
+    session: boto3.Session | None,
+    config: Config | None,
+    endpoint_url: str | None,
+    region_name: str | None,
+) -> S3Client:
+    """The injected ``client`` as is, or one built from the other pieces."""
+    if client is not None:
+        given = [
+            name
+            for name, value in (
+                ("session", session),
+                ("config", config),
+                ("endpoint_url", endpoint_url),
+                ("region_name", region_name),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ConfigurationError(
+                f"pass either client= or {', '.join(given)}=, not both: an injected "
+                "client is used as is",
+                operation="open_store",
+            )
+        return client
+    if session is None:
+        session = boto3.session.Session()
+    elif not isinstance(session, boto3.session.Session):
+        raise ConfigurationError(
+            f"session must be a boto3.Session, got {type(session).__name__}",
+            operation="open_store",
+        )
+    try:
+        return session.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region_name,
+            config=client_config(session, config),
+        )
+    except (BotoCoreError, ValueError) as exc:
+        raise ConfigurationError(
+            f"cannot create an S3 client for s3://{bucket}: {exc}", operation="open_store"
+        ) from exc
 
 
 def check_key(key: object) -> str:

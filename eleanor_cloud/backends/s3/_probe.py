@@ -1,0 +1,167 @@
+"""Does the endpoint honour conditional writes? Asked once per process, endpoint and bucket.
+
+Some S3-compatible stores accept ``If-None-Match`` / ``If-Match`` and ignore them, and a
+proxy on the way can strip them: then every create "wins" and every compare-and-swap
+"succeeds", two hosts both run a stage, and nothing says so. Before its first
+conditional write an :class:`~eleanor_cloud.backends.s3.S3Backend` asks, with
+:data:`PROBE_REQUESTS` PutObject requests on ``<prefix>/_probe/conditions.json``:
+
+1. ``If-None-Match: *``: created, or refused because an earlier probe left it there;
+2. ``If-None-Match: *`` again: the object exists now, so this must be refused (412);
+3. ``If-Match`` with an ETag the object never had: must be refused (412).
+
+Every probe write is conditional, so a bucket policy that refuses unconditional PUTs
+lets them through, and the probe never deletes. It reuses one key per prefix instead of
+one per process: runners have no ``s3:DeleteObject``, so per-process keys would pile up
+one object per cold start. Reuse costs nothing in rigour: an endpoint that ignores
+``If-None-Match`` accepts step 2 whether the object is new or years old. The object is a
+few dozen bytes; a lifecycle rule may expire it (the next probe creates it again). Task
+ids cannot start with ``_``, so the key is never part of a task.
+
+The verdict is cached in this module for the life of the process. That is module-level
+state on purpose: it holds a fact about the endpoint (it evaluates conditions or it does
+not), not a version of any object, so every backend on that endpoint and bucket may
+share it, and a new backend per Lambda invocation does not pay the probe again. A probe
+that fails (``Unavailable``, ``AccessDenied``...) caches nothing: the write that asked
+raises that error and the next write asks again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from eleanor_cloud.errors import NotSupported
+
+__all__ = [
+    "PROBE_NAME",
+    "PROBE_REQUESTS",
+    "STALE_ETAG",
+    "ConditionsVerdict",
+    "cached_verdict",
+    "clear_probe_cache",
+    "refusal",
+    "remember",
+    "run_probe",
+    "unsafe_warning",
+    "verdict_for",
+]
+
+PROBE_NAME = "_probe/conditions.json"
+PROBE_REQUESTS = 3
+# An ETag no object ever has (S3's are quoted MD5 hex or "<hex>-<parts>"; the probe
+# body's MD5 is not all zeros): a stale If-Match a conforming store must refuse.
+STALE_ETAG = '"00000000000000000000000000000000"'
+PROBE_BODY = b'{"eleanor_cloud": "conditional-write probe; safe to delete"}\n'
+
+# A put of the probe body with these conditions (``IfNoneMatch`` / ``IfMatch``):
+# True if the store accepted it, False if it refused it as a failed precondition.
+ProbePut = Callable[[dict[str, str]], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionsVerdict:
+    """What the probe found: whether each conditional header was honoured."""
+
+    endpoint: str
+    bucket: str
+    key: str
+    create_honoured: bool
+    replace_honoured: bool
+
+    @property
+    def honoured(self) -> bool:
+        """Both conditions were honoured: conditional writes are safe here."""
+        return self.create_honoured and self.replace_honoured
+
+    @property
+    def where(self) -> str:
+        return f"s3://{self.bucket} at {self.endpoint}"
+
+    def ignored(self) -> str:
+        """What was ignored, for messages (``""`` when nothing was)."""
+        parts = []
+        if not self.create_honoured:
+            parts.append("If-None-Match: * (a second create of an existing object was accepted)")
+        if not self.replace_honoured:
+            parts.append("If-Match (a PUT naming an ETag the object never had was accepted)")
+        return " and ".join(parts)
+
+
+def run_probe(put: ProbePut, *, endpoint: str, bucket: str, key: str) -> ConditionsVerdict:
+    """The three conditional PUTs (see the module docstring); errors propagate."""
+    put({"IfNoneMatch": "*"})  # created now, or left by an earlier probe: either is fine
+    create_refused = not put({"IfNoneMatch": "*"})
+    replace_refused = not put({"IfMatch": STALE_ETAG})
+    return ConditionsVerdict(endpoint, bucket, key, create_refused, replace_refused)
+
+
+_lock = threading.Lock()
+_verdicts: dict[tuple[str, str], ConditionsVerdict] = {}
+# One lock per endpoint and bucket, so that concurrent first writes wait for one probe
+# instead of each sending their own, and probes of other buckets do not wait at all.
+_gates: dict[tuple[str, str], threading.Lock] = {}
+
+
+def cached_verdict(endpoint: str, bucket: str) -> ConditionsVerdict | None:
+    """The verdict this process holds for ``endpoint`` and ``bucket``, if any."""
+    with _lock:
+        return _verdicts.get((endpoint, bucket))
+
+
+def remember(verdict: ConditionsVerdict) -> None:
+    """Hold ``verdict`` for its endpoint and bucket (replacing an earlier one)."""
+    with _lock:
+        _verdicts[(verdict.endpoint, verdict.bucket)] = verdict
+
+
+def verdict_for(
+    endpoint: str, bucket: str, probe: Callable[[], ConditionsVerdict]
+) -> ConditionsVerdict:
+    """The cached verdict, or ``probe()``'s (run once however many threads ask)."""
+    with _lock:
+        found = _verdicts.get((endpoint, bucket))
+        if found is not None:
+            return found
+        gate = _gates.setdefault((endpoint, bucket), threading.Lock())
+    with gate:
+        found = cached_verdict(endpoint, bucket)
+        if found is not None:
+            return found  # another thread probed while this one waited
+        verdict = probe()
+        remember(verdict)
+        return verdict
+
+
+def clear_probe_cache() -> None:
+    """Forget every verdict (tests; or after an endpoint was reconfigured)."""
+    with _lock:
+        _verdicts.clear()
+        _gates.clear()
+
+
+def refusal(verdict: ConditionsVerdict) -> NotSupported:
+    """The error a write raises on an endpoint that ignores conditions."""
+    operations = []
+    if not verdict.create_honoured:
+        operations.append("create-if-absent")
+    if not verdict.replace_honoured:
+        operations.append("compare-and-swap")
+    return NotSupported(
+        " and ".join(operations),
+        verdict.where,
+        detail=f"the endpoint ignores {verdict.ignored()} (probe object {verdict.key!r}), so "
+        "two hosts could both run the same stage and neither would know. Use an endpoint "
+        "that honours conditional writes (AWS S3 does), or pass unsafe_unconditional=True "
+        "to write anyway (UNSAFE with two writers)",
+    )
+
+
+def unsafe_warning(verdict: ConditionsVerdict) -> str:
+    """The ``UnsafeBackendWarning`` text when the caller opted out of the refusal."""
+    return (
+        f"{verdict.where}: opened with unsafe_unconditional=True and the endpoint ignores "
+        f"{verdict.ignored()}; writes are not atomic, so two concurrent writers can both "
+        "win a create or lose an update"
+    )
