@@ -301,3 +301,9 @@ def test_the_reported_watch_never_claims_more_than_was_seen(seen: float, needed:
         held, clock=lambda: datetime(2030, 1, 1, tzinfo=UTC), skew=SKEW, max_wait=20
     )
     assert 1 <= capped <= 20
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_max_lease_wait_must_be_whole_seconds_the_wait_state_accepts(bad: Any) -> None:
+    with pytest.raises(ec.InvalidState, match="max_lease_wait must be an int >= 1"):
+        lambda_handler(lambda event: pytest.fail("must not build"), max_lease_wait=bad)
