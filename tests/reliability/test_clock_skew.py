@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from eleanor_cloud.backends.base import CREATE
 from eleanor_cloud.backends.local import LocalBackend
 from eleanor_cloud.clock import format_ts, utc_now
 from eleanor_cloud.engine import Backoff, TaskEngine
@@ -150,7 +149,7 @@ def test_a_dead_lease_is_taken_over_whatever_the_clocks_say(
             expires_at=format_ts(now + timedelta(seconds=TTL)),
             ttl_seconds=TTL,
         ),
-        CREATE,
+        replaces=None,
     )
     events: list[str] = []
     result = engine(
