@@ -13,6 +13,7 @@ Commands (``eleanor-cloud COMMAND --help`` for each)::
     delete TASK                delete every object of the task (asks unless --yes)
     lease TASK [--break]       show the lease, or break it (asks unless --yes)
     schema [KIND]              the JSON Schema of a --json document (or the list of kinds)
+    check [--store URL]        does the store honour conditional writes; what may we do
 
 The store is ``--store URL``, else ``$ELEANOR_STORE``, else the local directory
 ``./.eleanor``. Read commands take ``--json``: one document each, a pydantic model
@@ -20,12 +21,12 @@ in :mod:`eleanor_cloud.cli.shapes` with a ``"schema"`` version key, whose JSON S
 ``eleanor-cloud schema KIND`` prints (committed in ``eleanor_cloud/cli/schemas/``).
 
 Exit codes: 0 success; 1 the task failed or was canceled, was not found, or the store
-refused or failed an operation; 2 usage error (bad arguments, task id, store URL, or a
-missing optional dependency); 3 ``run``/``demo`` stopped by its time budget with work
-left (resume it by running again); 75/76 ``run`` stopped by SIGTERM/SIGINT (the
-container runner, :mod:`eleanor_cloud.aws.runner`: 75 at a stage boundary, 76 mid-stage
-with the attempt recorded as interrupted; run again to resume); 130 any other command
-interrupted by Ctrl-C.
+refused or failed an operation (``check``: a check failed); 2 usage error (bad
+arguments, task id, store URL, or a missing optional dependency); 3 ``run``/``demo``
+stopped by its time budget with work left (resume it by running again); 75/76 ``run``
+stopped by SIGTERM/SIGINT (the container runner, :mod:`eleanor_cloud.aws.runner`: 75 at
+a stage boundary, 76 mid-stage with the attempt recorded as interrupted; run again to
+resume); 130 any other command interrupted by Ctrl-C.
 
 Importing this package is cheap: click is imported by :func:`main`, and rich, the
 engine and the backends only by the commands that need them. Without the ``cli``

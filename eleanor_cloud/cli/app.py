@@ -1,6 +1,6 @@
 """The click group: global options, store opening, and errors as one line + exit code.
 
-Commands live in the command modules (``read``, ``manage``, ``running``), which know
+Commands live in the command modules (``read``, ``manage``, ``running``, ``checking``), which know
 nothing of this module: it imports them and adds their commands to the group, so the
 registration runs one way. They import the engine, backends and rich inside their
 functions, so ``eleanor-cloud --help`` loads only click and the package itself.
@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from eleanor_cloud.cli import manage, read, running
+from eleanor_cloud.cli import checking, manage, read, running
 from eleanor_cloud.cli.common import CliContext, echo_err
 from eleanor_cloud.cli.escaping import printable
 from eleanor_cloud.cli.exits import (
@@ -115,7 +115,7 @@ def cli(ctx: click.Context, store_url: str, debug: bool) -> None:
     ctx.obj = CliContext(store_url, debug)
 
 
-for _module in (read, manage, running):
+for _module in (read, manage, running, checking):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -21,7 +21,7 @@ __all__ = ["COMMANDS"]
 _STATUSES = ["UNBOUND", "CREATED", "RUNNING", "RETRY", "ERROR", "COMPLETE", "CANCELED"]
 # The documents, by kind (eleanor_cloud.cli.shapes.DOCUMENTS, spelled out so that
 # --help, which builds this choice, does not import pydantic).
-_KINDS = ["tasks", "task", "history", "lease", "delete"]
+_KINDS = ["tasks", "task", "history", "lease", "delete", "check"]
 
 
 def load_view(state: CliContext, task_id: str) -> TaskView:

@@ -2,9 +2,10 @@
 
 Every document is one JSON object with ``"schema": 1`` and a ``"kind"``: ``tasks``,
 ``task`` (``status``, and ``cancel``/``retry``/``rollback``/``run``/``demo``),
-``history``, ``lease`` and ``delete``. Within a schema version fields are only ever
-added, never renamed or removed (the schemas allow unknown properties, so a consumer
-validating against an older file keeps working); a breaking change bumps ``schema``.
+``history``, ``lease``, ``delete`` and ``check`` (:mod:`.check_doc`). Within a schema
+version fields are only ever added, never renamed or removed (the schemas allow unknown
+properties, so a consumer validating against an older file keeps working); a breaking
+change bumps ``schema``.
 Timestamps are UTC ISO-8601 strings ending in ``Z``; statuses are the seed's
 ``StageStatus`` values; absent values are ``null``, except the few fields a
 document carries only in some commands, which are then left out.
@@ -23,9 +24,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
+from eleanor_cloud.cli.check_doc import CheckDoc
+from eleanor_cloud.cli.documents import JSON_SCHEMA_DIALECT, SCHEMA
+from eleanor_cloud.cli.documents import Document as _Document
+from eleanor_cloud.cli.documents import Model as _Model
+from eleanor_cloud.cli.documents import sometimes as _sometimes
 from eleanor_cloud.models import StageStatus
 
 if TYPE_CHECKING:
@@ -34,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DOCUMENTS",
     "SCHEMA",
+    "CheckDoc",
     "DeleteDoc",
     "HistoryDoc",
     "HistoryRow",
@@ -54,54 +61,6 @@ __all__ = [
     "task_doc",
     "task_row",
 ]
-
-SCHEMA = 1
-JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
-
-
-def _is_none(value: object) -> bool:
-    return value is None
-
-
-def _drop_default(schema: dict[str, Any]) -> None:
-    schema.pop("default", None)
-
-
-def _sometimes(description: str) -> Any:
-    """A field present in some commands' documents only: left out, never ``null``."""
-    return Field(
-        None, exclude_if=_is_none, json_schema_extra=_drop_default, description=description
-    )
-
-
-class _Model(BaseModel):
-    # Descriptions are given as Field(description=...), not attribute docstrings:
-    # pydantic would read and parse this file's source at import to find those.
-    model_config = ConfigDict(
-        defer_build=True,
-        frozen=True,
-        # Printed documents always carry their defaulted fields (schema, kind): required.
-        json_schema_serialization_defaults_required=True,
-    )
-
-
-class _Document(_Model):
-    schema_: Literal[1] = Field(
-        1,
-        alias="schema",
-        description="The version of this document's shape: fields are only added within it.",
-    )
-    kind: str = Field(
-        description="Which document this is (each subclass fixes it; declared here to come second)."
-    )
-    store: str = Field(
-        description="The store, as the backend describes it (e.g. ``file:///.../.eleanor``)."
-    )
-
-    # The document's ``kind`` (also its schema file's name), and the commands that
-    # print it (``eleanor-cloud schema`` lists them).
-    kind_name: ClassVar[str]
-    commands: ClassVar[str]
 
 
 class LeaseInfo(_Model):
@@ -263,7 +222,7 @@ class DeleteDoc(_Document):
 
 
 DOCUMENTS: dict[str, type[_Document]] = {
-    doc.kind_name: doc for doc in (TasksDoc, TaskDoc, HistoryDoc, LeaseDoc, DeleteDoc)
+    doc.kind_name: doc for doc in (TasksDoc, TaskDoc, HistoryDoc, LeaseDoc, DeleteDoc, CheckDoc)
 }
 
 

@@ -81,12 +81,12 @@ def test_each_module_imports_alone(module: str) -> None:
 
 
 def test_every_command_is_registered() -> None:
-    from eleanor_cloud.cli import manage, read, running
+    from eleanor_cloud.cli import checking, manage, read, running
     from eleanor_cloud.cli.app import cli
 
-    commands = [c for m in (read, manage, running) for c in m.COMMANDS]
+    commands = [c for m in (read, manage, running, checking) for c in m.COMMANDS]
     assert sorted(cli.commands) == sorted(c.name for c in commands if c.name)
-    assert set(cli.commands) >= {"demo", "run", "tasks", "status", "history", "schema"}
+    assert set(cli.commands) >= {"demo", "run", "tasks", "status", "history", "schema", "check"}
 
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
