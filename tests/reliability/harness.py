@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from eleanor_cloud.backends.base import (
     WriteMode,
 )
 from eleanor_cloud.engine import BaseStage, StageContext
+from eleanor_cloud.engine.transitions import COMPACTED, HISTORY_LIMIT
 from eleanor_cloud.errors import EleanorError
 from eleanor_cloud.models import BaseStageState, StageStatus
 from eleanor_cloud.store import StateStore
@@ -69,40 +71,112 @@ def append_line(path: Path, line: str) -> None:
         os.close(fd)
 
 
+def note_time(timeline: Path | None, what: str, **fields: Any) -> None:
+    """Append ``{"what", "t": time.monotonic(), "pid", ...}`` to a timeline file.
+
+    Every process of a scenario runs on this machine, so they share one monotonic clock
+    (CLOCK_MONOTONIC is system-wide): moments noted by different processes compare.
+    """
+    if timeline is not None:
+        entry = {"what": what, "t": time.monotonic(), "pid": os.getpid(), **fields}
+        append_line(timeline, json.dumps(entry, sort_keys=True))
+
+
+def read_timeline(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 class EffectStage(BaseStage[RelState]):
     """Appends ``<stage> <attempt> <pid>`` to a file outside the store: the side effect.
 
     ``block`` (a marker path): before the effect, write ``<block>.ready`` and wait until
     ``<block>.go`` exists (bounded), so a test can hold a stage open deterministically.
+    ``timeline``: also note the effect's moment there (see :func:`note_time`).
     """
 
-    def __init__(self, name: str, index: int, effects: Path, block: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        index: int,
+        effects: Path,
+        block: Path | None = None,
+        timeline: Path | None = None,
+    ) -> None:
         super().__init__(name)
         self.index = index
         self.effects = effects
         self.block = block
+        self.timeline = timeline
+
+    def effect(self, ctx: StageContext[RelState]) -> None:
+        append_line(self.effects, f"{self.stage_name} {ctx.attempt} {os.getpid()}")
+        note_time(self.timeline, "effect", stage=self.stage_name, attempt=ctx.attempt)
 
     def run(self, state: RelState, ctx: StageContext[RelState]) -> RelResult:
         if self.block is not None:
             Path(f"{self.block}.ready").touch()
             wait_for(Path(f"{self.block}.go"), timeout=60)
-        append_line(self.effects, f"{self.stage_name} {ctx.attempt} {os.getpid()}")
+        self.effect(ctx)
+        state.note = f"ran by {os.getpid()}"
+        return RelResult(index=self.index, pid=os.getpid(), attempt=ctx.attempt)
+
+
+class PollStage(EffectStage):
+    """A long stage, as users write one: its side effect, then work in small steps
+    until ``ctx.cancelled`` (bounded by ``limit`` seconds). Writes ``<hold>.ready`` once
+    working; notes ``stage_cancelled`` with the first moment it saw ``ctx.cancelled``
+    true and the last moment it saw it false (both ``time.monotonic``)."""
+
+    def __init__(
+        self, name: str, index: int, effects: Path, hold: Path, timeline: Path, limit: float
+    ) -> None:
+        super().__init__(name, index, effects, timeline=timeline)
+        self.hold = hold
+        self.limit = limit
+
+    def run(self, state: RelState, ctx: StageContext[RelState]) -> RelResult:
+        self.effect(ctx)
+        Path(f"{self.hold}.ready").touch()
+        ends = time.monotonic() + self.limit
+        last_false = time.monotonic()
+        while time.monotonic() < ends:
+            if ctx.cancelled:
+                note_time(self.timeline, "stage_cancelled", last_false=last_false)
+                break
+            last_false = time.monotonic()
+            time.sleep(0.002)  # a step of the stage's own work
+        else:
+            note_time(self.timeline, "stage_never_cancelled", last_false=last_false)
         state.note = f"ran by {os.getpid()}"
         return RelResult(index=self.index, pid=os.getpid(), attempt=ctx.attempt)
 
 
 def make_stages(
-    count: int, effects: Path, *, block_stage: int | None = None, block: Path | None = None
+    count: int,
+    effects: Path,
+    *,
+    block_stage: int | None = None,
+    block: Path | None = None,
+    timeline: Path | None = None,
+    poll_stage: int | None = None,
+    poll_limit: float = 60.0,
 ) -> list[EffectStage]:
-    return [
-        EffectStage(name, i, effects, block if i == block_stage else None)
-        for i, name in enumerate(stage_names(count))
-    ]
+    """The task's stages. ``block_stage`` waits for ``<block>.go`` before its effect;
+    ``poll_stage`` is a :class:`PollStage` holding on ``<block>`` (needs ``timeline``)."""
+    out: list[EffectStage] = []
+    for i, name in enumerate(stage_names(count)):
+        if i == poll_stage and block is not None and timeline is not None:
+            out.append(PollStage(name, i, effects, block, timeline, poll_limit))
+        else:
+            out.append(EffectStage(name, i, effects, block if i == block_stage else None, timeline))
+    return out
 
 
 def open_backend(spec: dict[str, Any]) -> ObjectBackend:
     """The backend a store spec names: ``{"kind": "local", "root"}`` or
-    ``{"kind": "s3", "bucket", "endpoint", "timeout"?}``."""
+    ``{"kind": "s3", "bucket", "endpoint", "timeout"?, "attempts"?}``."""
     if spec["kind"] == "local":
         from eleanor_cloud.backends.local import LocalBackend
 
@@ -119,7 +193,7 @@ def open_backend(spec: dict[str, Any]) -> ObjectBackend:
         config=Config(
             connect_timeout=timeout,
             read_timeout=timeout,
-            retries={"mode": "standard", "max_attempts": 4},
+            retries={"mode": "standard", "max_attempts": spec.get("attempts", 4)},
         ),
     )
 
@@ -152,7 +226,9 @@ class Trigger:
     """Fire ``action`` (``kill`` or ``stop``) at the ``at``-th counted operation.
 
     ``ops``: which operations count (``write`` or ``any``); ``phase``: ``before`` the
-    operation reaches the inner backend or ``after`` it returned successfully.
+    operation reaches the inner backend or ``after`` it returned successfully;
+    ``after_lease``: count only operations that begin once a lease write succeeded (so
+    the process is a lease holder when it fires).
     """
 
     at: int
@@ -160,6 +236,7 @@ class Trigger:
     ops: str = "write"
     action: str = "kill"
     marker: str | None = None
+    after_lease: bool = False
 
 
 class RecordingBackend:
@@ -174,6 +251,7 @@ class RecordingBackend:
         self.trigger = trigger
         self.count = 0
         self.resumed = False
+        self.leased = False  # a lease write of this process succeeded
         self._lock = threading.Lock()
 
     @property
@@ -199,6 +277,8 @@ class RecordingBackend:
     def _step(self, op: str) -> Trigger | None:
         trig = self.trigger
         if trig is None or (trig.ops == "write" and op != "write"):
+            return None
+        if trig.after_lease and not self.leased:
             return None
         with self._lock:
             self.count += 1
@@ -241,20 +321,37 @@ class RecordingBackend:
         # Whether the write *began* after a thaw: another thread may be frozen between
         # its write and this log line, and must not be mistaken for a zombie.
         resumed = self.resumed
+        # When the request began and ended (time.monotonic: one clock for every process
+        # on this machine), so a scenario can order writes against other processes.
+        sent = time.monotonic()
         try:
             version = self.inner.write(key, data, mode)
         except EleanorError as exc:
             self._record(
                 op="write",
                 key=key,
-                mode=str(mode),
+                mode=mode_name(mode),
                 ok=False,
                 error=type(exc).__name__,
                 resumed=resumed,
+                sent=sent,
+                done=time.monotonic(),
                 **header,
             )
             raise
-        self._record(op="write", key=key, mode=mode_name(mode), ok=True, resumed=resumed, **header)
+        done = time.monotonic()
+        if key.endswith("/_lease.json"):
+            self.leased = True
+        self._record(
+            op="write",
+            key=key,
+            mode=mode_name(mode),
+            ok=True,
+            resumed=resumed,
+            sent=sent,
+            done=done,
+            **header,
+        )
         if trig and trig.phase == "after":
             self._fire(trig)
         return version
@@ -364,6 +461,35 @@ def check_objects_decode(store: StateStore, task_id: str) -> list[str]:
     return problems
 
 
+def check_history(state: BaseStageState[Any]) -> list[str]:
+    """One history entry per attempt, numbered 1..attempts, or (past ``HISTORY_LIMIT``
+    entries) the compacted form: the first entry, one ``compacted:`` summary standing
+    for the attempts in between, then the latest attempts one by one, consecutive."""
+    history = state.history
+    numbers = [h.attempt for h in history]
+    if len(history) <= HISTORY_LIMIT and not any(h.message.startswith(COMPACTED) for h in history):
+        problems = []
+        if state.attempts != len(history):
+            problems.append(f"attempts={state.attempts} but {len(history)} history entries")
+        if numbers != list(range(1, len(history) + 1)):
+            problems.append(f"history attempts {numbers}")
+        return problems
+    if len(history) > HISTORY_LIMIT:
+        return [f"{len(history)} history entries, over the limit of {HISTORY_LIMIT}"]
+    summary = history[1]
+    spans = re.fullmatch(rf"{COMPACTED}attempts (\d+)-(\d+) .*", summary.message)
+    if numbers[0] != 1 or spans is None or len(history) < 3:
+        return [f"compacted history not of the form first, summary, latest: {numbers}"]
+    low, high = int(spans[1]), int(spans[2])
+    latest = numbers[2:]
+    problems = []
+    if low != 2 or latest != list(range(high + 1, high + 1 + len(latest))):
+        problems.append(f"compacted history skips attempts: 1, {low}-{high}, {latest}")
+    if latest[-1] != state.attempts:
+        problems.append(f"attempts={state.attempts} but the latest entry is {latest[-1]}")
+    return problems
+
+
 def check_task(
     store: StateStore, task_id: str, count: int, effects: Path, *, expect_complete: bool = True
 ) -> TaskCheck:
@@ -401,12 +527,7 @@ def check_task(
                     f"{name}: result from attempt {state.result.attempt} "
                     f"but attempts={state.attempts}"
                 )
-        if state.attempts != len(state.history):
-            out.problems.append(
-                f"{name}: attempts={state.attempts} but {len(state.history)} history entries"
-            )
-        if [h.attempt for h in state.history] != list(range(1, len(state.history) + 1)):
-            out.problems.append(f"{name}: history attempts {[h.attempt for h in state.history]}")
+        out.problems += [f"{name}: {p}" for p in check_history(state)]
         dupes = [a for a, n in Counter(attempts_seen).items() if n > 1]
         if dupes:
             out.problems.append(f"{name}: attempts {dupes} ran their body more than once")
@@ -417,7 +538,13 @@ def check_task(
             )
         cut = [h for h in state.history if h.message.startswith("interrupted")]
         out.interrupted_attempts += len(cut)
-        if not cut and state.status is StageStatus.COMPLETE and len(attempts_seen) != 1:
+        compacted = any(h.message.startswith(COMPACTED) for h in state.history)
+        if (
+            not cut
+            and not compacted
+            and state.status is StageStatus.COMPLETE
+            and len(attempts_seen) != 1
+        ):
             out.problems.append(f"{name}: never interrupted yet {len(attempts_seen)} effects")
         if state.status is StageStatus.COMPLETE and not attempts_seen:
             out.problems.append(f"{name}: COMPLETE but its side effect never happened")
