@@ -22,11 +22,13 @@ __all__ = [
     "LEASE_NAME",
     "MANIFEST_NAME",
     "TASK_ID_MAX_LENGTH",
+    "failed_chunk_key",
     "is_valid_task_id",
     "join_prefix",
     "lease_key",
     "manifest_key",
     "normalize_prefix",
+    "progress_key",
     "stage_key",
     "stage_name_from_key",
     "task_prefix",
@@ -127,6 +129,17 @@ def manifest_key(prefix: str, task_id: str) -> str:
 def lease_key(prefix: str, task_id: str) -> str:
     """``<prefix>/<task_id>/_lease.json``."""
     return task_prefix(prefix, task_id) + LEASE_NAME
+
+
+def progress_key(prefix: str, task_id: str, stage_name: str) -> str:
+    """``<prefix>/<task_id>/<stage_name>/progress.json``: a records stage's cursor."""
+    return task_prefix(prefix, task_id) + validate_stage_name(stage_name) + "/progress.json"
+
+
+def failed_chunk_key(prefix: str, task_id: str, stage_name: str, name: str) -> str:
+    """``<prefix>/<task_id>/<stage_name>/failed/<name>.jsonl``: one chunk of failed ids."""
+    chunk = _validate_segment(name, "chunk name", 100)
+    return task_prefix(prefix, task_id) + validate_stage_name(stage_name) + f"/failed/{chunk}.jsonl"
 
 
 def stage_name_from_key(key: str) -> str | None:

@@ -99,6 +99,10 @@ def cancel_task(
     names, records = _load_all(store, task_id, state_class)
     lease = store.load_lease(task_id)
     floor = max(lease.value.epoch, lease.epoch) if lease else 0
+    if lease is not None and 0 < lease.value.floor >= floor:
+        # The id was deleted at that epoch: stamp above it, or the next holder would
+        # take the cancel for a leftover of the deleted task.
+        floor = lease.value.floor + 1
 
     def change_for(name: str) -> Callable[[Any], Any]:
         fresh = state_class(task_id=task_id, stage_name=name, status=StageStatus.CREATED)

@@ -62,7 +62,7 @@ def fence_task(
             try:
                 if record is None:
                     fenced[name] = store.create(fresh, epoch=epoch)
-                elif record.epoch <= floor:
+                elif 0 < floor and record.epoch <= floor:  # left by a deleted task
                     fenced[name] = store.save(fresh, replaces=record, epoch=epoch)
                 else:
                     fenced[name] = store.save(record.value, replaces=record, epoch=epoch)
@@ -101,13 +101,14 @@ def open_records(
         listed = store.load_task_records(task_id, state_class)
         loaded = {n: r for n, r in listed.items() if n in stage_names}
     floor = lease.lease.floor if lease.lease is not None else 0
-    must_fence = lease.takeover or any(r.epoch <= floor for r in loaded.values())
+    leftovers = floor > 0 and any(r.epoch <= floor for r in loaded.values())
+    must_fence = lease.takeover or leftovers
     if lease.created and loaded:
         top = max(r.epoch for r in loaded.values())
         if top >= lease.epoch:
             lease.raise_epoch(top + 1)
         must_fence = True
-    began = {n: r.written_at for n, r in loaded.items() if r.epoch > floor}
+    began = {n: r.written_at for n, r in loaded.items() if not 0 < floor or r.epoch > floor}
     if must_fence:
         loaded = fence_task(
             store, task_id, stage_names, state_class, loaded, epoch=lease.epoch, floor=floor

@@ -185,6 +185,8 @@ class LeaseManager:
                     confirm_until, self._confirm = waited + self._confirm, -1.0
                 budget = max(self.wait, confirm_until)
                 if time_left is not None:
+                    if self._watch_left > time_left - waited:
+                        raise  # the watch cannot end in time: leave the waiting to the caller
                     budget = min(budget, max(0.0, time_left))
                 if waited >= budget:
                     raise

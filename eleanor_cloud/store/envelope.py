@@ -21,6 +21,7 @@ from eleanor_cloud.errors import CorruptState
 __all__ = [
     "LEASE_FORMAT",
     "MANIFEST_FORMAT",
+    "PROGRESS_FORMAT",
     "STAGE_FORMAT",
     "Envelope",
     "decode",
@@ -30,8 +31,14 @@ __all__ = [
 STAGE_FORMAT = "eleanor.stage-state/1"
 MANIFEST_FORMAT = "eleanor.task-manifest/1"
 LEASE_FORMAT = "eleanor.lease/1"
+PROGRESS_FORMAT = "eleanor.stage-progress/1"
 # The name of the payload field per format, so each object reads naturally.
-_BODY_FIELD = {STAGE_FORMAT: "state", MANIFEST_FORMAT: "manifest", LEASE_FORMAT: "lease"}
+_BODY_FIELD = {
+    STAGE_FORMAT: "state",
+    MANIFEST_FORMAT: "manifest",
+    LEASE_FORMAT: "lease",
+    PROGRESS_FORMAT: "progress",
+}
 _HEADER = ("format", "revision", "write_id", "writer", "epoch", "written_at")
 
 

@@ -178,6 +178,32 @@ class StateStore:
             exc.current = record
         return None
 
+    # -- other documents (a records stage's progress: see .documents) -----------------
+
+    def read_document(self, key: str, fmt: str, parse: Callable[[dict[str, Any]], M]) -> Record[M]:
+        """A typed envelope at ``key`` (under this store's prefix); ``NotFound``."""
+        return self._read(self._own(key), fmt, parse)
+
+    def write_document(
+        self, key: str, value: M, fmt: str, *, replaces: Record[Any] | None, epoch: int
+    ) -> Record[M]:
+        """Create or compare-and-swap a typed envelope at ``key`` at ``epoch``."""
+        body = value.model_dump(mode="json")
+        return self._write(
+            self._own(key),
+            body,
+            value,
+            fmt,
+            replaces,
+            _check_epoch(epoch),
+            type(value).model_validate,
+        )
+
+    def _own(self, key: str) -> str:
+        if self.prefix and not key.startswith(self.prefix + "/"):
+            raise InvalidState(f"{key!r} is not under this store's prefix {self.prefix!r}")
+        return key
+
     # -- stage states ------------------------------------------------------------------
 
     def create(self, state: S, *, epoch: int = 0) -> Record[S]:
@@ -226,9 +252,15 @@ class StateStore:
     def load_task_records(self, task_id: str, state_class: type[S]) -> dict[str, Record[S]]:
         """All stage states of a task: one LIST, then the GETs on a small thread pool."""
         prefix = keys.task_prefix(self.prefix, task_id)
+        # One level only: a records stage's folder (progress, failed chunks) rolls up
+        # into one "<stage>/" entry, so the LIST stays small whatever the record count.
         names = [
             n
-            for n in (keys.stage_name_from_key(k) for k in self.backend.list(prefix))
+            for n in (
+                keys.stage_name_from_key(k)
+                for k in self.backend.list(prefix, delimiter="/")
+                if not k.endswith("/")
+            )
             if n is not None
         ]
         return self.load_stage_records(task_id, names, state_class)

@@ -146,9 +146,10 @@ class Rig:
         # Killed long ago: the first invocation watches until its deadline, the Wait
         # covers the rest.
         (-30.0, None, 2),
-        # Waits capped at 20 s: the watch accumulates over invocations (9 + 20 + 9 + 20
-        # + the last 7 s watched by the third invocation, which then runs every stage).
-        (-30.0, 20, 3),
+        # Waits capped at 20 s: a watch that cannot end within an invocation is not
+        # paid for (the invocation returns at once); the free Waits accumulate it
+        # (20 + 20 + 20 + 5), and the fourth invocation takes over and runs every stage.
+        (-30.0, 20, 4),
     ],
     ids=["lease-looks-live", "lease-looks-expired", "short-waits"],
 )
@@ -199,12 +200,12 @@ def test_a_dead_holders_lease_longer_than_any_invocation_is_taken_over_by_the_lo
 
 def test_before_the_fix_a_watch_from_zero_never_reaches_the_ttl_in_one_invocation() -> None:
     # The same dead lease, but the watch is not carried (as before): every invocation
-    # watches its 9 s from zero and stops at its deadline, and the lease stays.
+    # starts from zero, cannot finish a 65 s watch in 9 s, and the lease stays.
     rig = Rig("stuck")
     rig.leave_a_dead_lease(expires_in=-30.0)
     for _ in range(5):
         out = rig.invoke({"task_id": "stuck"})
-        assert out["lease_held"] is True and out["lease_watch"]["seconds"] == BUDGET
+        assert out["lease_held"] is True and out["lease_watch"]["seconds"] == 0.0
         rig.sim.sleep(out["wait_seconds"])
     lease = rig.store.load_lease("stuck")
     assert lease is not None and lease.value.holder == "killed-invocation"
