@@ -62,7 +62,7 @@ def fence_task(
             try:
                 if record is None:
                     fenced[name] = store.create(fresh, epoch=epoch)
-                elif 0 < floor and record.epoch <= floor:  # left by a deleted task
+                elif floor > 0 and record.epoch <= floor:  # left by a deleted task
                     fenced[name] = store.save(fresh, replaces=record, epoch=epoch)
                 else:
                     fenced[name] = store.save(record.value, replaces=record, epoch=epoch)
@@ -108,7 +108,7 @@ def open_records(
         if top >= lease.epoch:
             lease.raise_epoch(top + 1)
         must_fence = True
-    began = {n: r.written_at for n, r in loaded.items() if not 0 < floor or r.epoch > floor}
+    began = {n: r.written_at for n, r in loaded.items() if floor == 0 or r.epoch > floor}
     if must_fence:
         loaded = fence_task(
             store, task_id, stage_names, state_class, loaded, epoch=lease.epoch, floor=floor
