@@ -65,8 +65,9 @@ class S3Backend:
 
     Give either an injected ``client`` (used as is) or the pieces to build one:
     ``session`` (a ``boto3.Session``), ``config`` (a ``botocore.config.Config``,
-    merged over the default of standard retry mode; yours wins), ``endpoint_url`` and
-    ``region_name``. Unset, boto3 resolves them as usual (``AWS_ENDPOINT_URL_S3``,
+    merged over the defaults: standard retries, 3 attempts, 1 s to connect, 2 s to
+    read, so one call gives up within about 12 s; each setting of yours wins),
+    ``endpoint_url`` and ``region_name``. Unset, boto3 resolves them as usual (``AWS_ENDPOINT_URL_S3``,
     ``AWS_REGION``, profiles, instance roles). ``extra_args`` adds
     ``ServerSideEncryption``/``SSEKMSKeyId`` to writes and ``ExpectedBucketOwner`` to
     every request. ``conflict_retries`` bounds the retries of 409
