@@ -21,6 +21,15 @@ def size(small: int, full: int) -> int:
     return full if FULL else small
 
 
+def campaign_seed() -> int:
+    """A scenario's random seed: ``ELEANOR_RELIABILITY_SEED`` to replay a logged one,
+    else a fresh one (print it in the summary line)."""
+    import random
+
+    given = os.environ.get("ELEANOR_RELIABILITY_SEED")
+    return int(given) if given else random.randrange(1 << 30)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = os.path.dirname(__file__)
     for item in items:
