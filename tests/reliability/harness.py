@@ -239,16 +239,35 @@ class Trigger:
     after_lease: bool = False
 
 
+@dataclass
+class Stall:
+    """A late answer and a partition, in-process: once a write to a key ending in
+    ``key`` has reached the store, its answer is held back, and so is every request for
+    the lease from then on, until ``<marker>.go`` exists (``<marker>.ready`` says the
+    stall began). What a holder sees when its request landed but the network between
+    it and the store went quiet."""
+
+    key: str
+    marker: str
+
+
 class RecordingBackend:
     """Wraps a backend: logs each write attempt and outcome as JSON lines (one file per
-    process), and fires a :class:`Trigger` (SIGKILL or SIGSTOP of this very process)."""
+    process), fires a :class:`Trigger` (SIGKILL or SIGSTOP of this very process), and
+    applies a :class:`Stall`."""
 
     def __init__(
-        self, inner: ObjectBackend, log: Path | None = None, trigger: Trigger | None = None
+        self,
+        inner: ObjectBackend,
+        log: Path | None = None,
+        trigger: Trigger | None = None,
+        stall: Stall | None = None,
     ) -> None:
         self.inner = inner
         self.log = log
         self.trigger = trigger
+        self.stall = stall
+        self.stalled = False
         self.count = 0
         self.resumed = False
         self.leased = False  # a lease write of this process succeeded
@@ -286,7 +305,19 @@ class RecordingBackend:
                 return None
         return trig
 
+    def _wait_out_stall(self, key: str) -> None:
+        if self.stall is not None and self.stalled and key.endswith("/_lease.json"):
+            wait_for(Path(f"{self.stall.marker}.go"), timeout=120)
+
+    def _stall_answer(self, key: str) -> None:
+        stall = self.stall
+        if stall is not None and not self.stalled and key.endswith(stall.key):
+            self.stalled = True
+            Path(f"{stall.marker}.ready").touch()
+            wait_for(Path(f"{stall.marker}.go"), timeout=120)
+
     def read(self, key: str) -> tuple[bytes, Version]:
+        self._wait_out_stall(key)
         trig = self._step("read")
         if trig and trig.phase == "before":
             self._fire(trig)
@@ -314,6 +345,7 @@ class RecordingBackend:
             self._fire(trig)
 
     def write(self, key: str, data: bytes, mode: WriteMode) -> Version:
+        self._wait_out_stall(key)
         trig = self._step("write")
         header = envelope_header(data)
         if trig and trig.phase == "before":
@@ -339,6 +371,7 @@ class RecordingBackend:
                 **header,
             )
             raise
+        self._stall_answer(key)
         done = time.monotonic()
         if key.endswith("/_lease.json"):
             self.leased = True

@@ -15,8 +15,9 @@ Also: ``timeline`` (note side effects and engine events with ``time.monotonic``,
 ``PollStage`` working until ``ctx.cancelled``), ``time_budget`` and ``lease_watch``
 (``LeaseWatch.to_dict()``) passed to ``run()``; the result then has ``run_seconds``
 (``time.monotonic`` around ``run()``) and, after ``LeaseHeld``, the ``watch`` to carry.
-``mode``: ``run`` (default) or ``delete``: ``delete_task`` once per entry of
-``delete_waits`` (a ``wait_for_lease`` each) until one deletes.
+``stall`` (see :class:`~tests.reliability.harness.Stall`). ``mode``: ``run`` (default)
+or ``delete``: ``delete_task`` once per entry of ``delete_waits`` (a
+``wait_for_lease`` each) until one deletes.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from tests.reliability.harness import (
     PREFIX,
     RecordingBackend,
     RelState,
+    Stall,
     Trigger,
     make_stages,
     note_time,
@@ -71,9 +73,10 @@ def main(spec_path: Path) -> None:
     spec = json.loads(spec_path.read_text())
     result_path = Path(f"{spec_path}.result")
     trigger = Trigger(**spec["trigger"]) if spec.get("trigger") else None
+    stall = Stall(**spec["stall"]) if spec.get("stall") else None
     log = Path(spec["log"]) if spec.get("log") else None
     timeline = Path(spec["timeline"]) if spec.get("timeline") else None
-    backend = RecordingBackend(open_backend(spec["store"]), log, trigger)
+    backend = RecordingBackend(open_backend(spec["store"]), log, trigger, stall)
     store = StateStore(backend, PREFIX)
     out: dict[str, Any]
     if spec.get("mode") == "delete":
