@@ -24,6 +24,7 @@ from eleanor_cloud.engine.admin import (
 )
 from eleanor_cloud.engine.anystate import AnyStageState
 from eleanor_cloud.engine.backoff import Backoff
+from eleanor_cloud.engine.batch import Batch, Page
 from eleanor_cloud.engine.engine import TaskEngine
 from eleanor_cloud.engine.events import EngineEvent, EventKind
 from eleanor_cloud.engine.stage import BaseStage, StageContext
@@ -33,8 +34,10 @@ __all__ = [
     "AnyStageState",
     "Backoff",
     "BaseStage",
+    "Batch",
     "EngineEvent",
     "EventKind",
+    "Page",
     "StageContext",
     "StageSummary",
     "TaskEngine",

@@ -17,16 +17,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from eleanor_cloud.clock import format_ts
+from eleanor_cloud.clock import format_ts, parse_ts
 from eleanor_cloud.engine import transitions as tr
 from eleanor_cloud.engine.checkpoint import Canceled, Checkpointer, RunState
 from eleanor_cloud.engine.events import EventKind
+from eleanor_cloud.engine.records import Suspended
+from eleanor_cloud.engine.records_attempt import Lent, close_after_failure, finish
 from eleanor_cloud.engine.stage import BaseStage, StageContext
 from eleanor_cloud.errors import Conflict, EleanorError
 from eleanor_cloud.models import StageStateHistoryEntry, StageStatus
 from eleanor_cloud.store.records import Record
 
-__all__ = ["Attempt", "AttemptControl", "Interrupted", "run_attempt"]
+__all__ = ["Attempt", "AttemptControl", "Interrupted", "Paused", "run_attempt"]
 
 
 class Interrupted(Exception):
@@ -121,19 +123,45 @@ class AttemptControl:
         return attempt.recorded is not None
 
 
+class Paused(Exception):
+    """Internal: a records stage stopped cleanly at a checkpoint; it stays RUNNING and
+    the next run resumes the same attempt from there."""
+
+    def __init__(self, stage_name: str, message: str, batches: int) -> None:
+        super().__init__(message)
+        self.stage_name, self.message, self.batches = stage_name, message, batches
+
+
 def run_attempt(
-    cp: Checkpointer, control: AttemptControl, run: RunState, stage: BaseStage[Any], name: str
+    cp: Checkpointer,
+    control: AttemptControl,
+    run: RunState,
+    stage: BaseStage[Any],
+    name: str,
+    *,
+    resume: bool = False,
 ) -> StageStatus | None:
-    """One attempt; ``None`` if a stop was requested before it could start."""
+    """One attempt; ``None`` if a stop was requested before it could start.
+
+    ``resume``: the stage is RUNNING, suspended cleanly at a checkpoint by an earlier
+    run: go on with that same attempt (same number, no new RUNNING write).
+    """
     spec = cp.spec
     before = run.states[name]
-    current = Attempt(run, name, before.attempts + 1, before.status, spec.clock())
+    if resume:
+        began = run.began.get(name)
+        begin = parse_ts(began) if began else spec.clock()
+        current = Attempt(run, name, before.attempts, tr.status_before(before), begin)
+    else:
+        current = Attempt(run, name, before.attempts + 1, before.status, spec.clock())
     if not control.begin(current):
         return None
     try:
-        running = cp.commit(run, tr.start(before))
+        running = run.records[name] if resume else None
+        if running is None:
+            running = cp.commit(run, tr.start(before))
         control.started(current, running)
-        return _execute(cp, control, run, stage, current)
+        return _execute(cp, control, run, stage, current, resume)
     finally:
         control.close(current)
 
@@ -144,15 +172,22 @@ def _execute(
     run: RunState,
     stage: BaseStage[Any],
     current: Attempt,
+    resume: bool,
 ) -> StageStatus:
     spec, reporter = cp.spec, cp.reporter
     name, number = current.name, current.number
     assert current.running is not None
     running = current.running.value
     log = reporter.log(name)
-    log.info("task %s stage %s: attempt %d started", spec.task_id, name, number)
-    reporter.emit("stage_started", name, number, StageStatus.RUNNING)
+    how = "resumed from its checkpoint" if resume else "started"
+    log.info("task %s stage %s: attempt %d %s", spec.task_id, name, number, how)
+    reporter.emit("stage_resumed" if resume else "stage_started", name, number, StageStatus.RUNNING)
     work = running.model_copy(deep=True)
+
+    def cancelled() -> bool:
+        return current.recorded is not None or cp.is_cancelled(run, name)
+
+    lent = Lent(cp, control, run, current, stage.expected_duration or 0.0, cancelled)
     ctx = StageContext(
         task_id=spec.task_id,
         stage_name=name,
@@ -161,11 +196,21 @@ def _execute(
         stage_order=spec.stage_names,
         states=run.states,
         remaining_time=lambda: remaining(spec.clock, run),
-        cancelled=lambda: current.recorded is not None or cp.is_cancelled(run, name),
+        cancelled=cancelled,
+        records=lent,
     )
     outcome: StageStateHistoryEntry
     try:
-        returned = stage.run(work, ctx)
+        try:
+            returned = stage.run(work, ctx)
+        except Suspended as stop:
+            if control.lost_to_interrupt(current):
+                raise Interrupted(name, current.message) from None
+            raise Paused(name, stop.message, stop.batches) from None
+        except Exception:
+            close_after_failure(lent)
+            raise
+        returned = finish(lent, returned, spec.result_adapter)
         result = tr.check_result(spec.result_adapter, spec.state_class, name, returned, work)
         outcome = tr.entry(
             number,

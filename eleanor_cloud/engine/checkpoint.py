@@ -49,6 +49,10 @@ class RunState:
     cancel_seen: bool = False
     last_probe: datetime | None = field(default=None)
     probe: threading.Thread | None = field(default=None)  # the cancel check in flight
+    # A records stage's progress record, where the run has read it (RUNNING stages at
+    # open, then whatever its records run last wrote): the base of its next write.
+    progress: dict[str, Record[Any] | None] = field(default_factory=dict)
+    floor: int = 0  # the lease's deletion floor: objects at or below it are leftovers
 
     @property
     def epoch(self) -> int:

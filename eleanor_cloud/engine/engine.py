@@ -16,7 +16,7 @@ from typing import Generic
 from eleanor_cloud.clock import Clock, utc_now
 from eleanor_cloud.engine import attempt
 from eleanor_cloud.engine.admin import cancel_task, retry_failed_task
-from eleanor_cloud.engine.attempt import AttemptControl, Interrupted
+from eleanor_cloud.engine.attempt import AttemptControl, Interrupted, Paused
 from eleanor_cloud.engine.backoff import Backoff
 from eleanor_cloud.engine.checkpoint import Canceled, Checkpointer
 from eleanor_cloud.engine.events import EventHandler, Reporter
@@ -215,6 +215,8 @@ class TaskEngine(Generic[StateT]):
             return runner.canceled()
         except Interrupted as exc:
             return runner.interrupted(run, exc.stage_name, exc.message)
+        except Paused as exc:
+            return runner.suspended(run, exc.stage_name, exc.message, exc.batches)
         except LeaseLost as exc:
             self._reporter.emit("lease_lost", message=str(exc))
             self._reporter.log().warning("task %s: %s", self.task_id, exc)

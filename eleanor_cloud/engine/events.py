@@ -21,6 +21,9 @@ EventKind = Literal[
     "stage_retry",
     "stage_failed",
     "stage_interrupted",
+    "stage_checkpointed",
+    "stage_suspended",
+    "stage_resumed",
     "stage_canceled",
     "stage_rolled_back",
     "task_completed",
@@ -35,7 +38,9 @@ class EngineEvent:
     """One thing that happened to a task.
 
     ``stage_name`` and ``attempt`` are ``None``/``0`` for task-level events; ``status`` is
-    the stage's (or, for task events, the task's) status after the event.
+    the stage's (or, for task events, the task's) status after the event. ``batches``:
+    for ``stage_checkpointed`` and ``stage_suspended`` (a records stage), the batches
+    this run of the stage got through so far (0 on a suspension: nothing fitted).
     """
 
     kind: EventKind
@@ -44,6 +49,7 @@ class EngineEvent:
     attempt: int = 0
     status: StageStatus | None = None
     message: str = ""
+    batches: int = 0
 
 
 EventHandler = Callable[[EngineEvent], None]
@@ -102,8 +108,9 @@ class Reporter:
         attempt: int = 0,
         status: StageStatus | None = None,
         message: str = "",
+        batches: int = 0,
     ) -> None:
-        event = EngineEvent(kind, self.task_id, stage_name, attempt, status, message)
+        event = EngineEvent(kind, self.task_id, stage_name, attempt, status, message, batches)
         extra = {"task_id": self.task_id, "stage_name": stage_name}
         _LOGGER.debug(
             "task %s stage %s: %s %s", self.task_id, stage_name, kind, message, extra=extra

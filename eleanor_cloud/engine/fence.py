@@ -6,12 +6,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from eleanor_cloud.engine.lease import LeaseManager
+from eleanor_cloud.engine.progress import Progress
 from eleanor_cloud.errors import Conflict, LeaseLost, NotFound
 from eleanor_cloud.models import BaseStageState, StageStatus
+from eleanor_cloud.store import documents
 from eleanor_cloud.store.records import Record
 from eleanor_cloud.store.state_store import StateStore
 
-__all__ = ["MAX_RACES", "fence_task", "open_records", "reload"]
+__all__ = ["MAX_RACES", "fence_task", "open_progress", "open_records", "reload"]
 
 S = TypeVar("S", bound="BaseStageState[Any]")
 # Lost compare-and-swap races on one stage before giving up. Each loss means another
@@ -114,3 +116,30 @@ def open_records(
             store, task_id, stage_names, state_class, loaded, epoch=lease.epoch, floor=floor
         )
     return {n: loaded.get(n) for n in stage_names}, began
+
+
+def open_progress(
+    store: StateStore,
+    lease: LeaseManager,
+    task_id: str,
+    records: Mapping[str, Record[Any] | None],
+) -> dict[str, Record[Any] | None]:
+    """The progress of every RUNNING stage (a records stage may have been suspended, or
+    interrupted, mid-way), fenced after a takeover like the stage objects: rewritten at
+    the new epoch, so a fenced-out holder can never move its cursor or counts."""
+    out: dict[str, Record[Any] | None] = {}
+    for name, record in records.items():
+        if record is None or record.value.status is not StageStatus.RUNNING:
+            continue
+        current = documents.load_progress(store, task_id, name, Progress)
+        if current is not None and lease.takeover:
+            current = documents.save_progress(
+                store,
+                current.value,
+                task_id=task_id,
+                stage_name=name,
+                replaces=current,
+                epoch=lease.epoch,
+            )
+        out[name] = current
+    return out

@@ -18,7 +18,7 @@ from eleanor_cloud.engine import transitions as tr
 from eleanor_cloud.engine.attempt import AttemptControl, interrupted_now, remaining, run_attempt
 from eleanor_cloud.engine.checkpoint import Checkpointer, RunState
 from eleanor_cloud.engine.events import EventKind
-from eleanor_cloud.engine.fence import open_records
+from eleanor_cloud.engine.fence import open_progress, open_records
 from eleanor_cloud.engine.lease import LeaseManager
 from eleanor_cloud.engine.lease_watch import LeaseWatch
 from eleanor_cloud.engine.saga import compensate
@@ -112,6 +112,7 @@ class Runner:
             records, began = open_records(
                 store, lease, spec.task_id, spec.stage_names, spec.state_class, fresh=fresh
             )
+            progress = open_progress(store, lease, spec.task_id, records)
             states = {
                 n: r.value if r is not None else spec.fresh_state(n) for n, r in records.items()
             }
@@ -119,7 +120,8 @@ class Runner:
         except BaseException:
             lease.release()
             raise
-        return RunState(lease, states, records, began, end)
+        floor = lease.lease.floor if lease.lease is not None else 0
+        return RunState(lease, states, records, began, end, progress=progress, floor=floor)
 
     def already_complete(self) -> TaskSummary | None:
         """The summary of a bound task that already completed, read without the lease.
@@ -163,8 +165,10 @@ class Runner:
                 return self.canceled()
             if state.status is StageStatus.ERROR:
                 return self.failed(run, index, already=True)
+            resume = state.status is StageStatus.RUNNING and self.suspended_cleanly(run, name)
             if (
                 state.status is StageStatus.RUNNING
+                and not resume
                 and interrupted_now(self.cp, run, name) is StageStatus.ERROR
             ):
                 return self.failed(run, index)
@@ -187,7 +191,8 @@ class Runner:
                         "task %s stage %s: retrying in %.2fs", spec.task_id, name, delay
                     )
                     self.backoff(delay)
-                outcome = run_attempt(self.cp, self.control, run, stage, name)
+                outcome = run_attempt(self.cp, self.control, run, stage, name, resume=resume)
+                resume = False
                 if outcome is None:  # a stop was requested after the check above
                     return self.stopped(run, name)
                 if outcome is StageStatus.COMPLETE:
@@ -197,6 +202,26 @@ class Runner:
         self.cp.reporter.log().info("task %s: complete", spec.task_id)
         self.cp.reporter.emit("task_completed", status=StageStatus.COMPLETE)
         return summarize(spec.task_id, spec.stage_names, states)
+
+    @staticmethod
+    def suspended_cleanly(run: RunState, name: str) -> bool:
+        """A RUNNING records stage whose attempt stopped at a checkpoint on purpose
+        (deadline, stop request): the same attempt goes on, it was not interrupted."""
+        record = run.progress.get(name)
+        if record is None or (run.floor > 0 and record.epoch <= run.floor):
+            return False
+        progress = record.value
+        return bool(progress.suspended and progress.attempt == run.states[name].attempts)
+
+    def suspended(self, run: RunState, name: str, message: str, batches: int) -> TaskSummary:
+        spec = self.spec
+        attempt = run.states[name].attempts
+        text = f"stage {name!r} suspended at a checkpoint ({message}); run again to resume"
+        self.cp.reporter.log(name).info("task %s: %s", spec.task_id, text)
+        self.cp.reporter.emit(
+            "stage_suspended", name, attempt, StageStatus.RUNNING, message, batches
+        )
+        return self._paused(run, name, text)
 
     def backoff(self, delay: float) -> None:
         if self.spec.sleep is time.sleep:

@@ -83,6 +83,7 @@ class StageContext(Generic[StateT]):
         states: Mapping[str, StateT],
         remaining_time: Callable[[], float | None],
         cancelled: Callable[[], bool],
+        records: Callable[..., Any] | None = None,
     ) -> None:
         self.task_id = task_id
         self.stage_name = stage_name
@@ -92,6 +93,7 @@ class StageContext(Generic[StateT]):
         self._states = states
         self._remaining = remaining_time
         self._cancelled = cancelled
+        self._records = records
 
     def state_of(self, stage_name: str) -> StateT:
         """A deep copy of an earlier stage's state."""
@@ -114,6 +116,31 @@ class StageContext(Generic[StateT]):
     def remaining_time(self) -> float | None:
         """Seconds left in the run's time budget, or ``None`` without a budget."""
         return self._remaining()
+
+    def records(self, read: Callable[..., Any], **options: Any) -> Any:
+        """Process the stage's input record by record, with checkpoints inside the stage.
+
+        ``read(cursor, limit)`` returns a :class:`~eleanor_cloud.engine.Page` of at most
+        ``limit`` records starting at ``cursor`` (``None`` the first time; a JSON value
+        the stage defines). Iterate the result for batches and report each record::
+
+            for batch in ctx.records(read, lookup=fetch_by_ids, batch_size=100):
+                for item in batch:
+                    try:
+                        sink.put(item, idempotency_key=batch.key)
+                        batch.ok(item)
+                    except Exception as exc:
+                        batch.fail(item, str(exc))
+
+        Options: ``lookup(ids) -> records`` (to re-offer failed records on a retry),
+        ``id_of(record) -> str``, ``batch_size`` (100), ``checkpoint_every`` seconds (5)
+        and ``checkpoint_records`` (10,000), ``tolerate_failures`` (False: failed records
+        fail the attempt). Returning ``None`` leaves the engine's computed
+        ``SimpleRecordsResult`` as the stage's result. See :mod:`.records`.
+        """
+        if self._records is None:
+            raise InvalidState(f"stage {self.stage_name!r}: records() is only for run()")
+        return self._records(read, **options)
 
     @property
     def cancelled(self) -> bool:

@@ -55,6 +55,7 @@ __all__ = [
     "redrive",
     "reset",
     "start",
+    "status_before",
     "strand",
 ]
 
@@ -170,13 +171,7 @@ def interrupted_entry(
     state: BaseStageState[Any], *, began: str | None, now: str, end_status: StageStatus, detail: str
 ) -> StageStateHistoryEntry:
     """The history entry recording an attempt found RUNNING that nobody finished."""
-    # The status before the lost attempt is not stored; the last entry says whether
-    # the stage was being retried (RETRY/ERROR then redriven) or run afresh.
-    prior = (
-        StageStatus.RETRY
-        if state.history and state.history[-1].end_status in (StageStatus.RETRY, StageStatus.ERROR)
-        else StageStatus.CREATED
-    )
+    prior = status_before(state)
     begin = began or now
     seconds = max(0.0, (parse_ts(now) - parse_ts(begin)).total_seconds())
     return StageStateHistoryEntry(
@@ -191,6 +186,15 @@ def interrupted_entry(
 
 
 # -- status changes ---------------------------------------------------------------------
+
+
+def status_before(state: BaseStageState[Any]) -> StageStatus:
+    """The status a RUNNING stage had before its attempt began (it is not stored; the
+    last entry says whether the stage was being retried or run afresh)."""
+    last = state.history[-1].end_status if state.history else None
+    return (
+        StageStatus.RETRY if last in (StageStatus.RETRY, StageStatus.ERROR) else StageStatus.CREATED
+    )
 
 
 def start(state: S) -> S:

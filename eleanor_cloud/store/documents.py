@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from eleanor_cloud import keys
-from eleanor_cloud.backends.base import CREATE, Replace
+from eleanor_cloud.backends.base import CREATE, Replace, Version
 from eleanor_cloud.errors import AlreadyExists, CorruptState, InvalidState, NotFound
 from eleanor_cloud.store.envelope import PROGRESS_FORMAT
 from eleanor_cloud.store.records import Record
@@ -58,9 +58,13 @@ def write_chunk(
     name: str,
     header: dict[str, Any],
     lines: list[dict[str, Any]],
-) -> None:
-    """Write one chunk of failed ids. A chunk already there under this name is this
-    holder's own earlier try (names carry the epoch): it is replaced, never merged."""
+    *,
+    replaces: Version | None = None,
+) -> Version:
+    """Write one chunk of failed ids: create it, or (``replaces``) rewrite it with more
+    lines appended. A chunk already there under a new name is this holder's own earlier
+    try (names carry the epoch): it is replaced. Lines past the count a progress object
+    records for a chunk were never committed; readers take only that many."""
     key = keys.failed_chunk_key(store.prefix, task_id, stage_name, name)
     try:
         rows = [json.dumps({"format": CHUNK_FORMAT, **header}, ensure_ascii=False)]
@@ -68,15 +72,20 @@ def write_chunk(
     except (TypeError, ValueError) as exc:
         raise InvalidState(f"cannot store {key!r}: {exc}", key=key) from exc
     data = ("\n".join(rows) + "\n").encode("utf-8")
+    if replaces is not None:
+        return store.backend.write(key, data, Replace(replaces))
     try:
-        store.backend.write(key, data, CREATE)
+        return store.backend.write(key, data, CREATE)
     except AlreadyExists:
         _, version = store.backend.read(key)
-        store.backend.write(key, data, Replace(version))
+        return store.backend.write(key, data, Replace(version))
 
 
-def read_chunk(store: StateStore, task_id: str, stage_name: str, name: str) -> list[dict[str, Any]]:
-    """The record lines of one chunk (``CorruptState`` naming the key if unreadable)."""
+def read_chunk(
+    store: StateStore, task_id: str, stage_name: str, name: str, count: int | None = None
+) -> list[dict[str, Any]]:
+    """The first ``count`` record lines of one chunk (all without ``count``);
+    ``CorruptState`` naming the key if unreadable or shorter than ``count``."""
     key = keys.failed_chunk_key(store.prefix, task_id, stage_name, name)
     data, _ = store.backend.read(key)
     try:
@@ -97,4 +106,12 @@ def read_chunk(store: StateStore, task_id: str, stage_name: str, name: str) -> l
                 key=key,
                 operation="decode",
             )
+    if count is not None:
+        if len(body) < count:
+            raise CorruptState(
+                f"corrupt chunk at {key!r}: {len(body)} lines, the progress records {count}",
+                key=key,
+                operation="decode",
+            )
+        body = body[:count]
     return body

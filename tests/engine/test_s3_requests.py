@@ -19,8 +19,9 @@ def s3_store() -> Iterator[tuple[StateStore, Counter[str]]]:
     boto3 = pytest.importorskip("boto3")
     from moto import mock_aws
 
-    from eleanor_cloud.backends.s3 import S3Backend
+    from eleanor_cloud.backends.s3 import S3Backend, clear_probe_cache
 
+    clear_probe_cache()  # a fresh process: it has not probed this endpoint yet
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket="engine-requests")
@@ -41,10 +42,16 @@ def stages(n: int) -> list[FnStage]:
 def test_uninterrupted_10_stage_run_costs_at_most_2n_plus_4_requests(
     s3_store: tuple[StateStore, Counter[str]],
 ) -> None:
+    from eleanor_cloud.backends.s3 import PROBE_REQUESTS
+
     store, sent = s3_store
     n = 10
     summary = TaskEngine("t", stages(n), DemoState, store).run()
     assert summary.status is StageStatus.COMPLETE
+    # The process's first conditional write to this bucket probes it, once.
+    assert sent == {"PUT": 2 * n + 3 + PROBE_REQUESTS}
+    sent.clear()
+    assert TaskEngine("t2", stages(n), DemoState, store).run().status is StageStatus.COMPLETE
     total = sum(sent.values())
     print(f"\nN={n}: {total} S3 requests for a fresh run ({dict(sent)})")
     assert total == 2 * n + 3 <= 2 * n + 4

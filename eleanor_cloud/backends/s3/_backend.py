@@ -67,8 +67,8 @@ class S3Backend:
     ``session`` (a ``boto3.Session``), ``config`` (a ``botocore.config.Config``,
     merged over the defaults: standard retries, 3 attempts, 1 s to connect, 2 s to
     read, so one call gives up within about 12 s; each setting of yours wins),
-    ``endpoint_url`` and ``region_name``. Unset, boto3 resolves them as usual (``AWS_ENDPOINT_URL_S3``,
-    ``AWS_REGION``, profiles, instance roles). ``extra_args`` adds
+    ``endpoint_url`` and ``region_name``. Unset, boto3 resolves them as usual
+    (``AWS_ENDPOINT_URL_S3``, ``AWS_REGION``, profiles, instance roles). ``extra_args`` adds
     ``ServerSideEncryption``/``SSEKMSKeyId`` to writes and ``ExpectedBucketOwner`` to
     every request. ``conflict_retries`` bounds the retries of 409
     ConditionalRequestConflict, waiting with ``sleep`` (injectable for tests).
