@@ -160,6 +160,10 @@ def run_attempt(
         running = run.records[name] if resume else None
         if running is None:
             running = cp.commit(run, tr.start(before))
+        # The RUNNING write may have been answered after this holder's local deadline
+        # (a stalled connection): then a successor may hold the task, and the stage's
+        # body must not start here.
+        run.lease.check()
         control.started(current, running)
         return _execute(cp, control, run, stage, current, resume)
     finally:

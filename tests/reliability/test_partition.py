@@ -244,13 +244,6 @@ def test_a_partitioned_holder_stops_before_the_takeover(
     assert not problems, "\n".join(problems[:40])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a stage write answered after the holder's local deadline is followed "
-    "by the stage's body (attempt.run_attempt commits RUNNING, then calls stage.run with "
-    "no lease check; Checkpointer.write checks only before sending), so the holder runs "
-    "the stage after the takeover, alongside its successor",
-)
 def test_a_holder_never_starts_a_stage_whose_running_write_was_answered_too_late(
     tmp_path: Path, summary: Callable[..., None]
 ) -> None:
