@@ -16,9 +16,11 @@ from eleanor_cloud.clock import Clock, format_ts
 from eleanor_cloud.engine import transitions as tr
 from eleanor_cloud.engine.attempt import remaining
 from eleanor_cloud.engine.checkpoint import Checkpointer, RunState
+from eleanor_cloud.engine.progress import Progress
 from eleanor_cloud.engine.stage import StageContext
 from eleanor_cloud.errors import InvalidState
 from eleanor_cloud.models import StageStatus
+from eleanor_cloud.store import documents
 from eleanor_cloud.store.state_store import StateStore
 
 __all__ = ["compensate", "reset_stages", "rollback_hook"]
@@ -55,6 +57,7 @@ def reset_stages(
             before_reset(name, state)
         run.lease.check()
         run.settle(store.save(new, replaces=run.records.get(name), epoch=run.epoch))
+        _reset_progress(store, run, task_id, name)
         done.append(name)
         _log.info(
             "task %s stage %s: reset to CREATED (was %s)",
@@ -64,6 +67,18 @@ def reset_stages(
             extra={"task_id": task_id, "stage_name": name},
         )
     return done
+
+
+def _reset_progress(store: StateStore, run: RunState, task_id: str, name: str) -> None:
+    """A reset records stage starts over: its progress goes back to nothing (one GET,
+    and a CAS only where a progress exists). Old failed chunks are left unreferenced."""
+    current = documents.load_progress(store, task_id, name, Progress)
+    if current is None:
+        return
+    fresh = Progress(task_id=task_id, stage_name=name)
+    run.progress[name] = documents.save_progress(
+        store, fresh, task_id=task_id, stage_name=name, replaces=current, epoch=run.epoch
+    )
 
 
 def rollback_hook(cp: Checkpointer, run: RunState) -> Callable[[str, Any], None]:
