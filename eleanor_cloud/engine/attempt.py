@@ -24,7 +24,7 @@ from eleanor_cloud.engine.events import EventKind
 from eleanor_cloud.engine.records import Suspended
 from eleanor_cloud.engine.records_attempt import Lent, close_after_failure, finish
 from eleanor_cloud.engine.stage import BaseStage, StageContext
-from eleanor_cloud.errors import Conflict, EleanorError
+from eleanor_cloud.errors import Conflict, EleanorError, LeaseLost
 from eleanor_cloud.models import StageStateHistoryEntry, StageStatus
 from eleanor_cloud.store.records import Record
 
@@ -225,6 +225,8 @@ def _execute(
             "completed",
         )
         finished = tr.complete(spec.state_class, work, running, result, outcome)
+    except (Paused, Interrupted, LeaseLost):
+        raise  # how the attempt ended is decided already (or not ours): nothing to write
     except Exception as exc:  # noqa: BLE001 - any failure of user code is an attempt's
         outcome = tr.entry(
             number,

@@ -139,6 +139,11 @@ class LeaseManager:
         self._valid_until = sent + self.ttl - self.options.margin
 
     @property
+    def monotonic(self) -> Callable[[], float]:
+        """This holder's clock for elapsed time (``time.monotonic`` or the injected clock)."""
+        return self._monotonic
+
+    @property
     def lease(self) -> Lease | None:
         """The lease as last written by this holder."""
         return self._record.value if self._record else None
@@ -327,10 +332,6 @@ class LeaseManager:
     @property
     def _renewals(self) -> int:
         return self._record.value.renewals if self._record is not None else 0
-
-    def renew(self) -> bool:
-        """Renew now; False if refused or failed."""
-        return self.renew_once()
 
     # -- release ----------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from pydantic import JsonValue
 from eleanor_cloud.clock import Clock, format_ts
 from eleanor_cloud.engine import progress as pg
 from eleanor_cloud.engine.batch import Batch, Page, default_id
-from eleanor_cloud.errors import EleanorError, InvalidState
+from eleanor_cloud.errors import Conflict, EleanorError, InvalidState, LeaseLost
 from eleanor_cloud.models import RecordStatus, SimpleRecordsResult
 from eleanor_cloud.store import documents
 from eleanor_cloud.store.records import Record
@@ -347,14 +347,22 @@ class RecordsRun:
 
     def _write(self, progress: pg.Progress) -> None:
         env = self.env
-        self._record = documents.save_progress(
-            env.store,
-            progress,
-            task_id=env.task_id,
-            stage_name=env.stage_name,
-            replaces=self._record,
-            epoch=env.epoch,
-        )
+        try:
+            self._record = documents.save_progress(
+                env.store,
+                progress,
+                task_id=env.task_id,
+                stage_name=env.stage_name,
+                replaces=self._record,
+                epoch=env.epoch,
+            )
+        except Conflict as exc:
+            now = exc.current if isinstance(exc.current, Record) else None
+            who = f"{now.writer!r} at epoch {now.epoch}" if now else "another writer"
+            raise LeaseLost(
+                f"{self.where}: its progress was written by {who} (ours {env.epoch}): "
+                "fenced out, this holder stops"
+            ) from exc
 
     def outcome_message(self) -> str | None:
         """Why a finished run counts as a failed attempt, or ``None`` if it does not."""

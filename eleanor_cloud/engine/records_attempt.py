@@ -67,6 +67,7 @@ class Lent:
             progress=run.progress.get(name),
             on_write=keep,
             floor=run.floor,
+            monotonic=run.lease.monotonic,  # the engine's notion of elapsed time
         )
         self.records = RecordsRun(env, read, **options)
         return self.records
