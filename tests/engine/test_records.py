@@ -8,6 +8,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import eleanor_cloud as ec
 from eleanor_cloud.engine import Backoff, BaseStage, StageContext, TaskEngine
@@ -319,3 +321,53 @@ def test_a_fenced_out_holder_cannot_move_the_cursor(
     record = documents.load_progress(store, "job", "t", Progress)
     assert record is not None and record.epoch == 2  # the successor's, not the zombie's
     assert json.loads(store.backend.read("pfx/job/t.json")[0])["epoch"] == 2
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    n=st.integers(min_value=0, max_value=60),
+    batch=st.integers(min_value=1, max_value=12),
+    failing=st.sets(st.integers(min_value=0, max_value=59), max_size=15),
+    crash_at=st.one_of(st.none(), st.integers(min_value=0, max_value=59)),
+    every=st.integers(min_value=1, max_value=40),
+)
+def test_any_batching_failures_and_crash_end_with_every_record_once(
+    n: int, batch: int, failing: set[int], crash_at: int | None, every: int
+) -> None:
+    """Records failing on the first attempt and a crash in it at any record: the final
+    counts have every record exactly once, and what was offered again is only the
+    failed records and the batches not yet checkpointed at the crash."""
+    from eleanor_cloud.backends.memory import MemoryBackend
+
+    clock = FakeClock()
+    store = StateStore(MemoryBackend(), "pfx", clock=clock)
+
+    def handle(item: Any, ctx: Any) -> RecordStatus:
+        if ctx.attempt == 1 and item["v"] == crash_at:
+            raise RuntimeError("crash")
+        if ctx.attempt == 1 and item["v"] in failing:
+            return RecordStatus.ERROR
+        return RecordStatus.SUCCESS
+
+    stage = RecordsStage(
+        Source(n), handle, batch_size=batch, checkpoint_every=3600, checkpoint_records=every
+    )
+    summary = engine(store, stage, clock, max_attempts=5).run()
+    assert summary.status is StageStatus.COMPLETE
+    assert store.load("job", "t", RState).result == SimpleRecordsResult(
+        total_count=n, success_count=n
+    )
+    first = [rid for attempt, _, rid in stage.seen if attempt == 1]
+    later = [rid for attempt, _, rid in stage.seen if attempt > 1]
+    assert sorted(set(first) | set(later)) == [f"r{i:03d}" for i in range(n)]
+    again = set(first) & set(later)
+    failed = {f"r{i:03d}" for i in failing if i < n}
+    if crash_at is None or crash_at >= n:
+        assert again == failed & set(first)
+    else:
+        # At most the records since the last checkpoint (fewer than ``every`` + a batch).
+        unsaved = again - failed
+        assert len(unsaved) < every + batch
+        assert all(int(r[1:]) <= crash_at for r in unsaved)
