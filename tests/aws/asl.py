@@ -5,7 +5,11 @@ definition and the handler together: the ResultSelector paths must exist in the
 handler's output, the Choice rules must route real outputs, the Wait must find its
 seconds. Anything outside the subset raises, so the file cannot drift past the tests.
 Wait states are recorded, not slept: the test asserts what the machine would wait (and
-may advance a simulated clock by it, ``on_wait``).
+may advance a simulated clock by it, ``on_wait``). A function error is an exception
+raised by ``invoke`` (not an ``AssertionError``: that is the test's own check): its
+``errorType`` is the class name, as the Lambda runtime reports
+it; the Task's Retry rules (retried at once: their intervals are recorded, not slept)
+and Catch rules route it.
 """
 
 from __future__ import annotations
@@ -99,12 +103,46 @@ class Execution:
     visited: list[str] = field(default_factory=list)
     waits: list[int] = field(default_factory=list)
     invocations: int = 0
+    errors: list[str] = field(default_factory=list)  # function errors, by errorType
+    retries: list[str] = field(default_factory=list)  # the errors a Retry rule retried
     status: str = "RUNNING"  # SUCCEEDED / FAILED
     error: str | None = None
     output: Any = None
 
 
 Invoke = Callable[[str, Any], Any]  # (FunctionName, Payload) -> the function's output
+
+
+def _matches(rule: dict[str, Any], error: str) -> bool:
+    names = rule["ErrorEquals"]
+    return (
+        error in names
+        or "States.ALL" in names
+        or ("States.TaskFailed" in names and not error.startswith("States."))
+    )
+
+
+def _call(state: dict[str, Any], params: dict[str, Any], invoke: Invoke, ex: Execution) -> Any:
+    """Invoke the function under the state's Retry rules; re-raise what they give up on."""
+    tries: dict[int, int] = {}
+    while True:
+        ex.invocations += 1
+        try:
+            return invoke(params["FunctionName"], params["Payload"])
+        except AssertionError:
+            raise  # the test's own check inside invoke: not the function's error
+        except Exception as exc:
+            error = type(exc).__name__
+            ex.errors.append(error)
+            for index, rule in enumerate(state.get("Retry", [])):
+                if _matches(rule, error):
+                    if tries.get(index, 0) < rule.get("MaxAttempts", 3):
+                        tries[index] = tries.get(index, 0) + 1
+                        ex.retries.append(error)
+                        break
+                    raise
+            else:
+                raise
 
 
 def run(
@@ -135,11 +173,20 @@ def run(
             if state["Resource"] != "arn:aws:states:::lambda:invoke":
                 raise AslError(f"unsupported resource {state['Resource']!r}")
             params = apply_template(state["Parameters"], data)
-            ex.invocations += 1
-            response = {
-                "Payload": invoke(params["FunctionName"], params["Payload"]),
-                "StatusCode": 200,
-            }
+            try:
+                response = {"Payload": _call(state, params, invoke, ex), "StatusCode": 200}
+            except AssertionError:
+                raise
+            except Exception as exc:  # retries spent (or none): Catch, or fail
+                error = type(exc).__name__
+                catch = next((c for c in state.get("Catch", []) if _matches(c, error)), None)
+                if catch is None:
+                    ex.status, ex.error, ex.output = "FAILED", error, data
+                    return ex
+                failure = {"Error": error, "Cause": str(exc)}
+                data = set_path(data, catch.get("ResultPath", "$"), failure)
+                name = catch["Next"]
+                continue
             result = (
                 apply_template(state["ResultSelector"], response)
                 if "ResultSelector" in state

@@ -30,6 +30,7 @@ from eleanor_cloud.engine.lease_watch import LeaseWatch
 from eleanor_cloud.models import StageStatus
 from eleanor_cloud.store import Lease, StateStore
 from tests.aws import asl
+from tests.aws.sim import SimContext, SimTime
 from tests.aws.taskmod import TState
 
 TTL, SKEW = 60.0, 5.0
@@ -37,36 +38,6 @@ NEEDED = TTL + SKEW
 TIMEOUT, MARGIN = 10.0, 1.0  # each invocation's remaining time at start, and margin
 BUDGET = TIMEOUT - MARGIN
 STAGES = ("s1", "s2", "s3")
-
-
-class SimTime:
-    """The test's whole notion of time; only ``sleep`` (the engine's lease polls) and
-    the state machine's Wait move it."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 1, tzinfo=UTC)
-
-    def clock(self) -> datetime:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-    def seconds_since(self, then: datetime) -> float:
-        return (self.now - then).total_seconds()
-
-
-class SimContext:
-    """A Lambda context whose remaining time runs down on the simulated clock."""
-
-    aws_request_id = "sim"
-
-    def __init__(self, sim: SimTime, seconds: float) -> None:
-        self._sim = sim
-        self._ends = sim.now + timedelta(seconds=seconds)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._ends - self._sim.now).total_seconds() * 1000))
 
 
 class Quick(BaseStage[TState]):
