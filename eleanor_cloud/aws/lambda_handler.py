@@ -34,6 +34,14 @@ lease and could start no stage in what was left), ``idle_wait_seconds`` after th
 was fenced out, and while another holder has the lease (``lease_held``) the time until
 the lease would count as abandoned, at most ``max_lease_wait``.
 
+**Records stages longer than an invocation.** A stage that iterates ``ctx.records(...)``
+(its ``expected_duration`` is read as the duration of *one batch*) checkpoints and
+suspends before a batch that would not finish before the deadline; the stage stays
+RUNNING (its progress object says ``suspended``), the response is ``done: false`` with
+``wait_seconds: 0``, ``stages_run`` names it, and the next invocation resumes the same
+attempt at the checkpointed cursor (``stage_resumed``). So such a stage spans as many
+invocations as it needs, each getting through the batches that fit.
+
 **Taking a dead holder's lease over across invocations.** A lease counts as abandoned
 only once a challenger has seen it stand still for its TTL plus the clock-skew
 tolerance (65 s with the defaults), which may be longer than an invocation. No wait
@@ -83,7 +91,8 @@ The truncation is deterministic: the same summary gives the same response.
 Errors that retrying cannot fix propagate as Lambda errors, whose ``errorType`` is the
 exception class name: ``InvalidEvent`` (not an object with a string ``task_id``, or a
 malformed ``lease_watch`` / ``lease_waited_seconds``), ``InvalidKey`` (an unsafe task
-id), ``StageDoesNotFit`` (a stage longer than any invocation), ``CorruptState``,
+id), ``StageDoesNotFit`` (a stage, or one batch of a records stage, longer than any
+invocation), ``CorruptState``,
 ``AccessDenied``. ``Unavailable`` (S3 throttling or 5xx after the client's own
 retries) is worth a retry; the state machine does so.
 """
@@ -100,6 +109,7 @@ from eleanor_cloud.aws.env import env_float
 from eleanor_cloud.aws.lambda_loop import (
     MAX_LEASE_WAIT,
     InvalidEvent,
+    InvocationProgress,
     held_lease_wait,
     parse_event,
 )
@@ -148,11 +158,14 @@ class LambdaContext(Protocol):
 
 
 class StageDoesNotFit(InvalidState):
-    """The next stage's ``expected_duration`` (plus its retry backoff) exceeds a whole
-    invocation's budget, so no invocation could ever start it.
+    """No invocation could ever make progress on the next stage: its
+    ``expected_duration`` (plus its retry backoff) exceeds a whole invocation's budget,
+    or it is a records stage whose slice got through no batch in an invocation where
+    nothing else progressed (a single batch does not fit: ``max(slowest batch,
+    expected_duration) * 1.2 + 0.5`` s is more than the budget).
 
     Looping would never make progress: raise the function timeout, shorten or split
-    the stage, or run the task on ECS instead.
+    the stage (or its batches), or run the task on ECS instead.
     """
 
 
@@ -166,6 +179,31 @@ def _expected_duration(engine: TaskEngine[Any], stage_name: str | None) -> float
             duration = stage.expected_duration
             return float(duration) if duration is not None else None
     return None
+
+
+def _does_not_fit(
+    engine: TaskEngine[Any],
+    summary: TaskSummary,
+    task_id: str,
+    budget: float,
+    remaining: float,
+    margin: float,
+    seen: InvocationProgress,
+) -> StageDoesNotFit:
+    name = seen.empty_slice if seen.ran else summary.next_stage
+    needed = _expected_duration(engine, name)
+    window = (
+        f"an invocation that leaves {budget:.1f}s (remaining {remaining:.1f}s - margin "
+        f"{margin:.1f}s): {summary.message or 'paused'}"
+    )
+    if seen.ran:
+        expects = f" (expected {needed:.1f}s per batch)" if needed is not None else ""
+        return StageDoesNotFit(
+            f"task {task_id!r}: records stage {name!r}: not even one batch{expects} fits "
+            f"in {window}"
+        )
+    expects = f" expects {needed:.1f}s but" if needed is not None else ""
+    return StageDoesNotFit(f"task {task_id!r}: stage {name!r}{expects} cannot start in {window}")
 
 
 def lambda_handler(
@@ -227,14 +265,14 @@ def lambda_handler(
             )
 
         engine = build_engine(loop_event.event)
-        ran: list[str] = []
+        seen = InvocationProgress()
+        ran = seen.ran
         # How this invocation came to hold the lease, and how many seconds that took.
         got_lease: list[tuple[str, float]] = []
 
         def on_event(ev: EngineEvent) -> None:
-            if ev.kind == "stage_started" and ev.stage_name is not None:
-                ran.append(ev.stage_name)
-            elif ev.kind in ("lease_acquired", "lease_takeover") and not got_lease:
+            seen.note(ev)
+            if ev.kind in ("lease_acquired", "lease_takeover") and not got_lease:
                 got_lease.append((ev.kind, monotonic() - started))
 
         # Imported here: importing this module must not load the engine.
@@ -271,29 +309,28 @@ def lambda_handler(
         waited_for_lease = bool(got_lease) and (
             got_lease[0][0] == "lease_takeover" or got_lease[0][1] > LEASE_WAIT_SLACK
         )
-        if not summary.done and not lease_held and not ran and waited_for_lease:
-            # Paused before the first stage, but after spending part of the budget on
-            # the lease (a takeover watches the dead holder's lease, then fences every
-            # stage). That is no evidence the stage cannot fit: loop at once. The lease
-            # is released, so the next invocation holds it at once and judges the
-            # stage against its whole budget (and raises below if it still cannot fit).
+        # Nothing was started, or only a records stage that got through no batch.
+        stuck = not summary.done and not lease_held and seen.stuck
+        if stuck and waited_for_lease:
+            # Paused before the first stage (or batch), but after spending part of the
+            # budget on the lease (a takeover watches the dead holder's lease, then
+            # fences every stage). That is no evidence the stage cannot fit: loop at
+            # once. The lease is released, so the next invocation holds it at once and
+            # judges the stage against its whole budget (and raises below if it still
+            # cannot fit).
             _log.info(
                 "task %s: %s after %.1fs spent on the lease; looping",
                 task_id,
                 summary.message or "paused",
                 got_lease[0][1],
             )
-        elif not summary.done and not lease_held and not ran:
-            # The engine paused before starting anything: the next stage (plus its retry
-            # backoff) does not fit in a whole invocation, and the next invocation has
-            # no more time than this one. Looping would never make progress.
-            needed = _expected_duration(engine, summary.next_stage)
-            expects = f" expects {needed:.1f}s but" if needed is not None else ""
-            raise StageDoesNotFit(
-                f"task {task_id!r}: stage {summary.next_stage!r}{expects} cannot start in an "
-                f"invocation that leaves {budget:.1f}s (remaining {remaining:.1f}s - margin "
-                f"{margin:.1f}s): {summary.message or 'paused'}"
-            )
+        elif stuck:
+            # The engine paused before starting anything, or a records stage suspended
+            # before its first batch with nothing else done: the next stage (plus its
+            # retry backoff), or one batch of it, does not fit in a whole invocation,
+            # and the next invocation has no more time than this one. Looping would
+            # never make progress.
+            raise _does_not_fit(engine, summary, task_id, budget, remaining, margin, seen)
 
         request_id = getattr(context, "aws_request_id", None)
         final_stage = summary.stages[-1].name if summary.stages else None

@@ -1,5 +1,7 @@
-"""The state machine loop's protocol: what an event carries into an invocation, and how
-long the loop waits when another holder has the lease.
+"""The state machine loop's protocol: what an event carries into an invocation, how
+long the loop waits when another holder has the lease, and whether an invocation made
+any progress (:class:`InvocationProgress`, from the engine's events: looping after an
+invocation that made none would never end).
 
 An event is the caller's object with a string ``task_id``. The task-loop state
 machine merges two more keys into every invocation's event after the first
@@ -35,6 +37,7 @@ from eleanor_cloud.errors import InvalidState, LeaseHeld
 from eleanor_cloud.keys import validate_task_id
 
 if TYPE_CHECKING:
+    from eleanor_cloud.engine.events import EngineEvent
     from eleanor_cloud.engine.lease_watch import LeaseWatch
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "WAITED_KEY",
     "WATCH_KEY",
     "InvalidEvent",
+    "InvocationProgress",
     "LoopEvent",
     "held_lease_wait",
     "parse_event",
@@ -78,6 +82,44 @@ class LoopEvent:
     task_id: str
     event: Mapping[str, Any]  # what build_engine receives: the event minus LOOP_KEYS
     lease_watch: LeaseWatch | None  # already credited with lease_waited_seconds
+
+
+class InvocationProgress:
+    """What the engine's events say this invocation got done.
+
+    ``ran``: the stages started or resumed, in order (the response's ``stages_run``).
+    ``stuck``: nothing was started, or the one stage that ran is a records stage whose
+    slice suspended before its first batch (``stage_suspended`` with ``batches == 0``)
+    and no attempt ended: then the invocation made no progress at all.
+    """
+
+    _ENDINGS = frozenset(
+        {"stage_completed", "stage_retry", "stage_failed", "stage_canceled", "stage_interrupted"}
+    )
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self.empty_slice: str | None = None  # the stage suspended before any batch
+        self.progressed = False  # an attempt ended, or a slice got through a batch
+
+    def note(self, ev: EngineEvent) -> None:
+        if ev.stage_name is None:
+            return
+        if ev.kind in ("stage_started", "stage_resumed"):
+            self.ran.append(ev.stage_name)
+        elif ev.kind == "stage_suspended":
+            if ev.batches == 0:
+                self.empty_slice = ev.stage_name
+            else:
+                self.progressed = True
+        elif ev.kind in self._ENDINGS:
+            self.progressed = True
+
+    @property
+    def stuck(self) -> bool:
+        if not self.ran:
+            return True
+        return self.empty_slice is not None and not self.progressed
 
 
 def _seconds(value: object) -> float | None:
