@@ -266,3 +266,17 @@ def _fmt(value: Any) -> str:
             return "-"
         return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
     return str(value)
+
+
+def warm_probe(store: Any) -> int:
+    """Pay the S3 backend's once-per-process conditions probe up front, so a section
+    measures steady-state requests; returns how many requests the probe made (0 when
+    the backend has none or this process already probed the bucket)."""
+    probe = getattr(store.backend, "probe_conditions", None)
+    if probe is None:
+        return 0
+    from eleanor_cloud.backends.s3 import PROBE_REQUESTS, clear_probe_cache
+
+    clear_probe_cache()
+    probe()
+    return PROBE_REQUESTS

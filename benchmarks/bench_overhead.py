@@ -28,6 +28,7 @@ from benchmarks._util import (
     summary,
     table,
     target,
+    warm_probe,
 )
 from benchmarks.workload import engine_label, new_task_id, run_task, stage_names
 
@@ -89,6 +90,7 @@ def _measure(
     engine_client, raw_client = make_client(), make_client()
     bucket = new_bucket(engine_client, "overhead")
     names = stage_names(n_stages)
+    warm_probe(open_store(f"s3://{bucket}/bench", client=engine_client))
     log = RequestLog().attach(engine_client)
     trace_task = new_task_id("trace")
     run_task(open_store(f"s3://{bucket}/bench", client=engine_client), trace_task, names)

@@ -24,6 +24,7 @@ from benchmarks._util import (
     ratio,
     summary,
     table,
+    warm_probe,
 )
 from benchmarks.bench_overhead import replay
 from benchmarks.workload import run_task
@@ -82,6 +83,7 @@ def run(rounds: int) -> dict[str, Any]:
             return charge(order)
 
         store = open_store(f"s3://{bucket}/orders", client=s3)
+        warm_probe(store)  # once per process, not per call: measured elsewhere
 
         def eleanor_charge(order: dict[str, Any]) -> Any:
             # One stage whose work is the protected call; the task id is the key.

@@ -14,6 +14,7 @@ from benchmarks._util import (
     new_bucket,
     table,
     target,
+    warm_probe,
 )
 from benchmarks.workload import engine_label, new_task_id, run_task, stage_names
 
@@ -25,6 +26,7 @@ def run(ns: list[int], server_url: str) -> dict[str, Any]:
 
     client = boto3.client("s3", endpoint_url=server_url, region_name=REGION)
     bucket = new_bucket(client, "requests")
+    probe = warm_probe(open_store(f"s3://{bucket}/bench", client=client))
     log = RequestLog().attach(client)
     rows: list[dict[str, Any]] = []
     targets = []
@@ -77,6 +79,9 @@ def run(ns: list[int], server_url: str) -> dict[str, Any]:
         "measured": engine_label(),
         "peer": "moto ThreadedMotoServer over HTTP",
         "rows": rows,
+        # The S3 conditions probe: paid once per process and bucket, before the first
+        # conditional write; the rows count steady-state runs after it.
+        "probe_requests_once_per_process": probe,
         "targets": targets,
     }
 
