@@ -319,6 +319,7 @@ def demo_cmd(
         work_delay=work_delay,
         crash_at=crash_at,
         progress=progress.advance,
+        note=progress.note,
         on_crash=on_crash,
         lease_ttl=lease_ttl,
         wait_for_lease=lease_ttl * 3 + skew + 5.0,

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import eleanor_cloud as ec
 from eleanor_cloud.engine import AnyStageState
-from eleanor_cloud.examples.demo import STAGES, expected_result
+from eleanor_cloud.engine.progress import Progress
+from eleanor_cloud.examples.demo import BATCH, STAGES, build_demo, expected_result
+from eleanor_cloud.examples.sink import BatchSink
 from eleanor_cloud.models import StageStatus
+from eleanor_cloud.store.documents import load_progress
 from tests.cli.conftest import BIN
 
 FAST = ["--work-delay", "0.002"]
@@ -68,6 +71,10 @@ def test_demo_plain_output_shows_stages_and_table(invoke) -> None:
         assert f"[{stage}] COMPLETE" in out
     assert "task demo: COMPLETE" in out
     assert f"result: total=240 ok={expected_result().success_count}" in out
+    # The records stages say what they processed; a fresh run resumes nothing.
+    assert "[validate] this run processed 240 records" in out
+    assert "[transform] this run processed 223 records" in out
+    assert "resuming at record" not in out
 
 
 def test_demo_again_when_complete_and_reset(invoke, store: ec.StateStore) -> None:
@@ -94,14 +101,30 @@ def test_demo_time_budget_stops_with_exit_3(invoke) -> None:
     assert resumed.exit_code == 0 and json.loads(resumed.stdout)["status"] == "COMPLETE"
 
 
+def _transform_output(store: ec.StateStore, task_id: str) -> list[dict[str, object]]:
+    return BatchSink(store, task_id, "transform").read_all()
+
+
 def test_crash_and_resume_in_two_processes(cli_env: dict[str, str], store: ec.StateStore) -> None:
-    args = ["demo", "--work-delay", "0.005", "--lease-ttl", "1", "--records", "200"]
+    # The records of `make demo`: 240 generated, 223 valid; transform checkpoints after
+    # every batch of 20 and is killed at the first batch past half of them: record 120.
+    args = ["demo", "--work-delay", "0.005", "--lease-ttl", "1"]
+    expected = expected_result()
+    valid = expected.total_count - expected.fail_count
+    at = -(-(valid // 2) // BATCH) * BATCH  # the first batch boundary at or past half
+    assert (valid, at) == (223, 120)
 
     crashed = _cli([*args, "--crash-at", "transform"], cli_env)
 
     assert crashed.returncode == -signal.SIGKILL, (crashed.returncode, crashed.stderr)
+    assert f"[transform] at record {at} of {valid}; checkpoint {at // BATCH} holds" in (
+        crashed.stdout
+    )
     assert "[transform] --crash-at transform: killing this process" in crashed.stdout
     assert "[publish]" not in crashed.stdout
+    progress = load_progress(store, "demo", "transform", Progress)
+    assert progress is not None and progress.value.attempt == 1
+    assert (progress.value.offered, progress.value.batches) == (at, at // BATCH)
     states = {
         n: store.load("demo", n, AnyStageState) for n in ("generate", "validate", "transform")
     }
@@ -127,6 +150,12 @@ def test_crash_and_resume_in_two_processes(cli_env: dict[str, str], store: ec.St
     assert "took over the expired lease (epoch 2)" in out
     assert "[generate] attempt" not in out and "[validate] attempt" not in out
     assert "[transform] attempt 2: started" in out
+    # Attempt 2 starts at the last checkpoint and reads only the records left.
+    assert (
+        f"[transform] resuming at record {at} of {valid} from the last checkpoint "
+        f"(checkpoint {at // BATCH}, by attempt 1): {valid - at} records left"
+    ) in out
+    assert f"[transform] this run processed {valid - at} records" in out
     assert "history: transform attempt 1: CREATED -> RETRY: interrupted" in out
 
     status = json.loads(_cli(["status", "demo", "--json"], cli_env).stdout)
@@ -134,8 +163,14 @@ def test_crash_and_resume_in_two_processes(cli_env: dict[str, str], store: ec.St
     attempts = {s["name"]: s["attempts"] for s in status["stages"]}
     assert attempts == {"generate": 1, "validate": 1, "transform": 2, "publish": 1}
     assert status["lease"]["epoch"] == 2 and status["lease"]["released"] is True
-    # Interrupted work was redone from scratch, so the result is an uninterrupted run's.
-    assert status["result"] == expected_result(7, 200).model_dump(mode="json")
+    # The counts the engine computed from the checkpoints of both attempts are an
+    # uninterrupted run's, and the sink got every transformed record exactly once.
+    assert status["result"] == expected.model_dump(mode="json")
+    transform = next(s for s in status["stages"] if s["name"] == "transform")
+    assert transform["result"]["total_count"] == valid
+    assert transform["result"]["unprocessed_count"] == expected.unprocessed_count
+    ids = [r["id"] for r in _transform_output(store, "demo")]
+    assert len(ids) == len(set(ids)) == expected.success_count
 
     history = json.loads(_cli(["history", "demo", "transform", "--json"], cli_env).stdout)
     assert [(e["attempt"], e["end_status"]) for e in history["entries"]] == [
@@ -143,6 +178,33 @@ def test_crash_and_resume_in_two_processes(cli_env: dict[str, str], store: ec.St
         (2, "COMPLETE"),
     ]
     assert "interrupted" in history["entries"][0]["message"]
+
+
+def test_a_batch_offered_again_is_written_to_the_sink_once(store: ec.StateStore) -> None:
+    # Transform fails right after writing batch 6 to the sink, before the engine could
+    # checkpoint it: attempt 2 resumes at record 120 and is offered batch 6 again, with
+    # the same idempotency key, which the sink has already.
+    notes: list[str] = []
+    failed: list[str] = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "transform" and done == 140 and not failed:
+            failed.append(stage)
+            raise RuntimeError("the connection dropped after the sink write")
+
+    engine = build_demo("dedup", store, work_delay=0, progress=progress, note=notes.append)
+    summary = engine.run()
+
+    assert summary.status is StageStatus.COMPLETE and failed == ["transform"]
+    assert summary.result == expected_result()
+    assert any(n.startswith("[transform] resuming at record 120 of 223") for n in notes), notes
+    assert any(
+        n.startswith("[transform] this run processed 103 records")
+        and "1 batch(es) were already in the sink" in n
+        for n in notes
+    ), notes
+    ids = [r["id"] for r in _transform_output(store, "dedup")]
+    assert len(ids) == len(set(ids)) == expected_result().success_count
 
 
 def test_demo_waits_for_a_live_lease_then_takes_over(invoke, store: ec.StateStore) -> None:
