@@ -150,17 +150,22 @@ class RecordsRun:
 
     def __next__(self) -> Batch:
         self._commit_pending()
+        if self.progress.finished:  # the last batch fitted: end now, not at a deadline
+            return self._end()
         reason = self._must_stop()
         if reason is not None:
             self.checkpoint(suspended=True)
             raise Suspended(reason, batches=self._slice_batches)
         batch = self._next_batch()
         if batch is None:
-            self.checkpoint()
-            self.finished = True
-            raise StopIteration
+            return self._end()
         self._pending, self._started_at = batch, self.env.monotonic()
         return batch
+
+    def _end(self) -> Batch:
+        self.checkpoint()
+        self.finished = True
+        raise StopIteration
 
     def _commit_pending(self) -> None:
         batch, self._pending = self._pending, None
