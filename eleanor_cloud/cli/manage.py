@@ -67,7 +67,7 @@ def _show_after(
 def _statuses(state: CliContext, task_id: str) -> dict[str, str]:
     from eleanor_cloud.cli.views import load_task_view
 
-    view = load_task_view(state.store, task_id, with_lease=False)
+    view = load_task_view(state.store, task_id, with_lease=False, with_progress=False)
     return {s.name: s.status.value for s in view.stages}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from eleanor_cloud.cli.escaping import printable
@@ -82,6 +82,26 @@ class Output:
         # ASCII, so this rewrites string contents only, into escapes that decode to the
         # very same characters.
         sys.stdout.write(_RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
+        sys.stdout.flush()
+
+    def json_lines(self, values: Iterable[dict[str, Any]]) -> None:
+        """Rows of a JSON Lines export (``--jsonl``), one compact object a line, escaped
+        as :meth:`json` escapes; one write and one flush (a streamed listing's chunk)."""
+        rows = (json.dumps(value, ensure_ascii=False, separators=(",", ":")) for value in values)
+        text = "".join(row + "\n" for row in rows)
+        sys.stdout.write(_RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+        sys.stdout.flush()
+
+    def lines(self, texts: Iterable[str]) -> None:
+        """Lines of prose, as :meth:`line` prints them; without a terminal, one write and
+        one flush (a streamed listing's chunk)."""
+        if self.json_mode:
+            return
+        if self.tty:
+            for text in texts:
+                self.line(text)
+            return
+        sys.stdout.write("".join(printable(text) + "\n" for text in texts))
         sys.stdout.flush()
 
     def line(self, text: str = "", *, style: str | None = None) -> None:

@@ -9,7 +9,7 @@ import click
 from eleanor_cloud.cli.common import CliContext, fail, json_option, pass_cli, validate_task_id_arg
 from eleanor_cloud.cli.exits import EXIT_FAILED, EXIT_USAGE
 from eleanor_cloud.cli.output import Output
-from eleanor_cloud.cli.render import render_task, seconds, short_ts
+from eleanor_cloud.cli.render import checkpoint_line, render_task, seconds, short_ts
 
 if TYPE_CHECKING:
     from eleanor_cloud.cli.shapes import TaskRow
@@ -60,7 +60,7 @@ def _task_row(store: StateStore, task_id: str) -> TaskRow | None:
     from eleanor_cloud.errors import CorruptState, NotFound
 
     try:
-        return task_row(load_task_view(store, task_id, with_lease=False))
+        return task_row(load_task_view(store, task_id, with_lease=False, with_progress=False))
     except NotFound:
         return None
     except CorruptState as exc:
@@ -179,7 +179,11 @@ def tasks_cmd(
 @json_option
 @pass_cli
 def history_cmd(state: CliContext, task_id: str, stage: str | None, as_json: bool) -> None:
-    """Show the run history of TASK_ID (of one STAGE when given): one row per attempt."""
+    """Show the run history of TASK_ID (of one STAGE when given): one row per attempt.
+
+    For a records stage, also what each attempt's checkpoints did (slices, checkpoints,
+    batches, records, the last one's time), including an attempt still in flight.
+    """
     from eleanor_cloud.cli.shapes import history_doc
 
     out = Output(json_mode=as_json)
@@ -195,24 +199,27 @@ def history_cmd(state: CliContext, task_id: str, stage: str | None, as_json: boo
         return
     if not doc.entries:
         out.line(f"no history yet for task {task_id}" + (f" stage {stage}" if stage else ""))
-        return
-    out.table(
-        ["STAGE", "ATTEMPT", "FROM", "TO", "BEGIN", "END", "RUN TIME", "MESSAGE"],
-        [
+    else:
+        out.table(
+            ["STAGE", "ATTEMPT", "FROM", "TO", "BEGIN", "END", "RUN TIME", "MESSAGE"],
             [
-                e.stage,
-                str(e.attempt),
-                e.begin_status.value,
-                e.end_status.value,
-                short_ts(e.begin_ts),
-                short_ts(e.end_ts),
-                seconds(e.run_time_seconds),
-                e.message,
-            ]
-            for e in doc.entries
-        ],
-        status_column=3,
-    )
+                [
+                    e.stage,
+                    str(e.attempt),
+                    e.begin_status.value,
+                    e.end_status.value,
+                    short_ts(e.begin_ts),
+                    short_ts(e.end_ts),
+                    seconds(e.run_time_seconds),
+                    e.message,
+                ]
+                for e in doc.entries
+            ],
+            status_column=3,
+        )
+    if doc.checkpoints:
+        out.line("checkpoints (records stages):")
+        out.lines("  " + checkpoint_line(row) for row in doc.checkpoints)
 
 
 @click.command("schema")

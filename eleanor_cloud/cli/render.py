@@ -11,9 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from eleanor_cloud.cli.output import Output
-    from eleanor_cloud.cli.views import LeaseView, TaskView
+    from eleanor_cloud.cli.progress_doc import CheckpointRow
+    from eleanor_cloud.cli.views import LeaseView, StageView, TaskView
 
-__all__ = ["duration", "render_lease", "render_task", "seconds", "short_ts", "summarize_result"]
+__all__ = [
+    "checkpoint_line",
+    "duration",
+    "progress_line",
+    "render_lease",
+    "render_task",
+    "seconds",
+    "short_ts",
+    "summarize_result",
+]
 
 
 def short_ts(ts: str | None) -> str:
@@ -112,6 +122,53 @@ def render_task(out: Output, view: TaskView) -> None:
     )
     if view.result is not None:
         out.line(f"result: {summarize_result(view.result, width=200)}")
+    for stage in view.stages:
+        line = progress_line(view.task_id, stage)
+        if line is not None:
+            out.line(line)
     if view.extra_stages:
         out.line(f"note: objects for stages not in the manifest: {', '.join(view.extra_stages)}")
     render_lease(out, view.lease)
+
+
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
+
+
+def progress_line(task_id: str, stage: StageView) -> str | None:
+    """One line about a records stage's progress (``None`` for other stages)."""
+    if stage.progress_error is not None:
+        return f"progress of {stage.name}: cannot be read: {stage.progress_error}"
+    view = stage.progress
+    if view is None:
+        return None
+    p = view.progress
+    total = view.total if view.total is not None else (p.offered if p.exhausted else None)
+    if total is not None:
+        head = f"{view.done:,}/{total:,} records"
+    else:
+        head = f"{view.done:,} records done of {p.offered:,} read so far (total unknown)"
+    counts = f"ok {view.ok:,}, fail {view.fail:,}, unprocessed {view.unprocessed:,}"
+    parts = [
+        f"progress of {stage.name}: {head} ({counts})",
+        f"last checkpoint {short_ts(view.checkpointed_at)}",
+    ]
+    if p.suspended:
+        parts.append(f"suspended in attempt {p.attempt}: the next run resumes it from here")
+    if view.retry_pending:
+        parts.append(f"{_plural(view.retry_pending, 'failed record')} of earlier attempts to retry")
+    if view.failed_ids:
+        parts.append(
+            f"{_plural(view.failed_ids, 'failed id')}: eleanor-cloud failed {task_id} {stage.name}"
+        )
+    return "; ".join(parts)
+
+
+def checkpoint_line(row: CheckpointRow) -> str:
+    """``load attempt 2: 3 slices, 12 checkpoints, 40 batches, 4,000 records, last ...``"""
+    return (
+        f"{row.stage} attempt {row.attempt}: {_plural(row.slices, 'slice')}, "
+        f"{_plural(row.checkpoints, 'checkpoint')}, {_plural(row.batches, 'batch', 'batches')}, "
+        f"{_plural(row.records, 'record')}, last {short_ts(row.last_at)}"
+        + (" (suspended: the next run resumes it)" if row.suspended else "")
+    )

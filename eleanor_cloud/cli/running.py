@@ -349,7 +349,7 @@ def _show_interruptions(out: Output, store: StateStore, task_id: str) -> None:
     """Point at the history entries of attempts that did not complete."""
     from eleanor_cloud.cli.views import load_task_view
 
-    view = load_task_view(store, task_id, with_lease=False)
+    view = load_task_view(store, task_id, with_lease=False, with_progress=False)
     for stage in view.stages:
         for entry in stage.history:
             if entry.end_status.value != "COMPLETE":

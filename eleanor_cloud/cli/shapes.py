@@ -32,6 +32,12 @@ from eleanor_cloud.cli.documents import JSON_SCHEMA_DIALECT, SCHEMA
 from eleanor_cloud.cli.documents import Document as _Document
 from eleanor_cloud.cli.documents import Model as _Model
 from eleanor_cloud.cli.documents import sometimes as _sometimes
+from eleanor_cloud.cli.progress_doc import (
+    CheckpointRow,
+    StageProgress,
+    checkpoint_rows,
+    stage_progress,
+)
 from eleanor_cloud.models import StageStatus
 
 if TYPE_CHECKING:
@@ -41,11 +47,13 @@ __all__ = [
     "DOCUMENTS",
     "SCHEMA",
     "CheckDoc",
+    "CheckpointRow",
     "DeleteDoc",
     "HistoryDoc",
     "HistoryRow",
     "LeaseDoc",
     "LeaseInfo",
+    "StageProgress",
     "StageRow",
     "TaskDoc",
     "TaskFilter",
@@ -92,6 +100,12 @@ class StageRow(_Model):
     revision: int | None
     writer: str | None = Field(description="Who last wrote the stage's object (``host/pid``).")
     result: Any = Field(description="The stage's result as stored (any JSON), or ``null``.")
+    progress: StageProgress | None = Field(
+        None, description="A records stage's progress (``ctx.records``); ``null`` for others."
+    )
+    progress_error: str | SkipJsonSchema[None] = _sometimes(
+        "Why the stage's progress object cannot be read (then ``progress`` is ``null``)."
+    )
 
 
 class TaskDoc(_Document):
@@ -196,6 +210,11 @@ class HistoryDoc(_Document):
     task_id: str
     stage: str | None = Field(description="The one stage asked for, or ``null`` for all.")
     entries: list[HistoryRow]
+    checkpoints: list[CheckpointRow] = Field(
+        default_factory=list,
+        description="Records stages: what each attempt's checkpoints did, in stage order "
+        "then attempt order (an attempt in flight or suspended has no entry yet).",
+    )
 
 
 class LeaseDoc(_Document):
@@ -269,6 +288,8 @@ def stage_row(stage: StageView) -> StageRow:
         revision=stage.revision,
         writer=stage.writer,
         result=stage.result,
+        progress=stage_progress(stage.progress) if stage.progress is not None else None,
+        progress_error=stage.progress_error,
     )
 
 
@@ -333,13 +354,14 @@ def corrupt_row(task_id: str, error: str) -> TaskRow:
 
 def history_doc(view: TaskView, store: str, stage: str | None) -> HistoryDoc:
     """The ``history`` document: every run of one stage or of all stages."""
+    shown = [one for one in view.stages if stage is None or one.name == stage]
     entries = [
-        HistoryRow(stage=one.name, **entry.model_dump())
-        for one in view.stages
-        if stage is None or one.name == stage
-        for entry in one.history
+        HistoryRow(stage=one.name, **entry.model_dump()) for one in shown for entry in one.history
     ]
-    return HistoryDoc(store=store, task_id=view.task_id, stage=stage, entries=entries)
+    checkpoints = [row for one in shown for row in checkpoint_rows(one)]
+    return HistoryDoc(
+        store=store, task_id=view.task_id, stage=stage, entries=entries, checkpoints=checkpoints
+    )
 
 
 def lease_doc(

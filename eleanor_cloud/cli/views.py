@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -18,6 +18,9 @@ from eleanor_cloud.engine.anystate import AnyStageState
 from eleanor_cloud.models import StageStateHistoryEntry, StageStatus
 from eleanor_cloud.store.records import BROKEN_EXPIRY, Lease, Record, TaskManifest
 from eleanor_cloud.store.state_store import StateStore
+
+if TYPE_CHECKING:
+    from eleanor_cloud.cli.records_view import ProgressView
 
 __all__ = [
     "BROKEN_EXPIRY",
@@ -53,6 +56,8 @@ class StageView:
     updated_at: str | None
     revision: int | None
     writer: str | None
+    progress: ProgressView | None = None  # a records stage's, as last checkpointed
+    progress_error: str | None = None  # why its progress object cannot be read
 
     @property
     def last_message(self) -> str:
@@ -142,16 +147,49 @@ class TaskView:
 
 
 def load_task_view(
-    store: StateStore, task_id: str, *, with_lease: bool = True, now: datetime | None = None
+    store: StateStore,
+    task_id: str,
+    *,
+    with_lease: bool = True,
+    with_progress: bool = True,
+    now: datetime | None = None,
 ) -> TaskView:
-    """Load manifest, stage states and lease (``NotFound`` if the task does not exist)."""
+    """Load manifest, stage states, lease and records progress (``NotFound`` if the task
+    does not exist): GET manifest, one LIST, a GET per stage object, the lease and
+    (``with_progress``) a GET per records stage; see :mod:`.records_view`."""
+    from eleanor_cloud import keys
+
     manifest = store.load_manifest(task_id)
-    records = store.load_task_records(task_id, AnyStageState)
+    prefix = keys.task_prefix(store.prefix, task_id)
+    listed = list(store.backend.list(prefix, delimiter="/"))
+    # A records stage's folder (progress, failed chunks) rolls up into "<stage>/".
+    folders = {k[len(prefix) : -1] for k in listed if k.endswith("/")}
+    stage_keys = (k for k in listed if not k.endswith("/"))
+    names = [n for n in map(keys.stage_name_from_key, stage_keys) if n is not None]
+    records = store.load_stage_records(task_id, names, AnyStageState)
+    lease = None
+    if with_lease:
+        lease_record = store.load_lease(task_id)
+        if lease_record is not None:
+            lease = LeaseView.of(lease_record, now or utc_now())
+    progress: dict[str, Any] = {}
+    if with_progress:
+        from eleanor_cloud.cli.records_view import load_progress_views
+
+        floor = lease.lease.floor if lease is not None else 0
+        wanted = [n for n in manifest.stages if n in folders]
+        progress = load_progress_views(store, task_id, wanted, floor)
     stages: list[StageView] = []
     for name in manifest.stages:
+        found = progress.get(name)
+        extra: dict[str, Any] = (
+            {"progress_error": found} if isinstance(found, str) else {"progress": found}
+        )
         record = records.get(name)
         if record is None:
-            stages.append(StageView(name, StageStatus.CREATED, 0, [], None, None, None, None))
+            stages.append(
+                StageView(name, StageStatus.CREATED, 0, [], None, None, None, None, **extra)
+            )
             continue
         state = record.value
         result: Any = state.result
@@ -167,12 +205,8 @@ def load_task_view(
                 record.written_at,
                 record.revision,
                 record.writer,
+                **extra,
             )
         )
-    lease = None
-    if with_lease:
-        lease_record = store.load_lease(task_id)
-        if lease_record is not None:
-            lease = LeaseView.of(lease_record, now or utc_now())
-    extra = sorted(set(records) - set(manifest.stages))
-    return TaskView(task_id, manifest, stages, lease, extra)
+    extra_stages = sorted(set(records) - set(manifest.stages))
+    return TaskView(task_id, manifest, stages, lease, extra_stages)
