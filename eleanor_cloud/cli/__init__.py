@@ -5,8 +5,9 @@ Commands (``eleanor-cloud COMMAND --help`` for each)::
     demo                       run the bundled example task (--crash-at STAGE, then resume)
     run MODULE:FACTORY --task-id ID [--time-budget S]   run or resume your own task
     tasks [--status S] [--limit N] [--after ID]          list tasks, a page at a time
-    status TASK                stages, attempts, results, and the lease
-    history TASK [STAGE]       every recorded run of the task's stages
+    status TASK                stages, attempts, results, records progress, the lease
+    history TASK [STAGE]       every recorded run of the task's stages (and checkpoints)
+    failed TASK STAGE          a records stage's failed ids (--jsonl, --limit N)
     cancel TASK                cancel a task (a running holder stops at its next write)
     retry TASK                 move ERROR stages back to RETRY with a fresh budget
     rollback TASK --to STAGE   reset STAGE and later stages (--factory: call rollback())

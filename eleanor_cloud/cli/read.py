@@ -1,4 +1,5 @@
-"""Read commands: ``tasks``, ``status``, ``history`` and ``schema``. They never write."""
+"""Read commands: ``tasks``, ``status``, ``history``, ``failed`` and ``schema``. They never
+write."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from eleanor_cloud.cli.common import CliContext, fail, json_option, pass_cli, validate_task_id_arg
+from eleanor_cloud.cli.common import (
+    CliContext,
+    echo_err,
+    fail,
+    json_option,
+    pass_cli,
+    validate_task_id_arg,
+)
 from eleanor_cloud.cli.exits import EXIT_FAILED, EXIT_USAGE
 from eleanor_cloud.cli.output import Output
 from eleanor_cloud.cli.render import checkpoint_line, render_task, seconds, short_ts
@@ -222,6 +230,88 @@ def history_cmd(state: CliContext, task_id: str, stage: str | None, as_json: boo
         out.lines("  " + checkpoint_line(row) for row in doc.checkpoints)
 
 
+def _one_line(text: str) -> str:
+    """A stored id or reason kept on its line (printable() leaves newline and tab)."""
+    return text.replace("\n", "\\n").replace("\t", "\\t")
+
+
+def _reader_left() -> None:
+    """``failed ... | head``: the reader has what it wanted. Stop quietly (exit 0), with
+    stdout on /dev/null so the interpreter's last flush cannot fail again."""
+    import os
+    import sys
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise click.exceptions.Exit(0)
+
+
+@click.command("failed")
+@click.argument("task_id", callback=validate_task_id_arg)
+@click.argument("stage")
+@click.option(
+    "--jsonl", "as_jsonl", is_flag=True, help='JSON Lines: {"id","status","reason","chunk"}.'
+)
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N ids.")
+@pass_cli
+def failed_cmd(
+    state: CliContext, task_id: str, stage: str, as_jsonl: bool, limit: int | None
+) -> None:
+    """List (or export as JSON lines) the failed record ids of a records STAGE.
+
+    The records whose latest outcome is error or unprocessed, as last checkpointed:
+    those of the latest outcomes, then those the attempt's retry pass has still to
+    re-offer. Read a chunk (up to 1,000 ids, one GET) at a time, so memory stays bounded
+    whatever the count. Exits 1 for an unknown task or stage, or a stage with no
+    record progress.
+    """
+    from itertools import islice
+
+    from eleanor_cloud.cli.records_view import failed_ids, load_progress_views
+
+    store = state.store
+    manifest = store.load_manifest(task_id)
+    if stage not in manifest.stages:
+        fail(f"task {task_id!r} has no stage {stage!r} (stages: {', '.join(manifest.stages)})")
+    lease = store.load_lease(task_id)
+    found = load_progress_views(store, task_id, [stage], lease.value.floor if lease else 0)
+    view = found.get(stage)
+    if isinstance(view, str):
+        fail(view)
+    if view is None:
+        fail(
+            f"stage {stage!r} of task {task_id!r} has no record progress: it does not use "
+            "ctx.records(), or has not checkpointed yet"
+        )
+    out, total = Output(), view.failed_ids
+    shown = total if limit is None else min(limit, total)
+    if not as_jsonl:
+        dropped = view.progress.dropped_errors
+        out.line(
+            f"failed records of task {task_id} stage {stage}: {total:,}"
+            + (f" (and {dropped:,} more errors counted whose ids were not kept)" if dropped else "")
+        )
+    rows = islice(failed_ids(store, task_id, stage, view.progress), shown)
+    try:
+        while chunk := list(islice(rows, 1000)):
+            if as_jsonl:
+                out.json_lines(row.as_json() for row in chunk)
+            else:
+                out.lines(
+                    f"{_one_line(row.status):<11}  {_one_line(row.id)}"
+                    + (f"  {_one_line(row.reason)}" if row.reason else "")
+                    for row in chunk
+                )
+    except BrokenPipeError:
+        _reader_left()
+    if shown < total:
+        note = f"showed {shown:,} of {total:,} failed ids (--limit)"
+        if as_jsonl:
+            echo_err(f"eleanor-cloud: {note}")
+        else:
+            out.line(note)
+
+
 @click.command("schema")
 @click.argument("kind", required=False, type=click.Choice(_KINDS))
 def schema_cmd(kind: str | None) -> None:
@@ -249,4 +339,4 @@ def schema_cmd(kind: str | None) -> None:
     click.echo(text, nl=False)
 
 
-COMMANDS = (tasks_cmd, status_cmd, history_cmd, schema_cmd)
+COMMANDS = (tasks_cmd, status_cmd, history_cmd, failed_cmd, schema_cmd)
