@@ -72,6 +72,7 @@ class RecordsEnv:
     progress: Record[pg.Progress] | None = None
     on_write: Callable[[Record[pg.Progress]], None] = lambda record: None
     floor: int = 0  # the lease's deletion floor: a progress at or below it is a leftover
+    shard: str | None = None  # a fanned-out stage's shard: its own progress and chunks
     monotonic: Callable[[], float] = field(default=time.monotonic)
 
 
@@ -91,6 +92,8 @@ class RecordsRun:
         tolerate_failures: bool = False,
     ) -> None:
         where = f"stage {env.stage_name!r} of task {env.task_id!r}"
+        if env.shard is not None:
+            where = f"shard {env.shard!r} of {where}"
         if not callable(read):
             raise InvalidState(f"{where}: records(read=...) must be callable, got {read!r}")
         if lookup is not None and not callable(lookup):
@@ -138,7 +141,9 @@ class RecordsRun:
         env = self.env
         loaded = env.progress
         if loaded is None:
-            loaded = documents.load_progress(env.store, env.task_id, env.stage_name, pg.Progress)
+            loaded = documents.load_progress(
+                env.store, env.task_id, env.stage_name, pg.Progress, shard=env.shard
+            )
         base = pg.Progress(task_id=env.task_id, stage_name=env.stage_name)
         if loaded is not None and not (env.floor > 0 and loaded.epoch <= env.floor):
             base = loaded.value  # (at or below the floor: a deleted task's leftover)
@@ -212,13 +217,19 @@ class RecordsRun:
 
     def _next_batch(self) -> Batch | None:
         progress, env = self.progress, self.env
-        key = f"{env.task_id}/{env.stage_name}/{progress.batches}"
+        scope = env.stage_name if env.shard is None else f"{env.stage_name}/{env.shard}"
+        key = f"{env.task_id}/{scope}/{progress.batches}"
         retry = progress.retry
         if retry is not None and not retry.done:
             if not self._retry_lines:
                 chunk = retry.chunks[retry.chunk]
                 lines = documents.read_chunk(
-                    env.store, env.task_id, env.stage_name, chunk.name, chunk.count
+                    env.store,
+                    env.task_id,
+                    env.stage_name,
+                    chunk.name,
+                    chunk.count,
+                    shard=env.shard,
                 )
                 self._retry_lines = lines[retry.offset :]
             take, self._retry_lines = (
@@ -343,7 +354,14 @@ class RecordsRun:
             )
             kept = kept + take
             version = documents.write_chunk(
-                env.store, env.task_id, env.stage_name, name, header, kept, replaces=version
+                env.store,
+                env.task_id,
+                env.stage_name,
+                name,
+                header,
+                kept,
+                replaces=version,
+                shard=env.shard,
             )
             self._open = (name, version, kept)
             errors = sum(1 for ln in kept if ln["status"] == RecordStatus.ERROR.value)
@@ -358,6 +376,7 @@ class RecordsRun:
                 progress,
                 task_id=env.task_id,
                 stage_name=env.stage_name,
+                shard=env.shard,
                 replaces=self._record,
                 epoch=env.epoch,
             )
@@ -368,6 +387,7 @@ class RecordsRun:
                 f"{self.where}: its progress was written by {who} (ours {env.epoch}): "
                 "fenced out, this holder stops"
             ) from exc
+        env.on_write(self._record)  # the run's next attempt replaces this one
 
     def outcome_message(self) -> str | None:
         """Why a finished run counts as a failed attempt, or ``None`` if it does not."""
@@ -386,6 +406,8 @@ def env_key(env: RecordsEnv) -> str:
     from eleanor_cloud import keys
 
     return (
-        keys.progress_key(env.store.prefix, env.task_id, env.stage_name).rsplit("/", 1)[0]
+        keys.progress_key(env.store.prefix, env.task_id, env.stage_name, env.shard).rsplit("/", 1)[
+            0
+        ]
         + "/failed/"
     )

@@ -27,10 +27,10 @@ CHUNK_FORMAT = "eleanor.failed-records/1"
 
 
 def load_progress(
-    store: StateStore, task_id: str, stage_name: str, model: type[M]
+    store: StateStore, task_id: str, stage_name: str, model: type[M], *, shard: str | None = None
 ) -> Record[M] | None:
-    """A stage's progress record, or ``None`` if the stage never checkpointed."""
-    key = keys.progress_key(store.prefix, task_id, stage_name)
+    """A stage's (or shard's) progress record, or ``None`` if it never checkpointed."""
+    key = keys.progress_key(store.prefix, task_id, stage_name, shard)
     try:
         return store.read_document(key, PROGRESS_FORMAT, model.model_validate)
     except NotFound:
@@ -45,9 +45,10 @@ def save_progress(
     stage_name: str,
     replaces: Record[M] | None,
     epoch: int,
+    shard: str | None = None,
 ) -> Record[M]:
     """Create (``replaces=None``) or compare-and-swap a stage's progress at ``epoch``."""
-    key = keys.progress_key(store.prefix, task_id, stage_name)
+    key = keys.progress_key(store.prefix, task_id, stage_name, shard)
     return store.write_document(key, progress, PROGRESS_FORMAT, replaces=replaces, epoch=epoch)
 
 
@@ -60,12 +61,13 @@ def write_chunk(
     lines: list[dict[str, Any]],
     *,
     replaces: Version | None = None,
+    shard: str | None = None,
 ) -> Version:
     """Write one chunk of failed ids: create it, or (``replaces``) rewrite it with more
     lines appended. A chunk already there under a new name is this holder's own earlier
     try (names carry the epoch): it is replaced. Lines past the count a progress object
     records for a chunk were never committed; readers take only that many."""
-    key = keys.failed_chunk_key(store.prefix, task_id, stage_name, name)
+    key = keys.failed_chunk_key(store.prefix, task_id, stage_name, name, shard)
     try:
         rows = [json.dumps({"format": CHUNK_FORMAT, **header}, ensure_ascii=False)]
         rows += [json.dumps(line, ensure_ascii=False, allow_nan=False) for line in lines]
@@ -82,14 +84,23 @@ def write_chunk(
 
 
 def read_chunk(
-    store: StateStore, task_id: str, stage_name: str, name: str, count: int | None = None
+    store: StateStore,
+    task_id: str,
+    stage_name: str,
+    name: str,
+    count: int | None = None,
+    *,
+    shard: str | None = None,
 ) -> list[dict[str, Any]]:
     """The first ``count`` record lines of one chunk (all without ``count``);
     ``CorruptState`` naming the key if unreadable or shorter than ``count``."""
-    key = keys.failed_chunk_key(store.prefix, task_id, stage_name, name)
+    key = keys.failed_chunk_key(store.prefix, task_id, stage_name, name, shard)
     data, _ = store.backend.read(key)
     try:
-        rows = [json.loads(row) for row in data.decode("utf-8").splitlines() if row.strip()]
+        lines = [row for row in data.decode("utf-8").splitlines() if row.strip()]
+        if count is not None:
+            lines = lines[: count + 1]  # the header, then only the committed lines
+        rows = [json.loads(row) for row in lines]
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CorruptState(f"corrupt chunk at {key!r}: {exc}", key=key, operation="decode") from exc
     if not rows or not isinstance(rows[0], dict) or rows[0].get("format") != CHUNK_FORMAT:
@@ -99,14 +110,8 @@ def read_chunk(
             operation="decode",
         )
     body = rows[1:]
-    for index, row in enumerate(body, start=2):
-        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-            raise CorruptState(
-                f"corrupt chunk at {key!r}: line {index} has no string 'id'",
-                key=key,
-                operation="decode",
-            )
     if count is not None:
+        # Lines past the committed count may be a torn append: never judge them.
         if len(body) < count:
             raise CorruptState(
                 f"corrupt chunk at {key!r}: {len(body)} lines, the progress records {count}",
@@ -114,4 +119,11 @@ def read_chunk(
                 operation="decode",
             )
         body = body[:count]
+    for index, row in enumerate(body, start=2):
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+            raise CorruptState(
+                f"corrupt chunk at {key!r}: line {index} has no string 'id'",
+                key=key,
+                operation="decode",
+            )
     return body

@@ -371,3 +371,27 @@ def test_any_batching_failures_and_crash_end_with_every_record_once(
         unsaved = again - failed
         assert len(unsaved) < every + batch
         assert all(int(r[1:]) <= crash_at for r in unsaved)
+
+
+def test_a_resumed_attempt_that_fails_is_retried_in_the_same_run(
+    store: StateStore, clock: FakeClock
+) -> None:
+    """Regression: the run kept the progress record it loaded, so the retry after a
+    resumed attempt failed wrote against a stale version and was refused."""
+
+    def slow_then_flaky(item: Any, ctx: Any) -> RecordStatus:
+        clock.advance(0.1)
+        bad = ctx.attempt == 1 and item["v"] in (5, 45)
+        return RecordStatus.ERROR if bad else RecordStatus.SUCCESS
+
+    def runs() -> TaskEngine[RState]:
+        stage = RecordsStage(Source(50), slow_then_flaky, expected_duration=1.0)
+        return engine(store, stage, clock, max_attempts=3)
+
+    assert not runs().run(time_budget=2.5).done  # attempt 1 suspended part-way
+    summary = runs().run()  # resumes attempt 1, which fails; attempt 2 retries
+    assert summary.status is StageStatus.COMPLETE
+    state = store.load("job", "t", RState)
+    assert state.attempts == 2 and state.result == SimpleRecordsResult(
+        total_count=50, success_count=50
+    )
