@@ -32,6 +32,7 @@ __all__ = [
     "stage_key",
     "stage_name_from_key",
     "task_prefix",
+    "validate_shard_id",
     "validate_stage_name",
     "validate_task_id",
 ]
@@ -39,6 +40,7 @@ __all__ = [
 # S3 keys may be 1024 bytes and file names 255: a task id of 200 plus a 150-character
 # stage name and a prefix still fits both.
 TASK_ID_MAX_LENGTH = 200
+SHARD_ID_MAX_LENGTH = 100
 MANIFEST_NAME = "_task.json"
 LEASE_NAME = "_lease.json"
 SUFFIX = ".json"
@@ -131,15 +133,53 @@ def lease_key(prefix: str, task_id: str) -> str:
     return task_prefix(prefix, task_id) + LEASE_NAME
 
 
-def progress_key(prefix: str, task_id: str, stage_name: str) -> str:
-    """``<prefix>/<task_id>/<stage_name>/progress.json``: a records stage's cursor."""
-    return task_prefix(prefix, task_id) + validate_stage_name(stage_name) + "/progress.json"
+def validate_shard_id(shard_id: object) -> str:
+    """A shard id: one safe segment, like a task id (``InvalidKey`` otherwise)."""
+    return _validate_segment(shard_id, "shard_id", SHARD_ID_MAX_LENGTH)
 
 
-def failed_chunk_key(prefix: str, task_id: str, stage_name: str, name: str) -> str:
-    """``<prefix>/<task_id>/<stage_name>/failed/<name>.jsonl``: one chunk of failed ids."""
+def scope_prefix(prefix: str, task_id: str, stage_name: str, shard: str | None = None) -> str:
+    """The folder of a stage's inner objects (``<task>/<stage>/``), or of one of its
+    shards (``<task>/<stage>/shards/<id>/``)."""
+    base = task_prefix(prefix, task_id) + validate_stage_name(stage_name) + "/"
+    return base if shard is None else base + "shards/" + validate_shard_id(shard) + "/"
+
+
+def progress_key(prefix: str, task_id: str, stage_name: str, shard: str | None = None) -> str:
+    """``<scope>/progress.json``: a records stage's (or shard's) cursor and counts."""
+    return scope_prefix(prefix, task_id, stage_name, shard) + "progress.json"
+
+
+def failed_chunk_key(
+    prefix: str, task_id: str, stage_name: str, name: str, shard: str | None = None
+) -> str:
+    """``<scope>/failed/<name>.jsonl``: one chunk of failed ids."""
     chunk = _validate_segment(name, "chunk name", 100)
-    return task_prefix(prefix, task_id) + validate_stage_name(stage_name) + f"/failed/{chunk}.jsonl"
+    return scope_prefix(prefix, task_id, stage_name, shard) + f"failed/{chunk}.jsonl"
+
+
+def plan_key(prefix: str, task_id: str, stage_name: str) -> str:
+    """``<task>/<stage>/plan.json``: a fanned-out stage's shard plan, written once."""
+    return scope_prefix(prefix, task_id, stage_name) + "plan.json"
+
+
+def shard_state_key(prefix: str, task_id: str, stage_name: str, shard: str) -> str:
+    """``<task>/<stage>/shards/<id>/state.json``: one shard's status and attempts."""
+    return scope_prefix(prefix, task_id, stage_name, shard) + "state.json"
+
+
+def shard_lease_key(prefix: str, task_id: str, stage_name: str, shard: str) -> str:
+    """``<task>/<stage>/shards/<id>/_lease.json``: who may advance the shard."""
+    return scope_prefix(prefix, task_id, stage_name, shard) + LEASE_NAME
+
+
+def done_prefix(prefix: str, task_id: str, stage_name: str) -> str:
+    """``<task>/<stage>/done/``: one marker per shard that ended (one LIST to count)."""
+    return scope_prefix(prefix, task_id, stage_name) + "done/"
+
+
+def done_key(prefix: str, task_id: str, stage_name: str, shard: str) -> str:
+    return done_prefix(prefix, task_id, stage_name) + validate_shard_id(shard) + SUFFIX
 
 
 def stage_name_from_key(key: str) -> str | None:

@@ -72,10 +72,12 @@ class LeaseManager:
         on_lost: Callable[[str], None] | None = None,
         monotonic: Callable[[], float] | None = None,
         prior_watch: LeaseWatch | None = None,
+        key: str | None = None,
     ) -> None:
         options = LeaseOptions(ttl, wait, clock_skew_tolerance, renew_interval)
         self._store = store
         self.task_id = task_id
+        self.key = key or store.lease_key(task_id)  # a shard's lease lives elsewhere
         self.holder = holder
         self.options = options
         self.ttl = options.ttl
@@ -90,18 +92,15 @@ class LeaseManager:
         self._lost = threading.Event()
         self._lost_reason = ""
         self._stop = threading.Event()
-        # release() may be called twice, from two threads (TaskEngine.interrupt and the
-        # run's own finally): the first does the work, later calls return at once.
+        # release() may come twice, from two threads (interrupt and the run's finally).
         self._release_lock = threading.Lock()
         self._released = False
         self._renewer: threading.Thread | None = None
-        # Renewals (renewer thread) and the release (any thread) replace self._record
-        # one at a time: each must name the record the previous one wrote.
+        # Renewals and the release replace self._record one at a time (see _rewrite).
         self._write_lock = threading.Lock()
         self.epoch = 0
         self.takeover = False
         self.created = False
-        self.previous: Lease | None = None
         # How long a lease has sat unchanged is measured on this process's own clock:
         # time.monotonic, or the injected clock (a test's whole notion of time).
         if monotonic is None:
@@ -153,7 +152,7 @@ class LeaseManager:
         if self.lost:
             raise LeaseLost(
                 f"task {self.task_id!r}: lease lost by {self.holder!r}: {self._lost_reason}",
-                key=self._store.lease_key(self.task_id),
+                key=self.key,
             )
 
     def _mark_lost(self, reason: str) -> None:
@@ -233,10 +232,11 @@ class LeaseManager:
         for _ in range(_MAX_RACES):
             now = self._clock()
             asked = self._monotonic()
-            current = None if try_create else store.load_lease(self.task_id)
+            current = None if try_create else store.load_lease(self.task_id, key=self.key)
             if current is None:
                 try:
-                    self._record = store.write_lease(self._new_lease(1, now), replaces=None)
+                    new = self._new_lease(1, now)
+                    self._record = store.write_lease(new, replaces=None, key=self.key)
                 except AlreadyExists:
                     try_create = False
                     continue  # read it (remembering its version) and decide
@@ -278,12 +278,11 @@ class LeaseManager:
             sent = self._monotonic()
             try:
                 new = self._new_lease(epoch, now, floor=old.floor)  # the floor outlives holders
-                self._record = store.write_lease(new, replaces=current)
+                self._record = store.write_lease(new, replaces=current, key=self.key)
             except Conflict:
                 continue  # somebody else moved it first: look again
             self._held_until(sent)
             self.epoch, self.takeover, self.created = epoch, takeover, False
-            self.previous = old
             if takeover:
                 _log.warning(
                     "task %s: took over the expired lease of %s (epoch %d -> %d)",
@@ -296,7 +295,7 @@ class LeaseManager:
             return self._record.value
         raise LeaseHeld(
             f"task {self.task_id!r}: lost {_MAX_RACES} races for the lease",
-            key=store.lease_key(self.task_id),
+            key=self.key,
         )
 
     # -- renew ------------------------------------------------------------------------
@@ -381,7 +380,7 @@ class LeaseManager:
             sent = self._monotonic()
             try:
                 new = record.value.model_copy(update=update)
-                self._record = self._store.write_lease(new, replaces=record)
+                self._record = self._store.write_lease(new, replaces=record, key=self.key)
             except Conflict as exc:
                 now = exc.current.value.holder if isinstance(exc.current, Record) else "?"
                 self._mark_lost(f"{what} refused: the lease is now held by {now!r}")

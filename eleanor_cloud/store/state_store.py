@@ -349,18 +349,21 @@ class StateStore:
 
     # -- leases (policy lives in the engine; the store only persists them) -------------
 
-    def load_lease(self, task_id: str) -> Record[Lease] | None:
-        """The task's lease record, or ``None`` if there is none."""
+    def load_lease(self, task_id: str, *, key: str | None = None) -> Record[Lease] | None:
+        """The task's lease record (or the one at ``key``: a shard's), or ``None``."""
+        where = self.lease_key(task_id) if key is None else self._own(key)
         try:
-            return self._read(self.lease_key(task_id), LEASE_FORMAT, Lease.model_validate)
+            return self._read(where, LEASE_FORMAT, Lease.model_validate)
         except NotFound:
             return None
 
-    def write_lease(self, lease: Lease, *, replaces: Record[Lease] | None) -> Record[Lease]:
+    def write_lease(
+        self, lease: Lease, *, replaces: Record[Lease] | None, key: str | None = None
+    ) -> Record[Lease]:
         """Create the lease (``replaces=None``) or compare-and-swap it; epoch = lease's."""
         keys.validate_task_id(lease.task_id)
         return self._write(
-            self.lease_key(lease.task_id),
+            self.lease_key(lease.task_id) if key is None else self._own(key),
             lease.model_dump(mode="json"),
             lease,
             LEASE_FORMAT,
