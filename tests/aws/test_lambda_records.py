@@ -248,20 +248,16 @@ def test_a_slice_with_no_batch_after_another_stage_used_the_time_loops_on() -> N
     assert state.result.success_count == 40 - len(FAILED & set(range(40)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: RecordsRun.__next__ checks the deadline before it sees the source is "
-    "exhausted, so a slice whose last batch was the last that fitted suspends instead of "
-    "completing; the next invocation resumes only to find nothing left (one invocation, "
-    "one RUNNING->COMPLETE round trip more than needed)",
-)
 def test_a_stage_whose_last_batch_is_the_last_that_fits_completes_in_that_invocation() -> None:
     sim = SimTime()
     stage = Numbers("load", sim, count=3 * BATCH_SIZE)  # exactly what one invocation fits
     rig = Rig("exact-fit", [stage], sim)
+    # The source is exhausted after the third batch: the stage completes before the
+    # deadline check that would otherwise suspend it (and cost one more invocation).
     out = rig.invoke("x", {"task_id": "exact-fit"})
-    assert stage.offered == list(range(3 * BATCH_SIZE))  # every batch ran here...
-    assert out["done"] is True  # ...so the stage should be complete here
+    assert stage.offered == list(range(3 * BATCH_SIZE))
+    assert out["done"] is True and out["status"] == "COMPLETE"
+    assert [e.kind for e in rig.events[0] if e.kind == "stage_suspended"] == []
 
 
 def test_a_slice_with_no_batch_after_taking_a_dead_lease_over_loops_on() -> None:
