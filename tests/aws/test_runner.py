@@ -7,14 +7,9 @@ a Fargate Spot interruption.
 
 from __future__ import annotations
 
-import os
-import queue
 import signal
 import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,78 +25,8 @@ from eleanor_cloud.aws import (
     grace_from_env,
 )
 from eleanor_cloud.models import StageStatus
+from tests.aws.runner_support import read_until, start, wait_for
 from tests.aws.taskmod import SIDE_ENV, SLOW_ENV, SLOW_SECONDS_ENV, TState, build_runner_engine
-
-ROOT = Path(__file__).resolve().parents[2]
-FACTORY = "tests.aws.taskmod:build_runner_engine"
-
-
-@pytest.fixture
-def env(moto_server_url: str, s3_bucket: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "AWS_ENDPOINT_URL_S3": moto_server_url,
-        "ELEANOR_STORE": f"s3://{s3_bucket}/ecs",
-        SIDE_ENV: str(tmp_path),
-        "PYTHONPATH": str(ROOT),
-    }
-
-
-@pytest.fixture
-def store(moto_server_url: str, s3_bucket: str) -> ec.StateStore:
-    return ec.open_store(f"s3://{s3_bucket}/ecs", endpoint_url=moto_server_url)
-
-
-@pytest.fixture(params=["python-m", "cli"])
-def entry(request: pytest.FixtureRequest) -> str:
-    """Both ways a container runs a task: ``python -m eleanor_cloud.aws`` and the CLI."""
-    return str(request.param)
-
-
-def _start(
-    env: dict[str, str], task_id: str, grace: str | None = None, *, entry: str = "python-m"
-) -> subprocess.Popen[str]:
-    if entry == "cli":
-        cmd = [
-            str(Path(sys.executable).parent / "eleanor-cloud"),
-            "run",
-            FACTORY,
-            "--task-id",
-            task_id,
-        ]
-        env = {**env, "ELEANOR_GRACE_SECONDS": grace} if grace is not None else env
-    else:
-        cmd = [sys.executable, "-m", "eleanor_cloud.aws", FACTORY, "--task-id", task_id]
-        cmd += ["--grace-seconds", grace] if grace is not None else []
-    return subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
-def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
-    """Poll (bounded) for the marker the stage creates; fail fast if the process died."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            _, err = proc.communicate()
-            pytest.fail(f"runner exited {proc.returncode} before {path.name}:\n{err}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"{path.name} did not appear within {timeout}s")
-        time.sleep(0.01)
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:  # never leave a runner behind, whatever failed
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(30)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def _runs(side: Path, stage: str) -> list[str]:
@@ -117,9 +42,9 @@ def test_sigterm_past_the_grace_period_records_the_attempt_and_the_next_containe
     entry: str,
 ) -> None:
     slow = {**env, SLOW_ENV: "b", SLOW_SECONDS_ENV: "60"}
-    first = _start(slow, "spot", "0.5", entry=entry)
+    first = start(slow, "spot", "0.5", entry=entry)
     procs.append(first)
-    _wait_for(tmp_path / "b.started.1", first)
+    wait_for(tmp_path / "b.started.1", first)
     first.send_signal(signal.SIGTERM)
     _, err = first.communicate(timeout=60)
 
@@ -139,7 +64,7 @@ def test_sigterm_past_the_grace_period_records_the_attempt_and_the_next_containe
     first_epoch = lease.value.epoch
 
     # The next container: no lease to wait for (TTL is 120 s), a done, b retried.
-    second = _start(env, "spot", "0.5", entry=entry)
+    second = start(env, "spot", "0.5", entry=entry)
     procs.append(second)
     _, err = second.communicate(timeout=60)
     assert second.returncode == EXIT_OK, err
@@ -166,9 +91,9 @@ def test_sigterm_within_the_grace_period_lets_the_stage_finish_and_stops_before_
 ) -> None:
     # b works 1.5 s, well inside a 60 s grace period.
     slowish = {**env, SLOW_ENV: "b", SLOW_SECONDS_ENV: "1.5"}
-    first = _start(slowish, "graceful", "60", entry=entry)
+    first = start(slowish, "graceful", "60", entry=entry)
     procs.append(first)
-    _wait_for(tmp_path / "b.started.1", first)
+    wait_for(tmp_path / "b.started.1", first)
     first.send_signal(signal.SIGTERM)
     _, err = first.communicate(timeout=60)
 
@@ -180,7 +105,7 @@ def test_sigterm_within_the_grace_period_lets_the_stage_finish_and_stops_before_
     lease = store.load_lease("graceful")
     assert lease is not None and lease.value.released
 
-    second = _start(env, "graceful", entry=entry)
+    second = start(env, "graceful", entry=entry)
     procs.append(second)
     _, err = second.communicate(timeout=60)
     assert second.returncode == EXIT_OK, err
@@ -222,43 +147,15 @@ def test_grace_period_from_the_task_definition_environment(monkeypatch: pytest.M
         grace_from_env()
 
 
-def _read_until(
-    proc: subprocess.Popen[str], needle: str, timeout: float = 60.0
-) -> threading.Thread:
-    """Wait (bounded) until the runner logs ``needle`` on stderr; keep draining after."""
-    assert proc.stderr is not None
-    stream = proc.stderr
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        for line in stream:
-            lines.put(line)
-
-    pumping = threading.Thread(target=pump, daemon=True)
-    pumping.start()
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=deadline - time.monotonic())
-        except queue.Empty:
-            break
-        seen.append(line)
-        if needle in line:
-            return pumping  # it ends at EOF, when the process exits
-    proc.kill()
-    pytest.fail(f"{needle!r} not logged within {timeout}s:\n{''.join(seen)}")
-
-
 def test_a_second_signal_ends_the_grace_period_at_once(
     env: dict[str, str], store: ec.StateStore, tmp_path: Path, procs: list[subprocess.Popen[str]]
 ) -> None:
     slow = {**env, SLOW_ENV: "b", SLOW_SECONDS_ENV: "60"}
-    proc = _start(slow, "twice", "600")
+    proc = start(slow, "twice", "600")
     procs.append(proc)
-    _wait_for(tmp_path / "b.started.1", proc)
+    wait_for(tmp_path / "b.started.1", proc)
     proc.send_signal(signal.SIGINT)
-    pumping = _read_until(proc, "letting stage 'b' finish")  # the first was handled
+    pumping = read_until(proc, "letting stage 'b' finish")  # the first was handled
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)  # long before the 600 s grace
     pumping.join(30)
