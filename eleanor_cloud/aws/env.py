@@ -8,10 +8,27 @@ import threading
 from eleanor_cloud.errors import ConfigurationError
 from eleanor_cloud.store.state_store import StateStore
 
-__all__ = ["STORE_ENV", "env_float", "store_from_env"]
+__all__ = [
+    "DEFAULT_GRACE_MARGIN",
+    "DEFAULT_GRACE_SECONDS",
+    "GRACE_ENV",
+    "GRACE_MARGIN_ENV",
+    "STOP_TIMEOUT_ENV",
+    "STORE_ENV",
+    "env_float",
+    "grace_from_env",
+    "store_from_env",
+]
 
 # The same variable the CLI reads, so one task definition serves both.
 STORE_ENV = "ELEANOR_STORE"
+
+# ECS's default stopTimeout is 30 s: keep 5 s to record the attempt and release.
+DEFAULT_GRACE_SECONDS = 25.0
+DEFAULT_GRACE_MARGIN = 5.0
+GRACE_ENV = "ELEANOR_GRACE_SECONDS"
+STOP_TIMEOUT_ENV = "ELEANOR_STOP_TIMEOUT_SECONDS"
+GRACE_MARGIN_ENV = "ELEANOR_GRACE_MARGIN_SECONDS"
 
 _lock = threading.Lock()
 _stores: dict[str, StateStore] = {}
@@ -52,3 +69,14 @@ def store_from_env(variable: str = STORE_ENV) -> StateStore:
             store = open_store(url)
             _stores[url] = store
         return store
+
+
+def grace_from_env() -> float:
+    """The grace period from the environment (see :mod:`eleanor_cloud.aws.runner`)."""
+    if os.environ.get(GRACE_ENV, "").strip():
+        return env_float(GRACE_ENV, DEFAULT_GRACE_SECONDS)
+    if os.environ.get(STOP_TIMEOUT_ENV, "").strip():
+        stop_timeout = env_float(STOP_TIMEOUT_ENV, 30.0)
+        margin = env_float(GRACE_MARGIN_ENV, DEFAULT_GRACE_MARGIN)
+        return max(0.0, stop_timeout - margin)
+    return DEFAULT_GRACE_SECONDS

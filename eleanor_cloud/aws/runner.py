@@ -8,13 +8,19 @@ two-minute warning and the same SIGTERM). On SIGTERM (or SIGINT) the runner:
    (``grace_seconds``; default ``$ELEANOR_GRACE_SECONDS``, else
    ``$ELEANOR_STOP_TIMEOUT_SECONDS - $ELEANOR_GRACE_MARGIN_SECONDS``, else 25 s) and
    starts no further stage; the engine checkpoints that stage and releases the lease
-   (a second signal ends the grace period at once);
-2. otherwise, when the grace period runs out mid-stage, records the attempt as
-   *interrupted* (RETRY, or ERROR when its attempt budget is spent, with a history entry
-   ``interrupted: ...``), releases the lease and exits at once.
+   (a second signal ends the grace period at once). A **records stage**
+   (``ctx.records(...)``) stops sooner, at its next batch boundary: the batch in
+   flight finishes, the engine checkpoints the cursor and counts (one conditional
+   write), the stage stays RUNNING with its progress ``suspended`` and the lease is
+   released; the next container resumes the same attempt at that cursor;
+2. otherwise, when the grace period runs out mid-stage (mid-batch), records the attempt
+   as *interrupted* (RETRY, or ERROR when its attempt budget is spent, with a history
+   entry ``interrupted: ...``), releases the lease and exits at once. A records stage
+   keeps what its last checkpoint committed: the next attempt starts from that cursor
+   and offers again only the batches since it.
 
 Either way the next container resumes immediately: COMPLETE stages are skipped, the
-interrupted stage is retried. Exit codes (documented, stable):
+interrupted stage is retried, a suspended one resumed. Exit codes (documented, stable):
 
 =====  ===================  ===========================================================
 code   name                 meaning
@@ -22,7 +28,9 @@ code   name                 meaning
 0      EXIT_OK              the task is COMPLETE
 1      EXIT_FAILED          the task ended in ERROR or CANCELED, or the runner failed
 3      EXIT_WORK_LEFT       stopped by ``time_budget`` with work left (as the CLI's 3)
-75     EXIT_STOPPED         SIGTERM: stopped between stages, lease released, work left
+75     EXIT_STOPPED         SIGTERM: stopped between stages, or a records stage at a
+                            batch boundary (mid-stage, checkpointed, suspended), lease
+                            released, work left
 76     EXIT_INTERRUPTED     SIGTERM: grace ran out mid-stage; attempt recorded as
                             interrupted, lease released, work left
 =====  ===================  ===========================================================
@@ -32,32 +40,44 @@ again*, e.g. from a Step Functions ``ecs:runTask.sync`` retry on the exit code.
 
 How: the engine runs on a worker thread. On the first signal the main thread calls
 :meth:`TaskEngine.request_stop`: the engine starts no further attempt, releases the
-lease and returns a RUNNING summary (exit 75). When the grace period runs out (or a
-second signal arrives) it calls :meth:`TaskEngine.interrupt`, which writes the
-interrupted attempt as a compare-and-swap against the attempt's RUNNING record, emits
-``stage_interrupted`` and releases the lease (exit 76); the stage's own outcome is then
-never written. If the stage's outcome landed first, the interruption is refused and the
+lease and returns a RUNNING summary (exit 75); a records stage sees the request before
+its next batch and suspends there (``stage_suspended``). When the grace period runs
+out (or a second signal arrives) it calls :meth:`TaskEngine.interrupt`, which writes
+the interrupted attempt as a compare-and-swap against the attempt's RUNNING record,
+emits ``stage_interrupted`` and releases the lease (exit 76); the stage's own outcome
+is then never written. If the stage's outcome landed first, the interruption is refused and the
 engine stops at that boundary (exit 75, or 0 if that was the last stage).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from eleanor_cloud.aws.env import env_float
+from eleanor_cloud.aws.env import (
+    DEFAULT_GRACE_MARGIN,
+    DEFAULT_GRACE_SECONDS,
+    GRACE_ENV,
+    GRACE_MARGIN_ENV,
+    STOP_TIMEOUT_ENV,
+    grace_from_env,
+)
+from eleanor_cloud.aws.outcome import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STOPPED,
+    EXIT_WORK_LEFT,
+    RunOutcome,
+    exit_code_of,
+)
 from eleanor_cloud.clock import Clock, parse_ts, utc_now
 from eleanor_cloud.errors import EleanorError, InvalidState, LeaseHeld
-from eleanor_cloud.models import StageStatus
 from eleanor_cloud.store.state_store import StateStore
 
 if TYPE_CHECKING:
@@ -71,6 +91,9 @@ __all__ = [
     "EXIT_OK",
     "EXIT_STOPPED",
     "EXIT_WORK_LEFT",
+    "GRACE_ENV",
+    "GRACE_MARGIN_ENV",
+    "STOP_TIMEOUT_ENV",
     "ContainerRunner",
     "RunOutcome",
     "grace_from_env",
@@ -79,63 +102,12 @@ __all__ = [
 
 _log = logging.getLogger("eleanor_cloud.aws")
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_WORK_LEFT = 3
-EXIT_STOPPED = 75
-EXIT_INTERRUPTED = 76
-
-# ECS's default stopTimeout is 30 s: keep 5 s to record the attempt and release.
-DEFAULT_GRACE_SECONDS = 25.0
-DEFAULT_GRACE_MARGIN = 5.0
-GRACE_ENV = "ELEANOR_GRACE_SECONDS"
-STOP_TIMEOUT_ENV = "ELEANOR_STOP_TIMEOUT_SECONDS"
-GRACE_MARGIN_ENV = "ELEANOR_GRACE_MARGIN_SECONDS"
-
 # How often the main thread looks at the signal flag: the signal handler itself only
 # stores the signal number (taking locks in a handler can deadlock the main thread).
 _POLL = 0.05
 # After a refused interruption (the stage's outcome landed first) the engine only has
 # to reach the boundary and release the lease; half the default margin bounds the wait.
 _SETTLE = DEFAULT_GRACE_MARGIN / 2
-
-
-def grace_from_env() -> float:
-    """The grace period from the environment (see the module docstring)."""
-    if os.environ.get(GRACE_ENV, "").strip():
-        return env_float(GRACE_ENV, DEFAULT_GRACE_SECONDS)
-    if os.environ.get(STOP_TIMEOUT_ENV, "").strip():
-        stop_timeout = env_float(STOP_TIMEOUT_ENV, 30.0)
-        margin = env_float(GRACE_MARGIN_ENV, DEFAULT_GRACE_MARGIN)
-        return max(0.0, stop_timeout - margin)
-    return DEFAULT_GRACE_SECONDS
-
-
-@dataclass(frozen=True, slots=True)
-class RunOutcome:
-    """How a container run ended: the exit code and why."""
-
-    exit_code: int
-    summary: TaskSummary | None
-    signal: int | None = None
-    interrupted: bool = False
-    recorded_interruption: bool = False
-    message: str = ""
-
-    def exit(self) -> None:
-        """Exit the process with :attr:`exit_code`.
-
-        After an interruption the stage's code is still running on another thread:
-        ``os._exit`` ends the process without waiting for it (nothing more may be
-        written once the lease is released); stdio is flushed first.
-        """
-        if self.interrupted:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(OSError, ValueError):
-                    stream.flush()
-            logging.shutdown()
-            os._exit(self.exit_code)
-        sys.exit(self.exit_code)
 
 
 def _watched(held: LeaseHeld, waited: float) -> LeaseWatch | None:
@@ -194,18 +166,21 @@ class ContainerRunner:
         self._summary: TaskSummary | None = None
         self._error: BaseException | None = None
         self._current: str | None = None  # the stage running, for the log only
+        self._suspended: EngineEvent | None = None  # a records stage stopped at a batch
         self._lock = threading.Lock()
         # Imported here: importing this module must not load the engine.
         from eleanor_cloud.engine.events import chain_on_event
 
         chain_on_event(engine, self._on_event)
 
-    # -- engine observation (only to say in the log which stage is running) ------------
+    # -- engine observation (for the log: which stage runs, where one suspended) -------
 
     def _on_event(self, event: EngineEvent) -> None:
         with self._lock:
-            if event.kind == "stage_started" and event.stage_name is not None:
+            if event.kind in ("stage_started", "stage_resumed") and event.stage_name:
                 self._current = event.stage_name
+            elif event.kind == "stage_suspended":
+                self._current, self._suspended = None, event
             elif event.kind in (
                 "stage_completed",
                 "stage_retry",
@@ -293,8 +268,8 @@ class ContainerRunner:
                 self._stop.set()
                 name = signal.Signals(self._signal).name
                 self.engine.request_stop(
-                    f"{name} received: stopped at a stage boundary (container stop or "
-                    "Spot interruption)"
+                    f"{name} received: stopped at a stage or batch boundary (container "
+                    "stop or Spot interruption)"
                 )
                 with self._lock:
                     current = self._current
@@ -302,7 +277,9 @@ class ContainerRunner:
                     "task %s: %s received: %s; exiting within %.1fs",
                     self.engine.task_id,
                     name,
-                    f"letting stage {current!r} finish" if current else "stopping",
+                    f"letting stage {current!r} finish (a records stage: its batch)"
+                    if current
+                    else "stopping",
                     self.grace_seconds,
                 )
             if stop_by is not None and (time.monotonic() >= stop_by or self._signals > 1):
@@ -315,18 +292,10 @@ class ContainerRunner:
             raise error  # LeaseHeld after lease_wait, AccessDenied, a bug: the caller's
         if summary is None:  # pragma: no cover - the worker sets one or the other
             raise RuntimeError("the engine run ended without a summary")
-        if summary.status is StageStatus.COMPLETE:
-            code = EXIT_OK
-        elif summary.status in (StageStatus.ERROR, StageStatus.CANCELED):
-            code = EXIT_FAILED
-        else:
-            code = EXIT_STOPPED if signum is not None else EXIT_WORK_LEFT
-        message = summary.message
-        if signum is not None and code == EXIT_STOPPED:
-            message = (
-                f"stopped on {signal.Signals(signum).name} at a stage boundary; "
-                f"resume at stage {summary.next_stage!r}"
-            )
+        with self._lock:
+            suspended = self._suspended
+        code, message = exit_code_of(summary, signum, suspended)
+        if code == EXIT_STOPPED:
             _log.warning("task %s: %s", self.engine.task_id, message)
         return RunOutcome(code, summary, signum, message=message)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from eleanor_cloud import BaseStageState, RetryPolicy, SimpleRecordsResult, StateStore
 from eleanor_cloud.aws import lambda_handler, store_from_env
-from eleanor_cloud.engine import BaseStage, StageContext, TaskEngine
+from eleanor_cloud.engine import BaseStage, Page, StageContext, TaskEngine
 
 SIDE_ENV = "ELEANOR_TEST_SIDE"
 SLOW_ENV = "ELEANOR_TEST_SLOW_STAGE"  # this stage works SLOW_SECONDS instead
@@ -97,6 +97,71 @@ def build_runner_engine(task_id: str, store: StateStore) -> TaskEngine[TState]:
         Step("c", work=0.05, expected=None),
     ]
     # A long TTL: a restart that resumes at once proves the lease was released.
+    return TaskEngine(
+        task_id,
+        stages,
+        TState,
+        store,
+        retry_policy=RetryPolicy.STAGE,
+        max_attempts=3,
+        lease_ttl=120.0,
+    )
+
+
+HOLD_ENV = "ELEANOR_TEST_HOLD_BATCH"  # this batch position waits for <side>/r.release
+RECORDS_COUNT, RECORDS_BATCH = 40, 5  # 8 batches
+RECORDS_FAILING = frozenset({3, 27})  # reported error (tolerated)
+
+
+class Numbers(BaseStage[TState]):
+    """A records stage over 0..RECORDS_COUNT-1 from an offset cursor.
+
+    Per batch it appends ``pid position key`` to ``r.started`` and creates
+    ``r.batch.<position>.started`` when the batch is offered, and appends ``pid
+    position id id ...`` to ``r.offered`` once the batch is reported. The batch at
+    position ``$ELEANOR_TEST_HOLD_BATCH`` first waits (bounded) for ``r.release``: an
+    external resource that is slow to answer, so a test can signal the process while
+    that batch is in flight.
+    """
+
+    def read(self, cursor: Any, limit: int) -> Page:
+        start = 0 if cursor is None else int(cursor)
+        end = min(start + limit, RECORDS_COUNT)
+        following = end if end < RECORDS_COUNT else None
+        return Page(list(range(start, end)), cursor=following, total=RECORDS_COUNT)
+
+    def run(self, state: TState, ctx: StageContext[TState]) -> None:
+        side = Path(os.environ[SIDE_ENV])
+        hold = os.environ.get(HOLD_ENV)
+        batches = ctx.records(
+            self.read, batch_size=RECORDS_BATCH, checkpoint_every=0, tolerate_failures=True
+        )
+        for batch in batches:
+            with (side / f"{self.name}.started").open("a") as started:
+                started.write(f"{os.getpid()} {batch.position} {batch.key}\n")
+            (side / f"{self.name}.batch.{batch.position}.started").touch()
+            if hold is not None and int(hold) == batch.position:
+                until = time.monotonic() + 60
+                while not (side / f"{self.name}.release").exists():
+                    assert time.monotonic() < until, "the test never released the batch"
+                    time.sleep(0.01)  # polling the external resource, bounded
+            for item in batch:
+                if item in RECORDS_FAILING:
+                    batch.fail(item, "refused by the sink")
+                else:
+                    batch.ok(item)
+            ids = " ".join(str(item) for item in batch)
+            with (side / f"{self.name}.offered").open("a") as offered:
+                offered.write(f"{os.getpid()} {batch.position} {ids}\n")
+
+
+def build_records_engine(task_id: str, store: StateStore) -> TaskEngine[TState]:
+    """The runner factory with a records stage between two short ones: a, r, c."""
+    stages: list[BaseStage[TState]] = [
+        Step("a", work=0.05, expected=None),
+        Numbers("r"),
+        Step("c", work=0.05, expected=None),
+    ]
     return TaskEngine(
         task_id,
         stages,
