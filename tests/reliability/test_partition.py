@@ -27,6 +27,7 @@ import random
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -212,7 +213,14 @@ def _one_run(
     expected = [(1, holder.pid), (2, challenger.pid)]
     if sorted(ran.get(name, [])) != expected:
         problems.append(f"{name}: side effects {ran.get(name)}, expected {expected}")
-    return {"task_id": task_id, "poll": poll, "interval": interval, "problems": problems, **facts}
+    return {
+        "task_id": task_id,
+        "poll": poll,
+        "interval": round(interval, 2),
+        "timeout": timeout,
+        "problems": problems,
+        **facts,
+    }
 
 
 @pytest.mark.usefixtures("atomic_moto")
@@ -236,6 +244,8 @@ def test_a_partitioned_holder_stops_before_the_takeover(
         skew=SKEW,
         partitions=RUNS,
         held_lease_requests=sum(r["held"] for r in runs),
+        renew_intervals=dict(Counter(r["interval"] for r in runs)),
+        client_timeouts=dict(Counter(r["timeout"] for r in runs)),
         takeovers=len(gaps),
         stop_after_last_ack_s=f"{min(after_ack, default=0):.3f}..{max(after_ack, default=0):.3f}",
         stop_to_takeover_write_s=f"{min(gaps, default=0):.3f}..{max(gaps, default=0):.3f}",
