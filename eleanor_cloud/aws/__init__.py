@@ -4,13 +4,15 @@
 
 - :func:`lambda_handler` turns ``build_engine(event) -> TaskEngine`` into
   ``handler(event, context)``: it runs stages while the invocation's remaining time
-  leaves room, releases the lease and returns ``{"task_id", "status", "done",
+  leaves room (a records stage suspends at a checkpoint and resumes in the next
+  invocation), releases the lease and returns ``{"task_id", "status", "done",
   "next_stage", "wait_seconds", ...}`` for a Step Functions loop (see
   ``infra/statemachine/task-loop.asl.json``).
 - :func:`run_container` runs a task in a container and handles SIGTERM (ECS stop,
-  Fargate Spot interruption): the current stage may finish within a grace period,
-  otherwise its attempt is recorded as interrupted and the lease released; the exit code
-  says which (:data:`EXIT_STOPPED`, :data:`EXIT_INTERRUPTED`).
+  Fargate Spot interruption): the current stage may finish within a grace period (a
+  records stage stops at its next batch boundary, checkpointed), otherwise its attempt
+  is recorded as interrupted and the lease released; the exit code says which
+  (:data:`EXIT_STOPPED`, :data:`EXIT_INTERRUPTED`).
 
 Importing this package loads neither boto3 nor the engine: the S3 backend is imported
 when a store is opened, so a handler module's cold start pays only for what it uses.
