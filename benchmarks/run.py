@@ -22,7 +22,7 @@ from typing import Any
 
 from benchmarks._util import fake_aws_env, moto_server, targets_table
 
-SECTIONS = ("requests", "overhead", "cold_start", "resume", "history", "peer")
+SECTIONS = ("requests", "overhead", "cold_start", "resume", "history", "peer", "records")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -42,6 +42,10 @@ class Config:
     history_sizes: tuple[int, ...] = (1, 10, 100, 1000)
     history_rounds: int = 50
     peer_rounds: int = 100
+    # ctx.records: records through one stage, interleaved rounds, records that all fail.
+    records_n: int = 100_000
+    records_rounds: int = 5
+    records_failed: int = 10_000
 
 
 QUICK = Config(
@@ -54,6 +58,9 @@ QUICK = Config(
     history_sizes=(1, 10, 100),
     history_rounds=5,
     peer_rounds=3,
+    records_n=2_000,
+    records_rounds=1,
+    records_failed=2_000,
 )
 
 
@@ -127,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_history,
         bench_overhead,
         bench_peer,
+        bench_records,
         bench_requests,
         bench_resume,
     )
@@ -168,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
                 bench_history.render,
             ),
             "peer": (lambda: bench_peer.run(cfg.peer_rounds), bench_peer.render),
+            "records": (
+                lambda: bench_records.run(
+                    cfg.records_n, cfg.records_rounds, cfg.records_failed, url
+                ),
+                bench_records.render,
+            ),
         }
         for name in SECTIONS:
             if name not in wanted:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = {"requests", "overhead", "cold_start", "resume", "history", "peer"}
+SECTIONS = {"requests", "overhead", "cold_start", "resume", "history", "peer", "records"}
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +104,23 @@ def test_peer_request_counts_are_stable(report: dict[str, Any]) -> None:
     for row in rows.values():
         assert row["request_count_stable"], row
     assert rows["eleanor first"]["requests"] <= 2 * 1 + 4
+
+
+def test_records_checkpoints_are_counted_and_stay_small(report: dict[str, Any]) -> None:
+    section = report["sections"]["records"]
+    assert section["counts_correct"]  # the engine's counts: every record ok, once
+    rows = {r["variant"]: r for r in section["rows"]}
+    default, every = rows["records, default interval"], rows["records, every 1,000"]
+    for row in (default, every):
+        assert row["request_count_stable"], row
+        assert row["progress_puts"] >= 1 and row["requests_per_1000"] > 0, row
+    # More checkpoints, more progress PUTs: one per checkpoint plus the first write.
+    assert every["checkpoints"] > default["checkpoints"] >= 1
+    assert every["progress_puts"] - default["progress_puts"] == (
+        every["checkpoints"] - default["checkpoints"]
+    )
+    failed = section["failed"]
+    assert failed["fail_count"] == failed["records"]
+    assert failed["chunks"] >= failed["records"] // 1000  # the ids went to chunk objects
+    sizes = {t["name"]: t for t in section["targets"] if "failed records" in t["name"]}
+    assert len(sizes) == 2 and all(t["met"] for t in sizes.values()), sizes
