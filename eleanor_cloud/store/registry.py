@@ -41,6 +41,17 @@ class BackendSpec:
 _FSSPEC = BackendSpec(
     "eleanor_cloud.backends.fsspec:from_url", "eleanor-cloud[fsspec]", ("fsspec",)
 )
+# obstore (Rust's object_store): ``obstore+s3``, ``obstore+gs``, ``obstore+az``,
+# ``obstore+file``, ``obstore+memory``...; the backend module checks the exact scheme.
+_OBSTORE = BackendSpec(
+    "eleanor_cloud.backends.obstore:from_url", "eleanor-cloud[obstore]", ("obstore",)
+)
+# ``open_store(url, backend=...)``: which implementation serves a URL's scheme.
+# None keeps the scheme's built-in choice (boto3 for s3://, fsspec's for gs:// and az://).
+_IMPLEMENTATIONS = ("obstore", "fsspec", "boto3")
+_OBSTORE_SCHEMES = frozenset(
+    {"s3", "s3a", "gs", "gcs", "az", "azure", "abfs", "abfss", "file", "memory"}
+)
 _BUILTIN: dict[str, BackendSpec] = {
     "memory": BackendSpec("eleanor_cloud.backends.memory:from_url"),
     "file": BackendSpec("eleanor_cloud.backends.local:from_url"),
@@ -80,12 +91,18 @@ def _spec_for(scheme: str, url: str) -> BackendSpec:
         return _BUILTIN[scheme]
     if scheme.startswith("fsspec+"):
         return _FSSPEC
+    if scheme.startswith("obstore+"):
+        return _OBSTORE
     from importlib.metadata import entry_points  # only on the rare unknown-scheme path
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name.lower() == scheme:
             return BackendSpec(ep.value, f"the package providing {ep.name!r}")
-    known = [*sorted({*_BUILTIN, *_registered}), "fsspec+<protocol>"]
+    known = [
+        *sorted({*_BUILTIN, *_registered}),
+        "fsspec+<protocol>",
+        "obstore+<s3|gs|az|file|memory>",
+    ]
     raise ConfigurationError(
         f"unknown store URL scheme {scheme!r} in {url!r}; known schemes: {', '.join(known)}"
         f" (third-party backends register the entry-point group {ENTRY_POINT_GROUP!r})",
@@ -118,6 +135,39 @@ def resolve(url: str) -> BackendFactory:
     return factory
 
 
+def _with_implementation(url: str, backend: str) -> str:
+    """``url`` spelled so that ``backend`` serves it (``s3://b/p`` -> ``obstore+s3://b/p``)."""
+    if backend not in _IMPLEMENTATIONS:
+        raise ConfigurationError(
+            f"backend must be one of {', '.join(_IMPLEMENTATIONS)} (or None), got {backend!r}",
+            operation="open_store",
+        )
+    if "://" not in url:  # a plain path is the local directory
+        if backend != "obstore":
+            raise ConfigurationError(
+                f"backend={backend!r} cannot serve the local path {url!r}", operation="open_store"
+            )
+        return f"obstore+file://{os.path.abspath(url)}"
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()
+    chosen = scheme.partition("+")[0] if "+" in scheme else None
+    if chosen == backend:
+        return url
+    if chosen is not None or (backend == "boto3" and scheme != "s3"):
+        raise ConfigurationError(
+            f"backend={backend!r} cannot serve {url!r}", operation="open_store"
+        )
+    if backend == "boto3":
+        return url
+    if backend == "obstore" and scheme not in _OBSTORE_SCHEMES:
+        raise ConfigurationError(
+            f"backend='obstore' serves s3://, gs://, az://, file:// and memory:// URLs, "
+            f"not {url!r}",
+            operation="open_store",
+        )
+    return f"{backend}+{scheme}://{rest}"
+
+
 def open_store(
     url: str | os.PathLike[str] | ObjectBackend,
     *,
@@ -125,6 +175,7 @@ def open_store(
     writer: str | None = None,
     clock: Clock = utc_now,
     max_workers: int = 8,
+    backend: str | None = None,
     **options: Any,
 ) -> StateStore:
     """Open a :class:`StateStore` from a URL, a path, or a backend instance.
@@ -133,22 +184,26 @@ def open_store(
     local-directory backend), ``s3://bucket/prefix`` (``eleanor-cloud[s3]``),
     ``gs://`` (``eleanor-cloud[gcs]``), ``az://``/``abfs://`` (``eleanor-cloud[azure]``),
     ``fsspec+<protocol>://`` (``eleanor-cloud[fsspec]``, ``[s3fs]`` for ``fsspec+s3``)
-    and any scheme registered by a plug-in. ``options`` go to the backend (an injected
+    and any scheme registered by a plug-in. ``obstore+s3://``, ``obstore+gs://``,
+    ``obstore+az://``, ``obstore+file://`` and ``obstore+memory://`` use obstore
+    (``eleanor-cloud[obstore]``); ``backend="obstore"`` picks it for a plain URL or path
+    (``"fsspec"`` and ``"boto3"`` likewise). ``options`` go to the backend (an injected
     boto3 ``client``, ``storage_options``...). ``prefix`` overrides the URL's path prefix.
     """
     if isinstance(url, ObjectBackend):
-        if options:
-            raise ConfigurationError(
-                f"backend options {sorted(options)} cannot apply to a backend instance"
-            )
-        backend, url_prefix = url, ""
+        if options or backend is not None:
+            given = sorted([*options, *(["backend"] if backend is not None else [])])
+            raise ConfigurationError(f"backend options {given} cannot apply to a backend instance")
+        opened, url_prefix = url, ""
     else:
         text = os.fspath(url)
         if not isinstance(text, str) or not text:
             raise ConfigurationError(f"store URL must be a non-empty string, got {url!r}")
+        if backend is not None:
+            text = _with_implementation(text, backend)
         factory = resolve(text)
         try:
-            backend, url_prefix = factory(text, **options)
+            opened, url_prefix = factory(text, **options)
         except EleanorError:
             raise
         except TypeError as exc:
@@ -156,7 +211,7 @@ def open_store(
                 f"bad option for store {text!r}: {exc}", operation="open_store"
             ) from exc
     return StateStore(
-        backend,
+        opened,
         url_prefix if prefix is None else prefix,
         writer=writer,
         clock=clock,

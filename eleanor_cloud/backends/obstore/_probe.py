@@ -1,0 +1,160 @@
+"""Does the endpoint honour conditional writes? Asked once per process, endpoint and bucket.
+
+The same probe as the boto3 backend's (``eleanor_cloud.backends.s3._probe``), written
+again here because that package imports boto3, whose import is most of the cold start
+this backend exists to save. Some S3-compatible stores accept ``If-None-Match`` /
+``If-Match`` and ignore them, and a proxy on the way can strip them: every create then
+"wins" and every compare-and-swap "succeeds", and two hosts both run a stage. Before
+its first conditional write an :class:`~eleanor_cloud.backends.obstore.ObstoreBackend`
+on S3, GCS or Azure sends :data:`PROBE_REQUESTS` conditional PUTs to
+``<prefix>/_probe/conditions.json`` (the key the boto3 backend probes, so the two
+share one object):
+
+1. create: succeeds, or is refused because an earlier probe left the object there;
+2. create again: the object exists now, so this must be refused;
+3. compare-and-swap naming a version the object never had: must be refused.
+
+Every probe write is conditional (a bucket policy that refuses unconditional PUTs lets
+it through) and the probe never deletes; reusing one key costs nothing in rigour (an
+endpoint that ignores ``If-None-Match`` accepts step 2 whether the object is new or
+old). The verdict is a fact about the endpoint, not a version of any object, so it is
+cached for the process; a probe that fails (``Unavailable``...) caches nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from eleanor_cloud.errors import NotSupported
+
+__all__ = [
+    "PROBE_NAME",
+    "PROBE_REQUESTS",
+    "ConditionsVerdict",
+    "clear_probe_cache",
+    "refusal",
+    "remember",
+    "run_probe",
+    "unsafe_warning",
+    "verdict_for",
+]
+
+PROBE_NAME = "_probe/conditions.json"
+PROBE_REQUESTS = 3
+PROBE_BODY = b'{"eleanor_cloud": "conditional-write probe; safe to delete"}\n'
+
+# ``put(create)``: True if the store wrote, False if it refused on the condition.
+# ``create`` True asks for create-if-absent; False for a compare-and-swap naming a
+# version the object never had.
+ProbePut = Callable[[bool], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionsVerdict:
+    """What the probe found: whether each condition was honoured."""
+
+    endpoint: str
+    bucket: str
+    key: str
+    create_honoured: bool
+    replace_honoured: bool
+
+    @property
+    def honoured(self) -> bool:
+        """Both conditions were honoured: conditional writes are safe here."""
+        return self.create_honoured and self.replace_honoured
+
+    @property
+    def where(self) -> str:
+        return f"{self.bucket} at {self.endpoint}"
+
+    def ignored(self) -> str:
+        """What was ignored, for messages (``""`` when nothing was)."""
+        parts = []
+        if not self.create_honoured:
+            parts.append("create-if-absent (a second create of an existing object was accepted)")
+        if not self.replace_honoured:
+            parts.append(
+                "compare-and-swap (a write naming a version the object never had was accepted)"
+            )
+        return " and ".join(parts)
+
+
+def run_probe(put: ProbePut, *, endpoint: str, bucket: str, key: str) -> ConditionsVerdict:
+    """The three conditional PUTs (see the module docstring); errors propagate."""
+    put(True)  # created now, or left by an earlier probe: either is fine
+    create_refused = not put(True)
+    replace_refused = not put(False)
+    return ConditionsVerdict(endpoint, bucket, key, create_refused, replace_refused)
+
+
+_lock = threading.Lock()
+_verdicts: dict[tuple[str, str], ConditionsVerdict] = {}
+# One gate per endpoint and bucket: concurrent first writes wait for one probe instead
+# of each sending their own, and probes of other buckets do not wait at all.
+_gates: dict[tuple[str, str], threading.Lock] = {}
+
+
+def cached_verdict(endpoint: str, bucket: str) -> ConditionsVerdict | None:
+    """The verdict this process holds for ``endpoint`` and ``bucket``, if any."""
+    with _lock:
+        return _verdicts.get((endpoint, bucket))
+
+
+def remember(verdict: ConditionsVerdict) -> None:
+    """Hold ``verdict`` for its endpoint and bucket (replacing an earlier one)."""
+    with _lock:
+        _verdicts[(verdict.endpoint, verdict.bucket)] = verdict
+
+
+def verdict_for(
+    endpoint: str, bucket: str, probe: Callable[[], ConditionsVerdict]
+) -> ConditionsVerdict:
+    """The cached verdict, or ``probe()``'s (run once however many threads ask)."""
+    with _lock:
+        found = _verdicts.get((endpoint, bucket))
+        if found is not None:
+            return found
+        gate = _gates.setdefault((endpoint, bucket), threading.Lock())
+    with gate:
+        found = cached_verdict(endpoint, bucket)
+        if found is not None:
+            return found  # another thread probed while this one waited
+        verdict = probe()
+        remember(verdict)
+        return verdict
+
+
+def clear_probe_cache() -> None:
+    """Forget every verdict (tests; or after an endpoint was reconfigured)."""
+    with _lock:
+        _verdicts.clear()
+        _gates.clear()
+
+
+def refusal(verdict: ConditionsVerdict) -> NotSupported:
+    """The error a write raises on an endpoint that ignores conditions."""
+    operations = []
+    if not verdict.create_honoured:
+        operations.append("create-if-absent")
+    if not verdict.replace_honoured:
+        operations.append("compare-and-swap")
+    return NotSupported(
+        " and ".join(operations),
+        verdict.where,
+        detail=f"the endpoint ignores {verdict.ignored()} (probe object {verdict.key!r}), "
+        "so two hosts could both run the same stage and neither would know. Use an "
+        "endpoint that honours conditional writes, or pass unsafe_unconditional=True to "
+        "write anyway (UNSAFE with two writers)",
+    )
+
+
+def unsafe_warning(verdict: ConditionsVerdict) -> str:
+    """The ``UnsafeBackendWarning`` text when the caller opted out of the refusal."""
+    return (
+        f"{verdict.where}: opened with unsafe_unconditional=True and the endpoint ignores "
+        f"{verdict.ignored()}; writes are not atomic, so two concurrent writers can both "
+        "win a create or lose an update"
+    )
