@@ -14,6 +14,8 @@ from eleanor_cloud.models import RecordStatus
 
 __all__ = ["Batch", "Page", "default_id"]
 
+_OK = (RecordStatus.SUCCESS, "")
+
 
 @dataclass(frozen=True)
 class Page:
@@ -47,6 +49,8 @@ class Batch:
     ) -> None:
         self.items, self.ids, self.key, self.position, self.retry = items, ids, key, position, retry
         self._known = set(ids)
+        # By identity: report(item) finds its id in O(1), however large the batch.
+        self._by_item = {id(item): rid for item, rid in zip(items, ids, strict=True)}
         self._outcomes: dict[str, tuple[RecordStatus, str]] = {}
 
     def __iter__(self) -> Iterator[Any]:
@@ -56,15 +60,24 @@ class Batch:
         return len(self.items)
 
     def report(self, record: Any, status: RecordStatus, reason: str = "") -> None:
-        if not isinstance(status, RecordStatus):
+        if status.__class__ is not RecordStatus:
             raise InvalidState(f"batch {self.key}: status must be a RecordStatus, got {status!r}")
-        rid = record if isinstance(record, str) and record in self._known else self._id(record)
-        if rid not in self._known:
-            raise InvalidState(f"batch {self.key}: record {rid!r} is not in this batch")
-        self._outcomes[rid] = (status, str(reason)[:REASON_LIMIT])
+        rid = self._by_item.get(id(record))
+        if rid is None:
+            rid = record if isinstance(record, str) else str(record)
+            if rid not in self._known:
+                raise InvalidState(f"batch {self.key}: record {rid!r} is not in this batch")
+        self._outcomes[rid] = (
+            status,
+            reason if len(reason) <= REASON_LIMIT else reason[:REASON_LIMIT],
+        )
 
     def ok(self, record: Any) -> None:
-        self.report(record, RecordStatus.SUCCESS)
+        rid = self._by_item.get(id(record))
+        if rid is None:
+            self.report(record, RecordStatus.SUCCESS)
+        else:  # the hot path: one dict lookup and one store
+            self._outcomes[rid] = _OK
 
     def fail(self, record: Any, reason: str = "") -> None:
         self.report(record, RecordStatus.ERROR, reason)
@@ -72,13 +85,9 @@ class Batch:
     def skip(self, record: Any, reason: str = "") -> None:
         self.report(record, RecordStatus.UNPROCESSED, reason)
 
-    def _id(self, record: Any) -> str:
-        for item, rid in zip(self.items, self.ids, strict=True):
-            if item is record:
-                return rid
-        return str(record)
-
     def outcomes(self) -> dict[str, tuple[RecordStatus, str]]:
+        if len(self._outcomes) == len(self.ids):
+            return self._outcomes
         return {
             rid: self._outcomes.get(rid, (RecordStatus.UNPROCESSED, "not reported"))
             for rid in self.ids

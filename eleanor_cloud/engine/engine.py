@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Generic
+from typing import TYPE_CHECKING, Generic
 
 from eleanor_cloud.clock import Clock, utc_now
 from eleanor_cloud.engine import attempt
@@ -32,6 +32,9 @@ from eleanor_cloud.engine.run import Runner
 from eleanor_cloud.engine.saga import reset_stages, rollback_hook
 from eleanor_cloud.engine.stage import BaseStage, StateT
 from eleanor_cloud.engine.summary import TaskSummary, summarize
+
+if TYPE_CHECKING:
+    from eleanor_cloud.engine.shard_run import ShardSummary
 from eleanor_cloud.errors import InvalidState, LeaseLost
 from eleanor_cloud.models import RetryPolicy
 from eleanor_cloud.store.records import TaskManifest
@@ -182,6 +185,7 @@ class TaskEngine(Generic[StateT]):
         deadline: datetime | None = None,
         time_budget: float | None = None,
         lease_watch: LeaseWatch | None = None,
+        workers: int | None = None,
     ) -> TaskSummary:
         """Run or resume the task until it completes, fails, is canceled or runs out of time.
 
@@ -202,7 +206,34 @@ class TaskEngine(Generic[StateT]):
         """
         if lease_watch is not None and not isinstance(lease_watch, LeaseWatch):
             raise InvalidState(f"lease_watch must be a LeaseWatch, got {lease_watch!r}")
+        if workers is not None and (
+            isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+        ):
+            raise InvalidState(f"workers must be an int >= 1, got {workers!r}")
         end = run_window(self.spec.clock, deadline, time_budget)
+        summary = self._run_once(end, lease_watch)
+        # A fanned-out stage with local workers: run its shards here, then join.
+        while workers is not None and self._runner.waiting_on is not None:
+            from eleanor_cloud.engine.fanout import load_plan
+            from eleanor_cloud.engine.pool import run_shards
+
+            name, self._runner.waiting_on = self._runner.waiting_on, None
+            plan = load_plan(self._store, self.task_id, name)
+            if plan is None or self._control.stop_reason is not None:
+                break
+            ran = run_shards(self, name, [s.id for s in plan.shards], workers, plan.plan_id)
+            summary = self._run_once(end, None)
+            if self._runner.waiting_on == name and all(r["done"] for r in ran):
+                # Every worker finished its shard, yet this process sees no end: the
+                # store is not one that processes share (memory://, say).
+                raise InvalidState(
+                    f"task {self.task_id!r}: the workers' shards of {name!r} are not visible "
+                    f"here; run(workers=N) needs a store that processes share, not "
+                    f"{self._store.backend.description}"
+                )
+        return summary
+
+    def _run_once(self, end: datetime | None, lease_watch: LeaseWatch | None) -> TaskSummary:
         runner = self._runner
         finished = runner.already_complete()
         if finished is not None:
@@ -223,6 +254,33 @@ class TaskEngine(Generic[StateT]):
             raise
         finally:
             run.lease.release()
+
+    def run_shard(
+        self,
+        stage_name: str,
+        shard_id: str,
+        *,
+        deadline: datetime | None = None,
+        time_budget: float | None = None,
+        plan_id: str | None = None,
+    ) -> ShardSummary:
+        """Run one shard of a fanned-out stage (on any worker; see :mod:`.fanout`).
+
+        Takes only that shard's lease (``LeaseHeld`` if another worker runs it), resumes
+        it from its records checkpoint, and runs attempts under the retry policy, per
+        shard. ``NotPlanned`` if the task has not planned the stage yet; ``plan_id``
+        refuses a worker meant for another plan. Run the task again afterwards to join.
+        """
+        from eleanor_cloud.engine.shard_run import run_shard
+
+        if stage_name not in self.stage_names:
+            raise InvalidState(f"task {self.task_id!r} has no stage {stage_name!r}")
+        stage = self.spec.stages[self.stage_names.index(stage_name)]
+        end = run_window(self.spec.clock, deadline, time_budget)
+        self._runner.bind() if self._runner.manifest is None else None
+        return run_shard(
+            self._cp, self._control, stage, stage_name, shard_id, end=end, plan_id=plan_id
+        )
 
     # -- stop and interrupt (other threads) --------------------------------------------
 

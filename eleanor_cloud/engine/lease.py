@@ -115,7 +115,6 @@ class LeaseManager:
         self._confirm = 0.0
 
     # -- state ------------------------------------------------------------------------
-
     @property
     def lost(self) -> bool:
         """True once this holder knows (or must assume) another may hold the lease.
@@ -148,8 +147,10 @@ class LeaseManager:
         return self._record.value if self._record else None
 
     def check(self) -> None:
-        """Raise ``LeaseLost`` if the lease is known to be lost."""
-        if self.lost:
+        """``LeaseLost`` if lost, or released (``interrupt()`` releases mid-stage)."""
+        if self._released and not self._lost.is_set():
+            self._lost_reason = "it was released"
+        if self.lost or self._released:
             raise LeaseLost(
                 f"task {self.task_id!r}: lease lost by {self.holder!r}: {self._lost_reason}",
                 key=self.key,

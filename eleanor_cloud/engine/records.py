@@ -136,7 +136,7 @@ class RecordsRun:
 
     def __iter__(self) -> Iterator[Batch]:
         if self.started:
-            raise InvalidState(f"{self.where}: records() can be iterated once per attempt")
+            return self  # iter() of the iterator itself: go on where it is
         self.started = True
         env = self.env
         loaded = env.progress

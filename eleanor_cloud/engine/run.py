@@ -19,6 +19,7 @@ from eleanor_cloud.engine.attempt import AttemptControl, interrupted_now, remain
 from eleanor_cloud.engine.checkpoint import Checkpointer, RunState
 from eleanor_cloud.engine.events import EventKind
 from eleanor_cloud.engine.fence import open_progress, open_records
+from eleanor_cloud.engine.join import is_sharded, task_step
 from eleanor_cloud.engine.lease import LeaseManager
 from eleanor_cloud.engine.lease_watch import LeaseWatch
 from eleanor_cloud.engine.saga import compensate
@@ -39,6 +40,7 @@ class Runner:
         self.control = control
         self.manifest: TaskManifest | None = None
         self.fresh = False  # bound by this engine just now: nobody can have run it
+        self.waiting_on: str | None = None  # a sharded stage whose shards must run
 
     # -- bind and open -----------------------------------------------------------------
 
@@ -165,6 +167,19 @@ class Runner:
                 return self.canceled()
             if state.status is StageStatus.ERROR:
                 return self.failed(run, index, already=True)
+            if is_sharded(stage):
+                step = task_step(self.cp, run, stage, name)
+                if step == "complete":
+                    continue
+                if step == "error":
+                    return self.failed(run, index)
+                self.waiting_on = name
+                return self._paused(
+                    run,
+                    name,
+                    f"stage {name!r} is fanned out: waiting for its shards "
+                    "(run them with run_shard, or run(workers=N)); run again to join",
+                )
             resume = state.status is StageStatus.RUNNING and self.suspended_cleanly(run, name)
             if (
                 state.status is StageStatus.RUNNING

@@ -56,6 +56,13 @@ class BaseStage(Generic[StateT]):
         """Do the stage's work; return its result or ``None``. Raise to fail the attempt."""
         raise NotImplementedError(f"{type(self).__name__}.run() is not implemented")
 
+    def plan(self, state: StateT, ctx: StageContext[StateT]) -> Sequence[Any] | None:
+        """Define it to fan the stage out: return the shards (``eleanor_cloud.Shard(id,
+        spec)``) its input splits into. Planned once per stage run, persisted; each
+        shard then runs ``run()`` on its own worker with ``ctx.shard`` set and its own
+        ``ctx.records`` checkpoints. See :mod:`eleanor_cloud.engine.fanout`."""
+        return None
+
     def rollback(self, state: StateT, ctx: StageContext[StateT]) -> None:
         """Undo the stage's effects (called by ``TaskEngine.rollback``); default: nothing."""
 
@@ -84,6 +91,7 @@ class StageContext(Generic[StateT]):
         remaining_time: Callable[[], float | None],
         cancelled: Callable[[], bool],
         records: Callable[..., Any] | None = None,
+        shard: tuple[str, Any, str] | None = None,
     ) -> None:
         self.task_id = task_id
         self.stage_name = stage_name
@@ -94,6 +102,7 @@ class StageContext(Generic[StateT]):
         self._remaining = remaining_time
         self._cancelled = cancelled
         self._records = records
+        self._shard = shard
 
     def state_of(self, stage_name: str) -> StateT:
         """A deep copy of an earlier stage's state."""
@@ -116,6 +125,15 @@ class StageContext(Generic[StateT]):
     def remaining_time(self) -> float | None:
         """Seconds left in the run's time budget, or ``None`` without a budget."""
         return self._remaining()
+
+    @property
+    def shard(self) -> Any:
+        """The shard this run works on (a sharded stage: ``.id``, ``.spec``), else None."""
+        if self._shard is None:
+            return None
+        from eleanor_cloud.engine.fanout import Shard
+
+        return Shard(self._shard[0], self._shard[1])
 
     def records(self, read: Callable[..., Any], **options: Any) -> Any:
         """Process the stage's input record by record, with checkpoints inside the stage.

@@ -53,6 +53,12 @@ class Envelope:
     body: dict[str, Any]
 
 
+def _body_field(fmt: str) -> str:
+    # The four core documents name their body; any other (a shard plan, a done
+    # marker) keeps it under "body".
+    return _BODY_FIELD.get(fmt, "body")
+
+
 def encode(envelope: Envelope) -> bytes:
     """Serialize to UTF-8 JSON with the header first, so a person reads it top-down."""
     doc: dict[str, Any] = {
@@ -62,7 +68,7 @@ def encode(envelope: Envelope) -> bytes:
         "writer": envelope.writer,
         "epoch": envelope.epoch,
         "written_at": envelope.written_at,
-        _BODY_FIELD[envelope.format]: envelope.body,
+        _body_field(envelope.format): envelope.body,
     }
     return json.dumps(doc, ensure_ascii=False, allow_nan=False).encode("utf-8")
 
@@ -93,7 +99,7 @@ def decode(data: bytes, *, key: str, expected_format: str) -> Envelope:
     if fmt != expected_format:
         raise corrupt(f"unknown format {fmt!r} (expected {expected_format!r})")
     missing = [name for name in _HEADER if name not in doc]
-    body_field = _BODY_FIELD[expected_format]
+    body_field = _body_field(expected_format)
     if body_field not in doc:
         missing.append(body_field)
     if missing:
