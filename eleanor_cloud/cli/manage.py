@@ -182,7 +182,14 @@ def rollback_cmd(
 @json_option
 @pass_cli
 def delete_cmd(state: CliContext, task_id: str, yes: bool, as_json: bool) -> None:
-    """Delete every object of TASK_ID (states, manifest, lease last). Asks unless --yes."""
+    """Delete TASK_ID safely (asks unless --yes).
+
+    Takes the task's lease first, so a live holder is never deleted under (it refuses;
+    a holder that looks dead is watched for one lease TTL, as any takeover), deletes
+    every object but the lease and leaves the lease as a tombstone: epochs keep growing
+    for the task id, so nothing a holder of the deleted task still writes is ever taken
+    for the next task's state.
+    """
     from eleanor_cloud.cli.views import LeaseView
     from eleanor_cloud.clock import utc_now
 
@@ -201,7 +208,9 @@ def delete_cmd(state: CliContext, task_id: str, yes: bool, as_json: bool) -> Non
             abort=True,
             err=True,
         )
-    count = store.delete_task(task_id)
+    from eleanor_cloud.engine import delete_task
+
+    count = delete_task(store, task_id)
     if as_json:
         from eleanor_cloud.cli.shapes import DeleteDoc
 

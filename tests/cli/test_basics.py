@@ -121,7 +121,10 @@ def test_delete_asks_then_deletes(store: ec.StateStore, invoke) -> None:
     deleted = invoke("delete", "gone", input="y\n")
     assert deleted.exit_code == 0
     assert deleted.stdout.strip() == "deleted task gone (3 objects)"
-    assert list(store.list_tasks()) == []
+    # The lease stays as a tombstone (epochs outlive the task); listings skip it.
+    tombstone = store.load_lease("gone")
+    assert tombstone is not None and tombstone.value.floor == tombstone.value.epoch > 0
+    assert "gone" not in invoke("tasks").stdout
 
     missing = invoke("delete", "gone", "--yes")
     assert missing.exit_code == 1 and "no task 'gone'" in missing.stderr
