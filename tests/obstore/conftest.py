@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import pytest
 
 from eleanor_cloud.backends.obstore import clear_probe_cache
+from tests.obstore.gcs_shim import GcsXmlShim
 from tests.support.emulators import (
     AzuriteBlob,
     EmulatorError,
@@ -84,6 +85,13 @@ def azure_container(azurite: AzuriteBlob) -> str:
 def fake_gcs_url() -> Iterator[str]:
     """fake-gcs-server (JSON and XML APIs) on 127.0.0.1 for the session."""
     yield from _started("fake-gcs-server", _fake_gcs_xml())  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def gcs_shim_url(fake_gcs_url: str) -> Iterator[str]:
+    """fake-gcs-server behind the XML-to-JSON upload shim (see ``gcs_shim.py``)."""
+    with GcsXmlShim(fake_gcs_url) as shim:
+        yield shim.url
 
 
 @pytest.fixture

@@ -323,7 +323,7 @@ class ObstoreBackend:
             if self._conditions_checked:
                 return
             try:
-                verdict = verdict_for(self._endpoint, self._bucket, self._probe)
+                verdict = verdict_for(self._endpoint, self._store_name(), self._probe)
             except EleanorError as exc:
                 cause = exc.__cause__
                 if cause is None or not isinstance(cause, _ERRORS):
@@ -346,8 +346,12 @@ class ObstoreBackend:
 
     def _probe(self) -> ConditionsVerdict:
         return run_probe(
-            self._probe_put, endpoint=self._endpoint, bucket=self._bucket, key=self._probe_key
+            self._probe_put, endpoint=self._endpoint, bucket=self._store_name(), key=self._probe_key
         )
+
+    def _store_name(self) -> str:
+        # ``s3://bucket``: how messages name it, and with the endpoint the probe cache's key.
+        return f"{self._kind.scheme}://{self._bucket}"
 
     def _probe_put(self, create: bool) -> bool:
         """One probe PUT; False if the store refused it on its condition."""
