@@ -27,6 +27,7 @@ from eleanor_cloud.engine.backoff import Backoff
 from eleanor_cloud.engine.batch import Batch, Page
 from eleanor_cloud.engine.engine import TaskEngine
 from eleanor_cloud.engine.events import EngineEvent, EventKind
+from eleanor_cloud.engine.fanout import Shard
 from eleanor_cloud.engine.stage import BaseStage, StageContext
 from eleanor_cloud.engine.summary import StageSummary, TaskSummary
 
@@ -38,6 +39,7 @@ __all__ = [
     "EngineEvent",
     "EventKind",
     "Page",
+    "Shard",
     "StageContext",
     "StageSummary",
     "TaskEngine",

@@ -28,6 +28,7 @@ from pydantic import JsonValue
 from eleanor_cloud.clock import Clock, format_ts
 from eleanor_cloud.engine import progress as pg
 from eleanor_cloud.engine.batch import Batch, Page, default_id
+from eleanor_cloud.engine.chunks import ChunkWriter
 from eleanor_cloud.errors import Conflict, EleanorError, InvalidState, LeaseLost
 from eleanor_cloud.models import RecordStatus, SimpleRecordsResult
 from eleanor_cloud.store import documents
@@ -116,8 +117,7 @@ class RecordsRun:
         self._since, self._last, self._slow = 0, 0.0, 0.0
         self._slice_batches = 0
         self._retry_lines: list[dict[str, Any]] = []
-        # This run's open chunk: (name, version, lines) appended to until it is full.
-        self._open: tuple[str, Any, list[dict[str, Any]]] | None = None
+        self._chunks = ChunkWriter(env)
         self.started = self.finished = False
 
     # -- what the engine reads -----------------------------------------------------------
@@ -325,48 +325,8 @@ class RecordsRun:
             self.checkpoint()
 
     def _flush_chunks(self) -> tuple[tuple[pg.FailedChunk, ...], int, int]:
-        """Append the failed ids since the last checkpoint to this run's open chunk (a
-        compare-and-swap of it) and new chunks once it is full; the progress written
-        next refers to exactly the lines written. Returns (chunks, dropped, new names)."""
-        env, lines, self._buffer = self.env, self._buffer, []
-        chunks = list(self.progress.chunks)
-        room = max(0, pg.MAX_CHUNKS - len(chunks)) * pg.CHUNK_RECORDS
-        if self._open is not None:
-            room += pg.CHUNK_RECORDS - len(self._open[2])
-        dropped = sum(1 for line in lines[room:] if line["status"] == RecordStatus.ERROR.value)
-        lines, handed = lines[:room], 0
-        header = {
-            "task_id": env.task_id,
-            "stage_name": env.stage_name,
-            "attempt": env.attempt,
-            "epoch": env.epoch,
-        }
-        while lines:
-            if self._open is None or len(self._open[2]) >= pg.CHUNK_RECORDS:
-                # Names carry attempt and epoch: no other holder ever writes this one.
-                name = f"a{env.attempt:05d}-e{env.epoch}-{self.progress.chunk_seq + handed:06d}"
-                self._open, handed = (name, None, []), handed + 1
-                chunks.append(pg.FailedChunk(name=name, errors=0, unprocessed=0))
-            name, version, kept = self._open
-            take, lines = (
-                lines[: pg.CHUNK_RECORDS - len(kept)],
-                lines[pg.CHUNK_RECORDS - len(kept) :],
-            )
-            kept = kept + take
-            version = documents.write_chunk(
-                env.store,
-                env.task_id,
-                env.stage_name,
-                name,
-                header,
-                kept,
-                replaces=version,
-                shard=env.shard,
-            )
-            self._open = (name, version, kept)
-            errors = sum(1 for ln in kept if ln["status"] == RecordStatus.ERROR.value)
-            chunks[-1] = pg.FailedChunk(name=name, errors=errors, unprocessed=len(kept) - errors)
-        return tuple(chunks), dropped, handed
+        lines, self._buffer = self._buffer, []
+        return self._chunks.flush(self.progress, lines)
 
     def _write(self, progress: pg.Progress) -> None:
         env = self.env
