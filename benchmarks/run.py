@@ -3,6 +3,7 @@
 python -m benchmarks                 # the full run (several minutes)
 python -m benchmarks --quick         # proves the harness works (< 1 minute)
 python -m benchmarks --only requests overhead --json /tmp/out.json
+python -m benchmarks --quick --only obstore
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from typing import Any
 from benchmarks._util import fake_aws_env, moto_server, targets_table
 
 SECTIONS = ("requests", "overhead", "cold_start", "resume", "history", "peer", "records")
+# Sections that need an optional extra (section -> the module it imports): part of a
+# full run when the extra is installed; --quick runs them only when --only names them,
+# so the quick harness check stays about the core sections (tests/obstore checks this
+# one's quick run itself).
+OPTIONAL_SECTIONS = {"obstore": "obstore"}
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -46,6 +52,10 @@ class Config:
     records_n: int = 100_000
     records_rounds: int = 5
     records_failed: int = 10_000
+    # obstore vs boto3: fresh-process rounds of the cold path; warm N-stage run rounds.
+    obstore_cold_rounds: int = 20
+    obstore_warm_stages: int = 10
+    obstore_warm_rounds: int = 21
 
 
 QUICK = Config(
@@ -61,6 +71,8 @@ QUICK = Config(
     records_n=2_000,
     records_rounds=1,
     records_failed=2_000,
+    obstore_cold_rounds=2,
+    obstore_warm_rounds=2,
 )
 
 
@@ -84,7 +96,7 @@ def machine() -> dict[str, Any]:
     except (OSError, subprocess.CalledProcessError):
         commit = ""
     versions: dict[str, str | None] = {}
-    for dist in ("boto3", "botocore", "moto", "pydantic", "aws-lambda-powertools"):
+    for dist in ("boto3", "botocore", "moto", "pydantic", "aws-lambda-powertools", "obstore"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -98,6 +110,13 @@ def machine() -> dict[str, Any]:
         "commit": commit,
         "versions": versions,
     }
+
+
+def _installed(optional: dict[str, str]) -> list[str]:
+    """The optional sections whose extra can be imported here."""
+    from importlib.util import find_spec
+
+    return [name for name, module in optional.items() if find_spec(module) is not None]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=SECTIONS,
+        choices=(*SECTIONS, *OPTIONAL_SECTIONS),
         metavar="SECTION",
-        help=f"run only these sections ({', '.join(SECTIONS)})",
+        help=f"run only these sections ({', '.join((*SECTIONS, *OPTIONAL_SECTIONS))})",
     )
     parser.add_argument(
         "--json",
@@ -127,11 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     fake_aws_env()
     cfg = QUICK if args.quick else Config()
-    wanted = args.only or list(SECTIONS)
+    wanted = args.only or [*SECTIONS, *(() if args.quick else _installed(OPTIONAL_SECTIONS))]
 
     from benchmarks import (
         bench_cold_start,
         bench_history,
+        bench_obstore,
         bench_overhead,
         bench_peer,
         bench_records,
@@ -182,8 +202,14 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 bench_records.render,
             ),
+            "obstore": (
+                lambda: bench_obstore.run(
+                    cfg.obstore_cold_rounds, cfg.obstore_warm_stages, cfg.obstore_warm_rounds, url
+                ),
+                bench_obstore.render,
+            ),
         }
-        for name in SECTIONS:
+        for name in (*SECTIONS, *OPTIONAL_SECTIONS):
             if name not in wanted:
                 continue
             measure, render = jobs[name]

@@ -19,6 +19,7 @@ from eleanor_cloud.backends.obstore import (
     PROBE_REQUESTS,
     READ_TIMEOUT,
     ObstoreBackend,
+    clear_probe_cache,
     from_url,
 )
 from eleanor_cloud.backends.s3 import S3Backend
@@ -150,6 +151,13 @@ def test_the_probe_costs_three_puts_once_per_process_then_a_save_is_one_put(
     again.create(_state("job-3"))
     assert proxy.count("PUT") == 1
     assert list(store.list_tasks()) == ["job-1", "job-2", "job-3"]
+    # A new process (an empty cache) finds the probe object: its refused create proves
+    # If-None-Match is evaluated, so it probes with 2 PUTs, not 3.
+    clear_probe_cache()
+    proxy.clear()
+    open_store(f"obstore+s3://{s3_bucket}/runs", endpoint_url=proxy.url).create(_state("job-4"))
+    assert _puts(proxy) == [(PROBE_KEY, 412), (PROBE_KEY, 412), ("runs/job-4/extract.json", 200)]
+    assert proxy.log[1].request.header("If-Match") == '"00000000000000000000000000000000"'
 
 
 def test_an_endpoint_that_ignores_conditions_is_refused_before_any_write(
@@ -201,7 +209,7 @@ def test_a_failed_probe_caches_nothing_and_is_reported_for_the_callers_write(
     assert "in the conditional-write probe on 'runs/_probe/conditions.json' first" in message
     assert "after 3 attempts" in message
     store.create(_state())  # the next write probes again, and succeeds
-    assert proxy.count("PUT") == 3 + PROBE_REQUESTS + 1
+    assert proxy.count("PUT") == 3 + PROBE_REQUESTS + 1  # the object is new: 3 probe PUTs
 
 
 def test_a_lost_answer_to_a_create_is_recognised_as_our_own_write(

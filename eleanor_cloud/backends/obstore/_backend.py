@@ -15,15 +15,7 @@ import obstore
 from obstore import exceptions as obx
 
 from eleanor_cloud.backends.base import Create, Overwrite, Replace, Version, WriteMode
-from eleanor_cloud.backends.obstore._errors import (
-    CONDITIONAL_CONFLICT,
-    annotate,
-    parse,
-    translate,
-)
 from eleanor_cloud.backends.obstore._kinds import kind_of
-from eleanor_cloud.backends.obstore._list import list_keys
-from eleanor_cloud.backends.obstore._local import LocalCas
 from eleanor_cloud.backends.obstore._options import check_key
 from eleanor_cloud.backends.obstore._probe import (
     PROBE_BODY,
@@ -38,7 +30,6 @@ from eleanor_cloud.backends.obstore._probe import (
 from eleanor_cloud.errors import (
     BackendError,
     ConfigurationError,
-    Conflict,
     EleanorError,
     InvalidKey,
     NotFound,
@@ -48,6 +39,12 @@ from eleanor_cloud.errors import (
 if TYPE_CHECKING:
     from obstore import PutMode
 
+    from eleanor_cloud.backends.obstore._local import LocalCas
+
+# Imported where first needed, not here: this module is on a Lambda cold start's path,
+# and the error table (_errors: its patterns), the local directory's lock protocol
+# (_local) and the listing (_list) are not, for a store whose writes all succeed.
+
 __all__ = ["DEFAULT_CONFLICT_RETRIES", "ObstoreBackend"]
 
 DEFAULT_CONFLICT_RETRIES = 4
@@ -56,6 +53,8 @@ _CONFLICT_BACKOFF_CAP = 1.0
 # A GET whose body broke after the headers arrived is reported once the body is read,
 # outside obstore's retries; reading is idempotent, so it is retried this many times.
 _BODY_RETRIES = 2
+# S3's answer when another conditional write to the key is in flight (retried here).
+_CONDITIONAL_CONFLICT = "ConditionalRequestConflict"
 _ERRORS = (obx.BaseError, OSError, ValueError)
 
 
@@ -98,6 +97,8 @@ class ObstoreBackend:
                     "a LocalStore needs a directory (LocalStore(prefix=...))",
                     operation="open_store",
                 )
+            from eleanor_cloud.backends.obstore._local import LocalCas
+
             self._root: Path | None = Path(root)
             self._bucket = Path(root).as_posix()
             self._local: LocalCas | None = LocalCas(store, Path(root), self._where())
@@ -250,6 +251,8 @@ class ObstoreBackend:
         ``list_with_delimiter``."""
         if not isinstance(prefix, str):
             raise InvalidKey(prefix, f"must be a str, not {type(prefix).__name__}", field="prefix")
+        from eleanor_cloud.backends.obstore._list import list_keys
+
         return list_keys(
             self._store, self._local, prefix, delimiter, self._where(), self._translate
         )
@@ -270,8 +273,15 @@ class ObstoreBackend:
     def _put(
         self, key: str, body: bytes, put_mode: PutMode, operation: str, expected: str | None
     ) -> Any:
-        # One request: no multipart upload (conditional modes never use one, and an
-        # unconditional one would be several requests for a small object).
+        try:
+            return self._send(key, body, put_mode)
+        except _ERRORS as exc:
+            raise self._translate(exc, key, operation, expected) from exc
+
+    def _send(self, key: str, body: bytes, put_mode: PutMode) -> Any:
+        """One PUT (no multipart upload: conditional modes never use one, and for a small
+        object it would be several requests), retrying S3's 409 ConditionalRequestConflict
+        with jittered backoff; obstore's own error otherwise."""
         attributes: Any = {"Content-Type": "application/json"} if key.endswith(".json") else None
         for attempt in range(self._conflict_retries + 1):
             try:
@@ -284,12 +294,11 @@ class ObstoreBackend:
                     attributes=attributes,
                 )
             except _ERRORS as exc:
-                if parse(exc).code == CONDITIONAL_CONFLICT and attempt < self._conflict_retries:
-                    # S3: another conditional write to this key was in flight; retry.
+                if attempt < self._conflict_retries and _CONDITIONAL_CONFLICT in str(exc):
                     cap = min(_CONFLICT_BACKOFF_CAP, _CONFLICT_BACKOFF_BASE * 2**attempt)
                     self._sleep(random.uniform(0, cap))
                     continue
-                raise self._translate(exc, key, operation, expected) from exc
+                raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _version(self, found: Any, key: str, operation: str) -> Version:
@@ -306,6 +315,8 @@ class ObstoreBackend:
     def _translate(
         self, exc: BaseException, key: str | None, operation: str, expected: str | None = None
     ) -> EleanorError:
+        from eleanor_cloud.backends.obstore._errors import translate
+
         return translate(
             exc,
             scheme=self._kind.scheme,
@@ -328,6 +339,8 @@ class ObstoreBackend:
                 cause = exc.__cause__
                 if cause is None or not isinstance(cause, _ERRORS):
                     raise
+                from eleanor_cloud.backends.obstore._errors import annotate
+
                 # Reported for the write the caller asked for: the probe is its first step.
                 error = self._translate(cause, key, operation)
                 raise annotate(
@@ -356,11 +369,14 @@ class ObstoreBackend:
     def _probe_put(self, create: bool) -> bool:
         """One probe PUT; False if the store refused it on its condition."""
         put_mode = cast("PutMode", "create" if create else {self._kind.token: self._kind.stale})
-        operation = "create" if create else "replace"
         try:
-            self._put(self._probe_key, PROBE_BODY, put_mode, operation, self._kind.stale)
-        except Conflict:
-            # Refused (412, 409, or 404 for a compare-and-swap of a missing object): the
-            # store evaluated the condition and did not write.
+            self._send(self._probe_key, PROBE_BODY, put_mode)
+        except (obx.AlreadyExistsError, obx.PreconditionError, obx.NotModifiedError):
+            # Refused (412; 409 on a create; a compare-and-swap of a missing object): the
+            # store evaluated the condition and did not write. Told apart here, without
+            # the error table, because a healthy probe's refusals are the cold path.
             return False
+        except _ERRORS as exc:
+            operation = "create" if create else "replace"
+            raise self._translate(exc, self._probe_key, operation, self._kind.stale) from exc
         return True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from obstore.store import AzureStore, GCSStore, LocalStore, MemoryStore, S3Store
@@ -12,18 +11,21 @@ from eleanor_cloud.errors import ConfigurationError
 __all__ = ["Kind", "kind_of"]
 
 
-@dataclass(frozen=True, slots=True)
 class Kind:
     """A store's URL scheme, where the bucket's name is in its config, which field of
     ``PutResult``/``ObjectMeta`` is the compare-and-swap token (``""``: none; the
     local directory hashes content), a token no object ever has (for the probe), and
-    the endpoint named when the caller configured none."""
+    the endpoint named when the caller configured none.
 
-    scheme: str
-    bucket_key: str
-    token: str
-    stale: str
-    endpoint: str
+    A plain class, not a dataclass: this module is on the cold-start path, and building
+    a dataclass costs more than the five attributes are worth.
+    """
+
+    __slots__ = ("bucket_key", "endpoint", "scheme", "stale", "token")
+
+    def __init__(self, scheme: str, bucket_key: str, token: str, stale: str, endpoint: str) -> None:
+        self.scheme, self.bucket_key, self.token = scheme, bucket_key, token
+        self.stale, self.endpoint = stale, endpoint
 
 
 # S3 and Azure compare ETags (If-Match); GCS compares generations

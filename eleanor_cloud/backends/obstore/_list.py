@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import obstore
 from obstore import exceptions as obx
 
 from eleanor_cloud.backends._listing import listing
-from eleanor_cloud.backends.obstore._local import LocalCas
 from eleanor_cloud.errors import BackendError, EleanorError
+
+if TYPE_CHECKING:
+    from eleanor_cloud.backends.obstore._local import LocalCas
 
 __all__ = ["list_keys"]
 

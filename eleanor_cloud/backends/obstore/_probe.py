@@ -11,7 +11,10 @@ on S3, GCS or Azure sends :data:`PROBE_REQUESTS` conditional PUTs to
 share one object):
 
 1. create: succeeds, or is refused because an earlier probe left the object there;
-2. create again: the object exists now, so this must be refused;
+2. create again, only if step 1 succeeded: the object exists now, so this must be
+   refused (a refusal in step 1 already proved the store evaluates ``If-None-Match``:
+   a store that ignores it would have accepted, so every cold start after the first
+   on a prefix pays 2 PUTs, not 3);
 3. compare-and-swap naming a version the object never had: must be refused.
 
 Every probe write is conditional (a bucket policy that refuses unconditional PUTs lets
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from eleanor_cloud.errors import NotSupported
 
@@ -42,6 +45,7 @@ __all__ = [
 ]
 
 PROBE_NAME = "_probe/conditions.json"
+# At most; 2 once the probe object exists (every cold start after the first per prefix).
 PROBE_REQUESTS = 3
 PROBE_BODY = b'{"eleanor_cloud": "conditional-write probe; safe to delete"}\n'
 
@@ -51,9 +55,12 @@ PROBE_BODY = b'{"eleanor_cloud": "conditional-write probe; safe to delete"}\n'
 ProbePut = Callable[[bool], bool]
 
 
-@dataclass(frozen=True, slots=True)
-class ConditionsVerdict:
-    """What the probe found: whether each condition was honoured."""
+class ConditionsVerdict(NamedTuple):
+    """What the probe found: whether each condition was honoured.
+
+    A NamedTuple (immutable, compared by value) rather than a dataclass: it is built at
+    import on the cold-start path, where a dataclass costs a few times as much.
+    """
 
     endpoint: str
     bucket: str
@@ -83,9 +90,9 @@ class ConditionsVerdict:
 
 
 def run_probe(put: ProbePut, *, endpoint: str, bucket: str, key: str) -> ConditionsVerdict:
-    """The three conditional PUTs (see the module docstring); errors propagate."""
-    put(True)  # created now, or left by an earlier probe: either is fine
-    create_refused = not put(True)
+    """The two or three conditional PUTs (see the module docstring); errors propagate."""
+    # Created now (then ask again), or refused because an earlier probe left it there.
+    create_refused = not put(True) or not put(True)
     replace_refused = not put(False)
     return ConditionsVerdict(endpoint, bucket, key, create_refused, replace_refused)
 
