@@ -32,26 +32,35 @@ _STATUSES = ["UNBOUND", "CREATED", "RUNNING", "RETRY", "ERROR", "COMPLETE", "CAN
 _KINDS = ["tasks", "task", "history", "lease", "delete", "check"]
 
 
-def load_view(state: CliContext, task_id: str) -> TaskView:
+def load_view(state: CliContext, task_id: str, *, with_shards: bool = False) -> TaskView:
     from eleanor_cloud.cli.views import load_task_view
 
-    return load_task_view(state.store, task_id)
+    return load_task_view(state.store, task_id, with_shards=with_shards)
 
 
 @click.command("status")
 @click.argument("task_id", callback=validate_task_id_arg)
+@click.option(
+    "--shards",
+    "with_shards",
+    is_flag=True,
+    help="Read each shard of a fanned-out stage: status, records, holder (3 GETs a shard).",
+)
 @json_option
 @pass_cli
-def status_cmd(state: CliContext, task_id: str, as_json: bool) -> None:
+def status_cmd(state: CliContext, task_id: str, with_shards: bool, as_json: bool) -> None:
     """Show TASK_ID's stages (status, attempts, last run, message, result) and lease.
 
+    A fanned-out stage also shows how many of its shards ended (its plan and one LIST
+    of its done/ markers); --shards reads every shard (state, progress and lease: 3
+    GETs each) and lists them, the unfinished first, at most 50 (all with --json).
     Exits 1 when the task is in ERROR or CANCELED, so scripts can test it.
     """
     from eleanor_cloud.cli.shapes import task_doc
     from eleanor_cloud.models import StageStatus
 
     out = Output(json_mode=as_json)
-    view = load_view(state, task_id)
+    view = load_view(state, task_id, with_shards=with_shards)
     if as_json:
         out.json(task_doc(view, state.store_description))
     else:

@@ -126,6 +126,10 @@ def render_task(out: Output, view: TaskView) -> None:
         line = progress_line(view.task_id, stage)
         if line is not None:
             out.line(line)
+        if stage.fanout is not None:
+            from eleanor_cloud.cli.shard_render import render_fanout
+
+            render_fanout(out, view.task_id, stage.name, stage.fanout)
     if view.extra_stages:
         out.line(f"note: objects for stages not in the manifest: {', '.join(view.extra_stages)}")
     render_lease(out, view.lease)

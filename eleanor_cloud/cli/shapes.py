@@ -38,6 +38,7 @@ from eleanor_cloud.cli.progress_doc import (
     checkpoint_rows,
     stage_progress,
 )
+from eleanor_cloud.cli.shard_doc import FanoutInfo, ShardRow, fanout_info, shard_rows
 from eleanor_cloud.models import StageStatus
 
 if TYPE_CHECKING:
@@ -49,10 +50,12 @@ __all__ = [
     "CheckDoc",
     "CheckpointRow",
     "DeleteDoc",
+    "FanoutInfo",
     "HistoryDoc",
     "HistoryRow",
     "LeaseDoc",
     "LeaseInfo",
+    "ShardRow",
     "StageProgress",
     "StageRow",
     "TaskDoc",
@@ -104,7 +107,14 @@ class StageRow(_Model):
         None, description="A records stage's progress (``ctx.records``); ``null`` for others."
     )
     progress_error: str | SkipJsonSchema[None] = _sometimes(
-        "Why the stage's progress object cannot be read (then ``progress`` is ``null``)."
+        "Why the stage's progress object (or fan-out plan) cannot be read (then "
+        "``progress`` is ``null``)."
+    )
+    fanout: FanoutInfo | None = Field(
+        None, description="A fanned-out stage's plan and counts; ``null`` for others."
+    )
+    shards: list[ShardRow] | None = Field(
+        None, description="A fanned-out stage's shards in plan order; ``null`` for others."
     )
 
 
@@ -290,6 +300,8 @@ def stage_row(stage: StageView) -> StageRow:
         result=stage.result,
         progress=stage_progress(stage.progress) if stage.progress is not None else None,
         progress_error=stage.progress_error,
+        fanout=fanout_info(stage.fanout) if stage.fanout is not None else None,
+        shards=shard_rows(stage.fanout) if stage.fanout is not None else None,
     )
 
 

@@ -21,6 +21,7 @@ from eleanor_cloud.store.state_store import StateStore
 
 if TYPE_CHECKING:
     from eleanor_cloud.cli.records_view import ProgressView
+    from eleanor_cloud.cli.shard_view import FanoutView
 
 __all__ = [
     "BROKEN_EXPIRY",
@@ -57,7 +58,8 @@ class StageView:
     revision: int | None
     writer: str | None
     progress: ProgressView | None = None  # a records stage's, as last checkpointed
-    progress_error: str | None = None  # why its progress object cannot be read
+    progress_error: str | None = None  # why its progress (or plan) cannot be read
+    fanout: FanoutView | None = None  # a fanned-out stage's plan and shards
 
     @property
     def last_message(self) -> str:
@@ -152,11 +154,14 @@ def load_task_view(
     *,
     with_lease: bool = True,
     with_progress: bool = True,
+    with_shards: bool = False,
     now: datetime | None = None,
 ) -> TaskView:
     """Load manifest, stage states, lease and records progress (``NotFound`` if the task
     does not exist): GET manifest, one LIST, a GET per stage object, the lease and
-    (``with_progress``) a GET per records stage; see :mod:`.records_view`."""
+    (``with_progress``) a GET per records stage; see :mod:`.records_view`. A stage with
+    a folder but no progress of its own may be fanned out: +1 GET plan, +1 LIST done/,
+    and (``with_shards``) 3 GETs per shard; see :mod:`.shard_view`."""
     from eleanor_cloud import keys
 
     manifest = store.load_manifest(task_id)
@@ -173,18 +178,26 @@ def load_task_view(
         if lease_record is not None:
             lease = LeaseView.of(lease_record, now or utc_now())
     progress: dict[str, Any] = {}
+    fanouts: dict[str, FanoutView] = {}
     if with_progress:
         from eleanor_cloud.cli.records_view import load_progress_views
 
         floor = lease.lease.floor if lease is not None else 0
         wanted = [n for n in manifest.stages if n in folders]
         progress = load_progress_views(store, task_id, wanted, floor)
+        for name in (n for n in wanted if n not in progress):
+            found = _fanout(store, task_id, name, with_shards, now or utc_now())
+            if isinstance(found, str):
+                progress[name] = found
+            elif found is not None:
+                fanouts[name] = found
     stages: list[StageView] = []
     for name in manifest.stages:
         found = progress.get(name)
         extra: dict[str, Any] = (
             {"progress_error": found} if isinstance(found, str) else {"progress": found}
         )
+        extra["fanout"] = fanouts.get(name)
         record = records.get(name)
         if record is None:
             stages.append(
@@ -210,3 +223,16 @@ def load_task_view(
         )
     extra_stages = sorted(set(records) - set(manifest.stages))
     return TaskView(task_id, manifest, stages, lease, extra_stages)
+
+
+def _fanout(
+    store: StateStore, task_id: str, name: str, detailed: bool, now: datetime
+) -> FanoutView | str | None:
+    """A stage's fan-out, or why its plan cannot be read, or ``None`` (not sharded)."""
+    from eleanor_cloud.cli.shard_view import load_fanout
+    from eleanor_cloud.errors import CorruptState
+
+    try:
+        return load_fanout(store, task_id, name, detailed=detailed, now=now)
+    except CorruptState as exc:
+        return f"fan-out plan: {exc}"
