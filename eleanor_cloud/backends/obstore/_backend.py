@@ -16,7 +16,7 @@ from obstore import exceptions as obx
 
 from eleanor_cloud.backends.base import Create, Overwrite, Replace, Version, WriteMode
 from eleanor_cloud.backends.obstore._kinds import kind_of
-from eleanor_cloud.backends.obstore._options import check_key
+from eleanor_cloud.backends.obstore._options import check_key, configured_endpoint
 from eleanor_cloud.backends.obstore._probe import (
     PROBE_BODY,
     PROBE_NAME,
@@ -99,13 +99,15 @@ class ObstoreBackend:
                 )
             from eleanor_cloud.backends.obstore._local import LocalCas
 
-            self._root: Path | None = Path(root)
             self._bucket = Path(root).as_posix()
             self._local: LocalCas | None = LocalCas(store, Path(root), self._where())
         else:
-            self._root, self._local = None, None
+            self._local = None
             self._bucket = str(config.get(self._kind.bucket_key) or "") or "memory"
-        self._endpoint = endpoint or self._kind.endpoint
+        # The probe's verdict is per endpoint: two endpoints may have a bucket of one name.
+        self._endpoint: str = (
+            endpoint or configured_endpoint(self._kind.scheme, config) or self._kind.endpoint
+        )
         if not isinstance(probe_prefix, str):
             raise ConfigurationError(
                 f"probe_prefix must be a str, got {probe_prefix!r}", operation="open_store"
@@ -123,7 +125,8 @@ class ObstoreBackend:
         self._conflict_retries = conflict_retries
         self._sleep = sleep
         self._unsafe = bool(unsafe_unconditional)
-        # Only object stores are probed: the local directory and memory are ours.
+        # Only object stores are probed: the local directory writes under our own lock,
+        # and obstore's MemoryStore is a map in this process, with no endpoint between.
         self._conditions_checked = self._kind.scheme in ("file", "memory")
         self._conditions_lock = threading.Lock()
         self._ignores_conditions = False
@@ -167,7 +170,7 @@ class ObstoreBackend:
         return self._probe_key
 
     def probe_conditions(self) -> ConditionsVerdict:
-        """Ask the endpoint now, with three conditional PUTs, whether it honours
+        """Ask the endpoint now, with two or three conditional PUTs, whether it honours
         conditions; the answer replaces the process's cached verdict."""
         verdict = self._probe()
         remember(verdict)

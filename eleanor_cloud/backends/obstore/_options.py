@@ -22,6 +22,7 @@ __all__ = [
     "azure_endpoint",
     "check_key",
     "client_options",
+    "configured_endpoint",
     "gcs_endpoint",
     "mapping",
     "retry_config",
@@ -168,3 +169,14 @@ def azure_endpoint(explicit: str | None, config: Mapping[str, Any]) -> str | Non
         if str(emulator).lower() in ("1", "true", "yes"):
             return "http://127.0.0.1:10000"
     return found
+
+
+def configured_endpoint(scheme: str, config: Mapping[str, Any]) -> str | None:
+    """The endpoint a store built with ``config`` sends to, if the caller set one."""
+    if scheme == "s3":
+        return s3_endpoint(None, config)
+    if scheme == "gs":
+        return gcs_endpoint(None, config)
+    if scheme == "az":
+        return azure_endpoint(None, config)
+    return None
