@@ -381,3 +381,17 @@ def test_threads_share_one_backend(moto_server_url: str, s3_bucket: str) -> None
         thread.join(timeout=60)
     assert len(winners) == 1
     assert backend.read("one.json")[0] == str(winners[0]).encode()
+
+
+def test_eleanor_cloud_check_reports_an_obstore_store(
+    moto_server_url: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eleanor_cloud.cli.checking import run_checks
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server_url)
+    doc = run_checks(f"obstore+s3://{s3_bucket}/runs")
+    assert doc.ok and doc.backend == "ObstoreBackend"
+    assert (doc.conditional_create, doc.conditional_replace) == (True, True)
+    assert doc.endpoint == moto_server_url and doc.probe_key == PROBE_KEY
+    delete = next(row for row in doc.checks if row.name == "delete")
+    assert "no conditional delete here" in delete.detail
