@@ -85,7 +85,10 @@ def _one_run(run_no: int, seed: int, where: dict[str, Any], tmp: Path) -> dict[s
         outcomes.append(result["outcome"])
         if result["outcome"] == "complete":
             break
-        if rc != 0 or result["outcome"] not in ("lease_held",):
+        # lease_lost: a resume whose renewal was not acknowledged within its local
+        # window (TTL - TTL/10 = 0.45 s here; a loaded 2-core machine can take longer
+        # over S3) stops by its own deadline. Safe, and the next resume goes on.
+        if rc != 0 or result["outcome"] not in ("lease_held", "lease_lost"):
             outcomes.append(f"unexpected: {result}")
     store = StateStore(open_backend(where), PREFIX)
     check = check_task(store, task_id, STAGES, effects)
