@@ -65,10 +65,17 @@ def _one_run(rng: random.Random, where: dict[str, Any], tmp: Path) -> dict[str, 
     a = spawn_worker(a_spec, work / "a.json")
     wait_until(lambda: marker.exists() or a.poll() is not None, 60, "A to freeze or end")
     stopped = marker.exists()
+    b_pids: set[int] = set()
     try:
         b_spec = dict(base, log=str(work / "log-b"), wait_for_lease=30.0)
-        b = spawn_worker(b_spec, work / "b.json")
-        b_code = finish(b)
+        # B may stop by its own lease deadline when the machine is too loaded for a
+        # 0.45 s renewal window: safe, and another B (a new host) goes on.
+        for _ in range(3):
+            b = spawn_worker(b_spec, work / "b.json")
+            b_pids.add(b.pid)
+            b_code = finish(b)
+            if worker_result(work / "b.json")["outcome"] != "lease_lost":
+                break
     finally:
         if stopped:
             a.send_signal(signal.SIGCONT)
@@ -76,13 +83,13 @@ def _one_run(rng: random.Random, where: dict[str, Any], tmp: Path) -> dict[str, 
     a_result, b_result = worker_result(work / "a.json"), worker_result(work / "b.json")
     log = read_log([work / "log-a", work / "log-b"])
     b_epochs = [
-        e["epoch"] for e in log if e["pid"] == b.pid and e.get("ok") and e.get("op") == "write"
+        e["epoch"] for e in log if e["pid"] in b_pids and e.get("ok") and e.get("op") == "write"
     ]
     b_epoch = max(b_epochs, default=0)
     zombie = [e for e in log if e["pid"] == a.pid and e.get("resumed") and e.get("op") == "write"]
     # A zombie write landed if A's write sits after one of B's in that key's history at
     # an older epoch (check_write_log below sees it too, as epochs going down).
-    b_writes = [e for e in log if e["pid"] == b.pid and e.get("ok") and e.get("op") == "write"]
+    b_writes = [e for e in log if e["pid"] in b_pids and e.get("ok") and e.get("op") == "write"]
     landed = [
         e
         for e in log
@@ -138,5 +145,9 @@ def test_zombie_writes_never_land(
     )
     if count >= 5:  # the chance that none of a handful of runs did is not negligible
         assert sum(r["takeover"] for r in runs) >= 1, "no run exercised a takeover"
+    if count >= 20:
+        # Most thawed zombies now stop by their lease's local deadline before writing;
+        # only one frozen between its check and its write meets the fence. Over the
+        # full campaign some do, and every such write is refused.
         assert sum(r["zombie_refused"] for r in runs) >= 1, "no zombie ever tried to write"
     assert not problems, "\n".join(problems[:50])
