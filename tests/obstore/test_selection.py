@@ -164,3 +164,22 @@ def test_local_versions_are_the_local_backends_so_both_share_a_directory(tmp_pat
     assert fast.read("t/a.json") == (b"two", v2)
     fast.write("t/a.json", b"three", Replace(v2))
     assert list(classic.list("")) == list(fast.list("")) == ["t/a.json"]
+
+
+def test_a_boto3_session_becomes_obstores_credential_provider() -> None:
+    import boto3
+    from obstore.auth.boto3 import Boto3CredentialProvider
+
+    backend, _ = from_url("obstore+s3://bucket", session=boto3.Session(region_name="eu-west-1"))
+    assert isinstance(backend.store.credential_provider, Boto3CredentialProvider)
+    with pytest.raises(ConfigurationError, match="either session= or credential_provider="):
+        from_url("obstore+s3://bucket", session=boto3.Session(), credential_provider=object())
+
+
+def test_the_lambda_handlers_store_variable_selects_obstore(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from eleanor_cloud.aws.env import store_from_env
+
+    monkeypatch.setenv("ELEANOR_STORE", f"obstore+file://{tmp_path}")
+    assert isinstance(store_from_env().backend, ObstoreBackend)
