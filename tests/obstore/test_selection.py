@@ -183,3 +183,28 @@ def test_the_lambda_handlers_store_variable_selects_obstore(
 
     monkeypatch.setenv("ELEANOR_STORE", f"obstore+file://{tmp_path}")
     assert isinstance(store_from_env().backend, ObstoreBackend)
+
+
+def test_a_forked_child_refuses_at_once_instead_of_hanging(tmp_path: Path) -> None:
+    # In a subprocess: forking pytest itself (with its threads) would be its own hazard.
+    out = _python(f"""
+        import os, signal
+        from eleanor_cloud.errors import ConfigurationError
+        from tests.obstore.helpers import local_backend
+
+        backend = local_backend({str(tmp_path)!r})
+        backend.write("a.json", b"x", __import__("eleanor_cloud").backends.base.CREATE)
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(10)  # obstore itself would wait forever here
+            try:
+                backend.read("a.json")
+            except ConfigurationError as exc:
+                os._exit(0 if "forked from it" in str(exc) else 2)
+            os._exit(3)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+        print(backend.read("a.json")[0].decode())  # the parent goes on
+        """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "x"]

@@ -28,6 +28,8 @@ Every call is bounded: 1 s to connect, 2 s to wait for bytes, 3 attempts, so a c
 that hangs every time gives up after about :data:`WORST_CASE_CALL_SECONDS`.
 
 No request is made when the backend is opened, and none is added to an operation.
+obstore is not fork-safe (its runtime's threads do not survive ``os.fork()``): a process
+forked after the first request refuses with ``ConfigurationError`` instead of hanging.
 """
 
 from __future__ import annotations

@@ -16,7 +16,11 @@ from obstore import exceptions as obx
 
 from eleanor_cloud.backends.base import Create, Overwrite, Replace, Version, WriteMode
 from eleanor_cloud.backends.obstore._kinds import kind_of
-from eleanor_cloud.backends.obstore._options import check_key, configured_endpoint
+from eleanor_cloud.backends.obstore._options import (
+    check_key,
+    configured_endpoint,
+    same_process,
+)
 from eleanor_cloud.backends.obstore._probe import (
     PROBE_BODY,
     PROBE_NAME,
@@ -172,6 +176,7 @@ class ObstoreBackend:
     def probe_conditions(self) -> ConditionsVerdict:
         """Ask the endpoint now, with two or three conditional PUTs, whether it honours
         conditions; the answer replaces the process's cached verdict."""
+        same_process()
         verdict = self._probe()
         remember(verdict)
         return verdict
@@ -181,6 +186,7 @@ class ObstoreBackend:
     def read(self, key: str) -> tuple[bytes, Version]:
         """One GET: the body and its version; ``NotFound`` if absent."""
         check_key(key)
+        same_process()
         if self._local is not None:
             try:
                 return self._local.read(key)
@@ -205,6 +211,7 @@ class ObstoreBackend:
     def write(self, key: str, data: bytes, mode: WriteMode) -> Version:
         """One PUT, conditional per ``mode``; the new version."""
         check_key(key)
+        same_process()
         body = bytes(data)
         expected: str | None = None
         put_mode: PutMode
@@ -229,6 +236,7 @@ class ObstoreBackend:
     def delete(self, key: str, if_version: Version | None = None) -> None:
         """One DELETE, unconditional; ``NotSupported`` with ``if_version``."""
         check_key(key)
+        same_process()
         if if_version is not None:
             raise NotSupported(
                 "conditional delete",
@@ -254,6 +262,7 @@ class ObstoreBackend:
         ``list_with_delimiter``."""
         if not isinstance(prefix, str):
             raise InvalidKey(prefix, f"must be a str, not {type(prefix).__name__}", field="prefix")
+        same_process()
         from eleanor_cloud.backends.obstore._list import list_keys
 
         return list_keys(

@@ -1,5 +1,5 @@
 """What the obstore backend accepts before it makes a request: key shape, time bounds,
-client and retry options, and where each store's endpoint comes from.
+client and retry options, where each store's endpoint comes from, and the process.
 
 Each refusal is a one-line ``ConfigurationError`` or ``InvalidKey``, raised before I/O.
 """
@@ -27,6 +27,7 @@ __all__ = [
     "mapping",
     "retry_config",
     "s3_endpoint",
+    "same_process",
 ]
 
 # The same bounds as the boto3 backend, for the same reason: one call must give up well
@@ -49,6 +50,27 @@ WORST_CASE_CALL_SECONDS = (MAX_RETRIES + 1) * (CONNECT_TIMEOUT + READ_TIMEOUT) +
 )
 RETRY_TIMEOUT = 12.0
 _MAX_KEY_BYTES = 1024
+
+# obstore runs every request on one tokio runtime per process, started by the first
+# request, and its threads do not survive os.fork(): in a forked child every obstore
+# call (on any store, old or new) waits forever. The pid that started the runtime is
+# kept here, so that a child refuses at once instead of hanging with a lease held.
+_runtime_pid: list[int] = []
+
+
+def same_process() -> None:
+    """Refuse to run in a process forked after obstore's runtime started."""
+    pid = os.getpid()
+    if not _runtime_pid:
+        _runtime_pid.append(pid)
+    elif _runtime_pid[0] != pid:
+        raise ConfigurationError(
+            f"obstore was used in process {_runtime_pid[0]} and this process ({pid}) was "
+            "forked from it: obstore's runtime does not survive a fork, so every request "
+            "here would hang. Start workers with the 'spawn' or 'forkserver' method (or "
+            "fork before the first request), and open the store in the worker",
+            operation="open_store",
+        )
 
 
 def check_key(key: object) -> str:
