@@ -208,3 +208,37 @@ def test_a_forked_child_refuses_at_once_instead_of_hanging(tmp_path: Path) -> No
         """)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "x"]
+
+
+def test_no_credentials_at_all_is_access_denied_naming_what_to_set() -> None:
+    # A subprocess without any AWS variable, and the instance metadata service pointed at
+    # a closed port: the same answer wherever the suite runs (on EC2 or not).
+    from tests.support.servers import free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    script = textwrap.dedent(f"""
+        from eleanor_cloud.backends.obstore import from_url
+        from eleanor_cloud.errors import AccessDenied
+        backend, _ = from_url(
+            "obstore+s3://bucket/runs",
+            endpoint_url="http://127.0.0.1:{free_port()}",
+            config={{"metadata_endpoint": "http://127.0.0.1:{free_port()}"}},
+        )
+        try:
+            backend.read("runs/a.json")
+        except AccessDenied as exc:
+            print(exc)
+        """)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+        env=dict(env, PYTHONPATH=str(ROOT)),
+    )
+    assert out.returncode == 0, out.stderr
+    message = out.stdout.strip()
+    assert message.startswith("s3://bucket/runs/a.json: read failed: no usable credentials")
+    assert "AWS_ACCESS_KEY_ID" in message and "session=" in message

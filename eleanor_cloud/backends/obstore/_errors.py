@@ -66,12 +66,21 @@ _CREDENTIAL_WORDS = (
     "169.254.169.254",
     "169.254.170.2",
     "fd00:ec2::254",
+    "/latest/api/token",
+    "/latest/meta-data/",
     "error getting credentials",
     "token request",
     "tokenrequest",
 )
 # object_store's transport failures carry an ``HttpError { kind: ... }`` and no status.
 _TRANSPORT = re.compile(r"HttpError \{\s*kind: (\w+)")
+_CREDENTIAL_HINTS = {
+    "s3": "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, run with a role attached, or pass "
+    "session= (profiles, SSO) or credential_provider=",
+    "gs": "set GOOGLE_APPLICATION_CREDENTIALS or pass config= or credential_provider=",
+    "az": "set AZURE_STORAGE_ACCOUNT_KEY (or a SAS or token) or pass config= or "
+    "credential_provider=",
+}
 _IAM = {
     "read": "s3:GetObject",
     "create": "s3:PutObject",
@@ -201,11 +210,11 @@ def translate(
         return made(NotFound, f"{where}: no such object ({operation}: {said})")
     if isinstance(exc, obx.GenericError) and any(w in lowered for w in _CREDENTIAL_WORDS):
         # Before the status checks: a refused metadata-service request carries a 403
-        # that is not the bucket's answer.
+        # that is not the bucket's answer, so the message quotes the lookup itself.
         return made(
             AccessDenied,
-            f"{where}: {operation} failed: no usable credentials ({said}); set the "
-            "provider's environment variables or pass config=/credential_provider=",
+            f"{where}: {operation} failed: no usable credentials ({failure.headline}); "
+            f"{_CREDENTIAL_HINTS.get(scheme, 'pass config= or credential_provider=')}",
         )
     if failure.code in _CREDENTIAL_CODES or isinstance(exc, obx.UnauthenticatedError):
         return made(
