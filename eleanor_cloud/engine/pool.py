@@ -22,6 +22,10 @@ def _init() -> None:
         _ENGINE.request_stop("interrupted (SIGINT)")
 
     signal.signal(signal.SIGINT, stop)
+    # A backend with pooled connections must not share the parent's sockets.
+    after_fork = getattr(_ENGINE.store.backend, "after_fork", None)
+    if after_fork is not None:
+        after_fork()
 
 
 def _one(job: tuple[str, str, str | None]) -> dict[str, Any]:

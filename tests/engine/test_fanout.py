@@ -201,3 +201,13 @@ def test_planning_again_after_a_crash_cannot_change_the_plan(
     before = load_plan(store, "job", "fan")
     engine(store, Fan(shards=9), clock).run()  # another planner, another answer
     assert load_plan(store, "job", "fan") == before
+
+
+def test_local_workers_over_s3_http(s3_bucket: str, moto_server_url: str) -> None:
+    """Forked workers on an S3 store: each drops the parent's pooled connections."""
+    store = ec.open_store(f"s3://{s3_bucket}/fan", endpoint_url=moto_server_url)
+    summary = TaskEngine(
+        "job", [Fan(shards=3, per=10), After()], FState, store, backoff=NO_WAIT
+    ).run(workers=3)
+    assert summary.status is StageStatus.COMPLETE, summary
+    assert store.load("job", "fan", FState).result.success_count == 30  # type: ignore[union-attr]

@@ -146,6 +146,14 @@ class S3Backend:
         """The bucket name."""
         return self._bucket
 
+    def after_fork(self) -> None:
+        """In a forked child: drop the connections inherited from the parent, so no
+        two processes ever read answers off one socket (new ones open on demand)."""
+        session = getattr(getattr(self._client, "_endpoint", None), "http_session", None)
+        close = getattr(session, "close", None)
+        if close is not None:
+            close()
+
     @property
     def client(self) -> S3Client:
         """The boto3 client in use (register event hooks on ``client.meta.events``)."""
