@@ -3,9 +3,10 @@
 Commands (``eleanor-cloud COMMAND --help`` for each)::
 
     demo                       run the bundled example task (--crash-at STAGE, then resume)
-    run MODULE:FACTORY --task-id ID [--time-budget S]   run or resume your own task
+    run MODULE:FACTORY --task-id ID [--time-budget S] [--workers N]   run or resume your
+                               own task (--workers: a fanned-out stage's shards, here)
     tasks [--status S] [--limit N] [--after ID]          list tasks, a page at a time
-    status TASK                stages, attempts, results, records progress, the lease
+    status TASK [--shards]     stages, attempts, results, records progress, shards, lease
     history TASK [STAGE]       every recorded run of the task's stages (and checkpoints)
     failed TASK STAGE          a records stage's failed ids (--jsonl, --limit N)
     cancel TASK                cancel a task (a running holder stops at its next write)
@@ -26,8 +27,10 @@ refused or failed an operation (``check``: a check failed); 2 usage error (bad
 arguments, task id, store URL, or a missing optional dependency); 3 ``run``/``demo``
 stopped by its time budget with work left (resume it by running again); 75/76 ``run``
 stopped by SIGTERM/SIGINT (the container runner, :mod:`eleanor_cloud.aws.runner`: 75 at
-a stage boundary, 76 mid-stage with the attempt recorded as interrupted; run again to
-resume); 130 any other command interrupted by Ctrl-C.
+a stage boundary, 76 mid-stage with the attempt recorded as interrupted; ``run
+--workers N``: 75 after SIGINT/SIGTERM, the shards checkpointed at a batch boundary,
+:mod:`eleanor_cloud.cli.workers`; run again to resume); 130 any other command
+interrupted by Ctrl-C, or ``run --workers`` by a second one.
 
 Importing this package is cheap: click is imported by :func:`main`, and rich, the
 engine and the backends only by the commands that need them. Without the ``cli``

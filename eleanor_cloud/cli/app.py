@@ -107,7 +107,9 @@ def cli(ctx: click.Context, store_url: str, debug: bool) -> None:
 
     Exit codes: 0 ok; 1 task failed/canceled, not found, or store failure; 2 usage
     error; 3 stopped by --time-budget with work left; 75/76 'run' stopped by SIGTERM
-    (at a stage boundary / mid-stage): run again to resume.
+    (at a stage boundary / mid-stage; 'run --workers': 75 after Ctrl-C too, the shards
+    checkpointed): run again to resume; 130 interrupted (Ctrl-C; twice for 'run
+    --workers').
     """
     if not store_url:
         raise click.BadParameter("must not be empty", param_hint="--store")

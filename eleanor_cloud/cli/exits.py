@@ -12,6 +12,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_KEYBOARD_INTERRUPT",
     "EXIT_OK",
+    "EXIT_STOPPED",
     "EXIT_USAGE",
     "missing_extra_message",
 ]
@@ -20,6 +21,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_BUDGET = 3
+EXIT_STOPPED = 75  # 'run' stopped by a signal with work left (eleanor_cloud.aws's too)
 EXIT_KEYBOARD_INTERRUPT = 130
 
 # The top-level modules the ``cli`` extra installs (pyproject.toml keeps them in step).

@@ -163,10 +163,15 @@ class Output:
             sys.stdout.write("  ".join([*padded, row[-1]]).rstrip() + "\n")
         sys.stdout.flush()
 
-    def progress(self) -> Progress:
-        """A progress display for stages: bars on a terminal, plain lines otherwise."""
+    def progress(self, *, auto_refresh: bool = True) -> Progress:
+        """A progress display for stages: bars on a terminal, plain lines otherwise.
+
+        ``auto_refresh=False``: no refresh thread; the bars are redrawn on
+        :meth:`RichProgress.refresh` and when a line is printed (for a process that
+        forks: its only thread writing to the terminal is then one it controls).
+        """
         if self.tty and not self.json_mode:
-            return RichProgress(self.console)
+            return RichProgress(self.console, auto_refresh=auto_refresh)
         return PlainProgress(quiet=self.json_mode)
 
 
@@ -220,7 +225,7 @@ class PlainProgress:
 class RichProgress:
     """One rich progress bar per stage, with notes printed above the bars."""
 
-    def __init__(self, console: Any) -> None:
+    def __init__(self, console: Any, *, auto_refresh: bool = True) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -237,6 +242,7 @@ class RichProgress:
             TimeElapsedColumn(),
             console=console,
             transient=False,
+            auto_refresh=auto_refresh,
         )
         self._bars: dict[str, Any] = {}
 
@@ -279,3 +285,34 @@ class RichProgress:
 
         text = escape(printable(text))
         self._progress.console.print(f"[{style}]{text}[/]" if style else text)
+
+    # Bars that are not stages (a fanned-out stage's shards), by key.
+    def bar(
+        self, key: str, text: str, completed: int, total: int | None, *, style: str = ""
+    ) -> None:
+        """Show (or update) the bar ``key``: plain ``text`` (escaped here), ``completed``
+        of ``total`` (``None``: not known yet)."""
+        from rich.markup import escape
+
+        description = escape(printable(text))
+        description = f"[{style}]{description}[/]" if style else description
+        if key in self._bars:
+            bar = self._bars[key]
+            self._progress.update(bar, description=description, completed=completed, total=total)
+            if total is None:  # update() takes None as "unchanged": not known any more
+                for task in self._progress.tasks:
+                    if task.id == bar:
+                        task.total = None
+        else:
+            self._bars[key] = self._progress.add_task(description, completed=completed, total=total)
+
+    def has_bar(self, key: str) -> bool:
+        return key in self._bars
+
+    def drop(self, key: str) -> None:
+        """Remove the bar ``key`` (keeps a display of many shards within the screen)."""
+        if key in self._bars:
+            self._progress.remove_task(self._bars.pop(key))
+
+    def refresh(self) -> None:
+        self._progress.refresh()

@@ -6,12 +6,13 @@ budget could not fit the next stage: work is left, run it again to resume.
 ``run`` only (it runs under the container runner, :mod:`eleanor_cloud.aws.runner`): on
 SIGTERM/SIGINT, 75 the stage finished within the grace period and the run stopped at a
 stage boundary; 76 the grace period ran out mid-stage, the attempt was recorded as
-interrupted. Both released the lease: run again to resume.
+interrupted. Both released the lease: run again to resume. ``run --workers N`` runs a
+fanned-out stage's shards on local processes instead (:mod:`.workers`): 75 after
+SIGINT/SIGTERM with the shards checkpointed at a batch boundary, 130 after a second one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
@@ -25,96 +26,17 @@ from eleanor_cloud.cli.common import (
     pass_cli,
     validate_task_id_arg,
 )
-from eleanor_cloud.cli.exits import EXIT_BUDGET, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from eleanor_cloud.cli.exits import EXIT_USAGE
 from eleanor_cloud.cli.output import Output, Progress
-from eleanor_cloud.cli.render import render_task, short_ts
+from eleanor_cloud.cli.render import short_ts
+from eleanor_cloud.cli.run_report import event_printer, exit_code_of
+from eleanor_cloud.cli.run_report import report as _report
 
 if TYPE_CHECKING:
     from eleanor_cloud.cli.views import TaskView
-    from eleanor_cloud.engine import EngineEvent, TaskSummary
-    from eleanor_cloud.models import StageStatus
     from eleanor_cloud.store.state_store import StateStore
 
 __all__ = ["COMMANDS", "event_printer", "exit_code_of"]
-
-_FINISHED = {
-    "stage_completed": "COMPLETE",
-    "stage_retry": "RETRY",
-    "stage_failed": "ERROR",
-    "stage_canceled": "CANCELED",
-}
-
-
-def exit_code_of(status: StageStatus) -> int:
-    """0 COMPLETE, 1 ERROR/CANCELED, 3 anything else (stopped with work left)."""
-    if status.value == "COMPLETE":
-        return EXIT_OK
-    if status.value in ("ERROR", "CANCELED"):
-        return EXIT_FAILED
-    return EXIT_BUDGET
-
-
-def event_printer(progress: Progress, *, default_total: int = 0) -> Callable[[EngineEvent], None]:
-    """An ``on_event`` handler that shows what the engine does on ``progress``."""
-
-    def on_event(event: EngineEvent) -> None:
-        stage = event.stage_name or ""
-        kind = event.kind
-        if kind == "stage_started":
-            progress.stage_started(stage, event.attempt, default_total)
-        elif kind in _FINISHED:
-            progress.stage_finished(stage, _FINISHED[kind], event.message)
-        elif kind == "stage_interrupted":
-            after = event.status.value if event.status is not None else "RETRY"
-            progress.note(
-                f"[{stage}] attempt {event.attempt} recorded as interrupted "
-                f"(-> {after}): {event.message}",
-                style="yellow",
-            )
-        elif kind == "stage_rolled_back":
-            progress.note(
-                f"[{stage}] rolled back" + (f": {event.message}" if event.message else "")
-            )
-        elif kind == "lease_takeover":
-            progress.note(
-                "took over the expired lease"
-                + (f" ({event.message})" if event.message else "")
-                + ": the previous holder is fenced out",
-                style="yellow",
-            )
-        elif kind == "lease_lost":
-            progress.note(f"lease lost: {event.message}", style="bold red")
-        elif kind == "task_paused":
-            progress.note(
-                "stopped with work left" + (f": {event.message}" if event.message else ""),
-                style="yellow",
-            )
-
-    return on_event
-
-
-def _report(
-    out: Output, state: CliContext, task_id: str, action: str, summary: TaskSummary | None = None
-) -> int:
-    """Print the task after a run (table or JSON); return the exit code for it."""
-    from eleanor_cloud.cli.shapes import task_doc
-    from eleanor_cloud.cli.views import load_task_view
-
-    view = load_task_view(state.store, task_id)
-    # The run's own summary is authoritative (a cancel may land right after it).
-    code = exit_code_of(summary.status if summary is not None else view.status)
-    if out.json_mode:
-        out.json(task_doc(view, state.store_description, action=action, exit_code=code))
-        return code
-    out.line()
-    render_task(out, view)
-    if code == EXIT_BUDGET:
-        why = (summary.message if summary is not None else "") or "time budget"
-        out.line(
-            f"stopped with work left ({why}): run again to resume at stage {view.next_stage}",
-            style="yellow",
-        )
-    return code
 
 
 @click.command("run")
@@ -128,16 +50,30 @@ def _report(
     metavar="SECONDS",
     help="Start no stage that cannot finish within this many seconds; exit 3 if work is left.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Run a fanned-out stage's shards on N local worker processes, then join them; "
+    "Ctrl-C checkpoints and stops the workers (exit 75).",
+)
 @json_option
 @pass_cli
 def run_cmd(
-    state: CliContext, factory: str, task_id: str, time_budget: float | None, as_json: bool
+    state: CliContext,
+    factory: str,
+    task_id: str,
+    time_budget: float | None,
+    workers: int | None,
+    as_json: bool,
 ) -> None:
     """Run or resume a task built by MODULE:FACTORY, a callable(task_id, store) -> TaskEngine.
 
     COMPLETE stages are skipped; an interrupted stage is retried if its budget allows.
     Exits 0 when the task is COMPLETE, 1 on ERROR/CANCELED, 3 when stopped by the time
-    budget with work left.
+    budget with work left. A fanned-out stage (one that defines plan()) is planned and
+    left to its shards (exit 3) unless --workers N runs them here, with a progress bar
+    per shard on a terminal (polled from the store).
     """
     from eleanor_cloud.engine.events import chain_on_event
 
@@ -146,6 +82,10 @@ def run_cmd(
     if not callable(getattr(engine, "run", None)):
         fail(f"factory {factory!r} returned {type(engine).__name__}, not a TaskEngine", EXIT_USAGE)
     out = Output(json_mode=as_json)
+    if workers is not None:
+        from eleanor_cloud.cli.workers import run_with_workers
+
+        run_with_workers(out, state, engine, workers, time_budget)
     progress = out.progress()
     chain_on_event(engine, event_printer(progress))
     # The container runner (eleanor_cloud.aws) handles SIGTERM/SIGINT: ECS stops and
@@ -164,8 +104,10 @@ def run_cmd(
             f"eleanor-cloud: {outcome.message}; attempt {what}, lease released: run again to resume"
         )
         outcome.exit()  # the stage's code still runs on another thread: exit now
-    code = _report(out, state, task_id, "run", outcome.summary)
-    raise click.exceptions.Exit(EXIT_STOPPED if outcome.exit_code == EXIT_STOPPED else code)
+    stopped = outcome.message if outcome.exit_code == EXIT_STOPPED else None
+    raise click.exceptions.Exit(
+        _report(out, state, task_id, "run", outcome.summary, stopped=stopped, fanout_hint=True)
+    )
 
 
 def _existing(store: StateStore, task_id: str) -> TaskView | None:

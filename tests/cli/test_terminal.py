@@ -97,3 +97,45 @@ def test_rich_output_escapes_stored_text(hostile: object, cli_env: dict[str, str
         if command[0] == "status":
             assert '"note":"\\u001b[31mRED' in text, text  # the result
             assert "holder evil\\x1b[31m\\x07\\x9bhost/1/x" in text, text
+
+
+def test_workers_draw_a_bar_per_shard_and_ctrl_c_stops_them(cli_env: dict[str, str]) -> None:
+    import io
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(cli_env, PYTHONPATH=root, FAN_SHARDS="4", FAN_PER="400")
+    args = ["run", "tests.cli.fanout_tasks:build", "--task-id", "t", "--workers", "2"]
+    term_env = dict(env, TERM="xterm-256color", FAN_DELAY="0.01")
+    term_env.pop("NO_COLOR", None)
+    child = pexpect.spawn(
+        str(BIN / "eleanor-cloud"),
+        args,
+        env=term_env,
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(50, 160),
+    )
+    seen = io.StringIO()
+    child.logfile_read = seen
+    child.expect(r"s0 \(attempt 1\)")  # a bar per running shard
+    child.sendintr()  # Ctrl-C: the terminal signals the CLI and its workers
+    child.expect(pexpect.EOF)
+    child.close()
+    stopped = seen.getvalue()
+
+    assert child.exitstatus == 75, stopped[-2000:]
+    assert "━" in stopped  # rich bars
+    text = ANSI.sub("", stopped)
+    assert "fan: 0/4 shards ended" in text
+    assert "SIGINT received: the workers finish their batch, checkpoint and stop" in text
+    assert "s0 suspended" in text
+    assert "┃ SHARD" in text and "suspended: the next run resumes it" in text
+
+    resumed, status, _ = _spawn(args, env)
+
+    assert status == 0, resumed[-2000:]
+    text = ANSI.sub("", resumed)
+    assert "s0 COMPLETE" in text and "fan: 4/4 shards ended" in text
+    assert "fan COMPLETE: joined 4 shards" in text
+    assert "task t: COMPLETE" in text
