@@ -15,7 +15,8 @@ persists every attempt, and releases the lease before the handler returns. The r
 value is what ``infra/statemachine/task-loop.asl.json`` loops on::
 
     {"task_id": "job-42", "status": "RUNNING", "done": false, "next_stage": "train",
-     "wait_seconds": 0, "lease_held": false, "lease_watch": null, "message": "...",
+     "wait_seconds": 0, "lease_held": false, "lease_watch": null, "fan_out": null,
+     "message": "...",
      "stages": [{"name": "extract", "status": "COMPLETE", "attempts": 1,
                  "last_run_seconds": 3.2, "last_message": "", "has_result": false},
                 ...],
@@ -88,13 +89,23 @@ says what was cut, ``{}`` when nothing was::
 
 The truncation is deterministic: the same summary gives the same response.
 
+**Fanned-out stages** (a stage with ``plan()``): the task event plans the stage and
+the response says so in ``fan_out`` (``null`` otherwise): ``{"stage", "plan_id",
+"shards", "plan_key"}``; a *shard event* (the task event plus ``"stage"``, ``"shard"``
+and optionally ``"plan_id"``) runs one shard and answers with that shard's status
+(:mod:`eleanor_cloud.aws.lambda_shard`); once every shard is done, the next task event
+joins and goes on. While the task waits for shards run elsewhere (ECS, Batch) and
+nothing progressed, ``wait_seconds`` is ``fan_out_wait_seconds``: a plain task loop then
+polls until the join.
+
 Errors that retrying cannot fix propagate as Lambda errors, whose ``errorType`` is the
 exception class name: ``InvalidEvent`` (not an object with a string ``task_id``, or a
-malformed ``lease_watch`` / ``lease_waited_seconds``), ``InvalidKey`` (an unsafe task
-id), ``StageDoesNotFit`` (a stage, or one batch of a records stage, longer than any
-invocation), ``CorruptState``,
-``AccessDenied``. ``Unavailable`` (S3 throttling or 5xx after the client's own
-retries) is worth a retry; the state machine does so.
+malformed ``lease_watch`` / ``lease_waited_seconds`` or shard fields), ``InvalidKey`` (an
+unsafe task id), ``NotPlanned`` / ``UnknownStage`` / ``UnknownShard`` / ``StalePlan`` (a
+shard event the plan does not match), ``StageDoesNotFit`` (a stage, or one batch of a
+records stage, longer than any invocation), ``CorruptState``, ``AccessDenied``.
+``Unavailable`` (S3 throttling or 5xx after the client's own retries) is worth a retry;
+the state machine does so.
 """
 
 from __future__ import annotations
@@ -120,6 +131,7 @@ from eleanor_cloud.aws.lambda_response import (
     bounded_response,
     results_pointer,
 )
+from eleanor_cloud.aws.lambda_shard import fan_out_of, parse_shard, run_shard_invocation
 from eleanor_cloud.clock import Clock, utc_now
 from eleanor_cloud.errors import ConfigurationError, InvalidState, LeaseHeld, LeaseLost
 
@@ -181,29 +193,32 @@ def _expected_duration(engine: TaskEngine[Any], stage_name: str | None) -> float
     return None
 
 
+def _window(budget: float, remaining: float, margin: float) -> str:
+    return (
+        f"an invocation that leaves {budget:.1f}s (remaining {remaining:.1f}s - margin "
+        f"{margin:.1f}s)"
+    )
+
+
+def _no_batch_fits(task_id: str, what: str, needed: float | None, window: str) -> StageDoesNotFit:
+    expects = f" (expected {needed:.1f}s per batch)" if needed is not None else ""
+    return StageDoesNotFit(
+        f"task {task_id!r}: {what}: not even one batch{expects} fits in {window}"
+    )
+
+
 def _does_not_fit(
-    engine: TaskEngine[Any],
-    summary: TaskSummary,
-    task_id: str,
-    budget: float,
-    remaining: float,
-    margin: float,
-    seen: InvocationProgress,
+    engine: TaskEngine[Any], summary: TaskSummary, seen: InvocationProgress, window: str
 ) -> StageDoesNotFit:
     name = seen.empty_slice if seen.ran else summary.next_stage
     needed = _expected_duration(engine, name)
-    window = (
-        f"an invocation that leaves {budget:.1f}s (remaining {remaining:.1f}s - margin "
-        f"{margin:.1f}s): {summary.message or 'paused'}"
-    )
+    window = f"{window}: {summary.message or 'paused'}"
     if seen.ran:
-        expects = f" (expected {needed:.1f}s per batch)" if needed is not None else ""
-        return StageDoesNotFit(
-            f"task {task_id!r}: records stage {name!r}: not even one batch{expects} fits "
-            f"in {window}"
-        )
+        return _no_batch_fits(engine.task_id, f"records stage {name!r}", needed, window)
     expects = f" expects {needed:.1f}s but" if needed is not None else ""
-    return StageDoesNotFit(f"task {task_id!r}: stage {name!r}{expects} cannot start in {window}")
+    return StageDoesNotFit(
+        f"task {engine.task_id!r}: stage {name!r}{expects} cannot start in {window}"
+    )
 
 
 def lambda_handler(
@@ -212,6 +227,7 @@ def lambda_handler(
     safety_margin: float | None = None,
     idle_wait_seconds: int = 5,
     max_lease_wait: int = MAX_LEASE_WAIT,
+    fan_out_wait_seconds: int = 30,
     clock: Clock = utc_now,
 ) -> Handler:
     """Return ``handler(event, context)`` running the task ``build_engine(event)`` builds.
@@ -223,8 +239,9 @@ def lambda_handler(
     (default ``$ELEANOR_SAFETY_MARGIN_SECONDS``, else 10) are kept free at the end of
     every invocation. ``idle_wait_seconds`` is the wait suggested after this holder was
     fenced out by a takeover (``LeaseLost``); ``max_lease_wait`` bounds the wait
-    suggested while another holder has the lease. ``clock`` is the wall clock the
-    deadline is computed on; an injected one (tests) also times the invocation.
+    suggested while another holder has the lease; ``fan_out_wait_seconds`` the wait
+    while the task waits for its shards and nothing progressed. ``clock`` is the wall
+    clock the deadline is computed on; an injected one (tests) also times the invocation.
 
     Build the engine with ``wait_for_lease=0`` (the default): a held lease is answered
     with ``wait_seconds`` so the state machine's Wait state waits, not a billed Lambda.
@@ -233,8 +250,11 @@ def lambda_handler(
     """
     if safety_margin is not None and safety_margin < 0:
         raise InvalidState(f"safety_margin must be >= 0 seconds, got {safety_margin}")
-    if idle_wait_seconds < 0:
-        raise InvalidState(f"idle_wait_seconds must be >= 0, got {idle_wait_seconds}")
+    if idle_wait_seconds < 0 or fan_out_wait_seconds < 0:
+        raise InvalidState(
+            f"idle_wait_seconds and fan_out_wait_seconds must be >= 0, got "
+            f"{idle_wait_seconds} and {fan_out_wait_seconds}"
+        )
     if (
         isinstance(max_lease_wait, bool)
         or not isinstance(max_lease_wait, int)
@@ -255,6 +275,7 @@ def lambda_handler(
         )
         loop_event = parse_event(event)
         task_id = loop_event.task_id
+        shard = parse_shard(loop_event.event)
         budget = remaining - margin
         if budget <= 0:
             # A fresh invocation never has more: looping would spin without progress.
@@ -265,6 +286,30 @@ def lambda_handler(
             )
 
         engine = build_engine(loop_event.event)
+        window = _window(budget, remaining, margin)
+        request_id = getattr(context, "aws_request_id", None)
+
+        def invocation() -> dict[str, Any]:
+            return {
+                "request_id": None if request_id is None else str(request_id)[:128],
+                "remaining_at_start_seconds": round(remaining, 3),
+                "budget_seconds": round(budget, 3),
+                "elapsed_seconds": round(monotonic() - started, 3),
+            }
+
+        if shard is not None:
+            response = run_shard_invocation(
+                engine,
+                shard,
+                deadline=clock() + timedelta(seconds=budget),
+                clock=clock,
+                max_lease_wait=max_lease_wait,
+                idle_wait_seconds=idle_wait_seconds,
+                lease_slack=LEASE_WAIT_SLACK,
+                monotonic=monotonic,
+                does_not_fit=lambda what, needed: _no_batch_fits(task_id, what, needed, window),
+            )
+            return {**response, "invocation": invocation()}
         seen = InvocationProgress()
         ran = seen.ran
         # How this invocation came to hold the lease, and how many seconds that took.
@@ -309,8 +354,12 @@ def lambda_handler(
         waited_for_lease = bool(got_lease) and (
             got_lease[0][0] == "lease_takeover" or got_lease[0][1] > LEASE_WAIT_SLACK
         )
+        fan_out = None if lease_held else fan_out_of(engine, summary)
         # Nothing was started, or only a records stage that got through no batch.
         stuck = not summary.done and not lease_held and seen.stuck
+        if fan_out is not None and stuck:
+            # Waiting for shards that run elsewhere: poll, do not fail.
+            stuck, wait = False, fan_out_wait_seconds
         if stuck and waited_for_lease:
             # Paused before the first stage (or batch), but after spending part of the
             # budget on the lease (a takeover watches the dead holder's lease, then
@@ -330,21 +379,16 @@ def lambda_handler(
             # retry backoff), or one batch of it, does not fit in a whole invocation,
             # and the next invocation has no more time than this one. Looping would
             # never make progress.
-            raise _does_not_fit(engine, summary, task_id, budget, remaining, margin, seen)
+            raise _does_not_fit(engine, summary, seen, window)
 
-        request_id = getattr(context, "aws_request_id", None)
         final_stage = summary.stages[-1].name if summary.stages else None
+        loop = {"wait_seconds": wait, "lease_held": lease_held, "lease_watch": watch}
         return bounded_response(
             summary,
-            loop={"wait_seconds": wait, "lease_held": lease_held, "lease_watch": watch},
+            loop={**loop, "fan_out": fan_out},
             stages_run=ran,
             pointer=results_pointer(engine.store, task_id, final_stage),
-            invocation={
-                "request_id": None if request_id is None else str(request_id)[:128],
-                "remaining_at_start_seconds": round(remaining, 3),
-                "budget_seconds": round(budget, 3),
-                "elapsed_seconds": round(monotonic() - started, 3),
-            },
+            invocation=invocation(),
         )
 
     return handler

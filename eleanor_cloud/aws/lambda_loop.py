@@ -88,9 +88,10 @@ class InvocationProgress:
     """What the engine's events say this invocation got done.
 
     ``ran``: the stages started or resumed, in order (the response's ``stages_run``).
-    ``stuck``: nothing was started, or the one stage that ran is a records stage whose
-    slice suspended before its first batch (``stage_suspended`` with ``batches == 0``)
-    and no attempt ended: then the invocation made no progress at all.
+    ``stuck``: nothing was started and no attempt ended (a join ends one without a
+    start), or the one stage that ran is a records stage whose slice suspended before
+    its first batch (``stage_suspended`` with ``batches == 0``) and no attempt ended:
+    then the invocation made no progress at all.
     """
 
     _ENDINGS = frozenset(
@@ -118,7 +119,9 @@ class InvocationProgress:
     @property
     def stuck(self) -> bool:
         if not self.ran:
-            return True
+            # Nothing started; an attempt may still have ended (a fanned-out stage's
+            # join completes it without starting anything).
+            return not self.progressed
         return self.empty_slice is not None and not self.progressed
 
 

@@ -64,7 +64,22 @@ def _handler_outputs() -> list[dict[str, Any]]:
 def test_there_is_something_to_check() -> None:
     names = {p.name for p in TEMPLATES}
     assert {"state-bucket.yaml", "lambda-runner.yaml", "ecs-runner.yaml"} <= names
-    assert {p.name for p in ASL_FILES} == {"task-loop.asl.json", "fan-out.asl.json"}
+    assert "batch-shards.yaml" in names
+    assert {p.name for p in ASL_FILES} == {
+        "task-loop.asl.json",
+        "fan-out.asl.json",
+        "shard-fan-out.asl.json",
+    }
+
+
+def _for_moto_grammar(definition: dict[str, Any]) -> dict[str, Any]:
+    """The definition without ``ReaderConfig.ItemsPointer``, which moto's grammar (a port
+    of an emulator's, older than that field) does not know; nothing else is removed."""
+    out = json.loads(json.dumps(definition))
+    for state in out["States"].values():
+        config = state.get("ItemReader", {}).get("ReaderConfig", {})
+        config.pop("ItemsPointer", None)
+    return out
 
 
 @pytest.mark.parametrize("path", ASL_FILES, ids=lambda p: p.name)
@@ -72,9 +87,9 @@ def test_definitions_are_valid_asl(path: Path) -> None:
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
     # The ASL grammar (moto's port of the one Step Functions emulators use) accepts it...
-    AmazonStateLanguageParser.parse(path.read_text())
-    # ...and every transition lands on a state that exists, every state is reachable.
     definition = json.loads(path.read_text())
+    AmazonStateLanguageParser.parse(json.dumps(_for_moto_grammar(definition)))
+    # ...and every transition lands on a state that exists, every state is reachable.
 
     def check(machine: dict[str, Any]) -> None:
         states = machine["States"]
