@@ -25,6 +25,7 @@ from eleanor_cloud.backends.local import LocalBackend
 from eleanor_cloud.engine import Backoff, BaseStage, StageContext, TaskEngine
 from eleanor_cloud.store import StateStore, open_store
 from eleanor_cloud.testing.conformance import CountingBackend
+from tests.engine.taskdefs import wait_for_file
 
 
 class RState(ec.BaseStageState[ec.SimpleRecordsResult]):
@@ -49,8 +50,16 @@ class KillAfterCheckpoint(CountingBackend):
 class Stage(BaseStage[RState]):
     name = "load"
 
-    def __init__(self, n: int, batch: int, effects: Path, kill_in: tuple[int, int] | None) -> None:
+    def __init__(
+        self,
+        n: int,
+        batch: int,
+        effects: Path,
+        kill_in: tuple[int, int] | None,
+        pause_in: int | None = None,
+    ) -> None:
         super().__init__()
+        self.pause_in = pause_in
         self.rows = [{"id": f"r{i:04d}"} for i in range(n)]
         self.batch, self.effects, self.kill_in = batch, effects, kill_in
 
@@ -64,6 +73,10 @@ class Stage(BaseStage[RState]):
         for index, batch in enumerate(
             ctx.records(self.read, batch_size=self.batch, checkpoint_every=0)
         ):
+            if self.pause_in == index and ctx.attempt == 1:
+                # Hold here (a test freezes the process meanwhile) until told to go.
+                (self.effects.parent / "paused").write_text(str(os.getpid()))
+                wait_for_file(self.effects.parent / "go", timeout=60)
             for done, item in enumerate(batch):
                 if self.kill_in == (index, done):
                     os.kill(os.getpid(), signal.SIGKILL)
@@ -81,6 +94,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--kill-after-checkpoint", type=int, default=None)
     parser.add_argument("--kill-in-batch", default=None)
+    parser.add_argument("--pause-in-batch", type=int, default=None)
     args = parser.parse_args()
     kill_in = tuple(int(x) for x in args.kill_in_batch.split(":")) if args.kill_in_batch else None
     if args.store.startswith("s3://"):
@@ -90,7 +104,8 @@ def main() -> int:
     else:
         backend, prefix = LocalBackend(Path(args.store), fsync=False), ""
     store = StateStore(KillAfterCheckpoint(backend, args.kill_after_checkpoint), prefix)
-    stage = Stage(args.records, args.batch, Path(args.workdir) / "effects", kill_in)  # type: ignore[arg-type]
+    effects = Path(args.workdir) / "effects"
+    stage = Stage(args.records, args.batch, effects, kill_in, args.pause_in_batch)  # type: ignore[arg-type]
     engine = TaskEngine(
         "job",
         [stage],

@@ -80,3 +80,33 @@ def test_s3_over_http(
     kill: tuple[str, str], tmp_path: Path, s3_bucket: str, moto_server_url: str
 ) -> None:
     check(tmp_path, kill, f"s3://{s3_bucket}/pfx", moto_server_url)
+
+
+def test_a_frozen_holder_cannot_move_the_cursor_or_the_counts(tmp_path: Path) -> None:
+    """SIGSTOP a worker mid-stage, let another take the task over and finish it, then
+    SIGCONT the first: it stops with LeaseLost and the progress stays the successor's."""
+    import signal
+
+    from eleanor_cloud.backends.local import LocalBackend
+    from eleanor_cloud.engine.progress import Progress
+    from eleanor_cloud.store import StateStore, documents
+    from tests.engine.taskdefs import wait_for_file
+
+    store_dir = tmp_path / "store"
+    zombie = run_worker(str(store_dir), tmp_path, "--pause-in-batch", "2")
+    try:
+        wait_for_file(tmp_path / "paused")
+        zombie.send_signal(signal.SIGSTOP)
+        (tmp_path / "go").touch()
+        rc, summary = finish(run_worker(str(store_dir), tmp_path), timeout=90)
+        assert rc == 0 and summary["status"] == "COMPLETE", summary
+        reader = StateStore(LocalBackend(store_dir, fsync=False))
+        before = documents.load_progress(reader, "job", "load", Progress)
+    finally:
+        zombie.send_signal(signal.SIGCONT)
+    out, err = zombie.communicate(timeout=60)
+    assert zombie.returncode != 0 and "LeaseLost" in err, (out, err[-2000:])
+    after = documents.load_progress(reader, "job", "load", Progress)
+    assert before is not None and after is not None
+    assert (after.revision, after.write_id) == (before.revision, before.write_id)
+    assert after.value.success == N and after.epoch == 2
