@@ -13,6 +13,11 @@
   records stage stops at its next batch boundary, checkpointed), otherwise its attempt
   is recorded as interrupted and the lease released; the exit code says which
   (:data:`EXIT_STOPPED`, :data:`EXIT_INTERRUPTED`).
+- Fanned-out stages (a stage with ``plan()``): the handler also takes *shard events*
+  (the task event plus ``stage``, ``shard``, ``plan_id``; see
+  :mod:`eleanor_cloud.aws.lambda_shard` and ``infra/statemachine/shard-fan-out.asl.json``),
+  and :func:`run_shard_container` runs one shard in a container, the shard given or
+  taken from ``$AWS_BATCH_JOB_ARRAY_INDEX`` (:mod:`eleanor_cloud.aws.shard_runner`).
 
 Importing this package loads neither boto3 nor the engine: the S3 backend is imported
 when a store is opened, so a handler module's cold start pays only for what it uses.
@@ -27,6 +32,7 @@ from eleanor_cloud.aws.lambda_handler import (
     StageDoesNotFit,
     lambda_handler,
 )
+from eleanor_cloud.aws.lambda_shard import StalePlan, UnknownShard, UnknownStage
 from eleanor_cloud.aws.runner import (
     DEFAULT_GRACE_SECONDS,
     EXIT_FAILED,
@@ -38,6 +44,7 @@ from eleanor_cloud.aws.runner import (
     grace_from_env,
     run_container,
 )
+from eleanor_cloud.aws.shard_runner import ShardRunner, run_shard_container
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
@@ -49,9 +56,14 @@ __all__ = [
     "EXIT_WORK_LEFT",
     "ContainerRunner",
     "InvalidEvent",
+    "ShardRunner",
     "StageDoesNotFit",
+    "StalePlan",
+    "UnknownShard",
+    "UnknownStage",
     "grace_from_env",
     "lambda_handler",
     "run_container",
+    "run_shard_container",
     "store_from_env",
 ]

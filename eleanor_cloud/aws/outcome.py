@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eleanor_cloud.models import StageStatus
 
@@ -42,6 +42,7 @@ class RunOutcome:
     interrupted: bool = False
     recorded_interruption: bool = False
     message: str = ""
+    shard: Any = None  # a shard's run: its ShardSummary (``summary`` is then None)
 
     def exit(self) -> None:
         """Exit the process with :attr:`exit_code`.

@@ -81,7 +81,7 @@ from eleanor_cloud.errors import EleanorError, InvalidState, LeaseHeld
 from eleanor_cloud.store.state_store import StateStore
 
 if TYPE_CHECKING:
-    from eleanor_cloud.engine import EngineEvent, TaskEngine, TaskSummary
+    from eleanor_cloud.engine import EngineEvent, TaskEngine
     from eleanor_cloud.engine.lease_watch import LeaseWatch
 
 __all__ = [
@@ -163,7 +163,8 @@ class ContainerRunner:
         self._signals = 0
         self._stop = threading.Event()  # set by the main thread on a signal
         self._finished = threading.Event()
-        self._summary: TaskSummary | None = None
+        self._summary: Any = None  # what _run_once returned (a TaskSummary here)
+        self._ran = False
         self._error: BaseException | None = None
         self._current: str | None = None  # the stage running, for the log only
         self._suspended: EngineEvent | None = None  # a records stage stopped at a batch
@@ -198,7 +199,7 @@ class ContainerRunner:
             while True:
                 budget = None if deadline is None else max(1e-3, deadline - time.monotonic())
                 try:
-                    self._summary = self.engine.run(time_budget=budget, lease_watch=watch)
+                    self._summary, self._ran = self._run_once(budget, watch), True
                     return
                 except LeaseHeld as held:
                     # A container killed without releasing (SIGKILL, host loss) leaves
@@ -215,7 +216,7 @@ class ContainerRunner:
                     slept_from = time.monotonic()
                     if self._stop.wait(delay):
                         # Stopped before anything ran: nothing to record or release.
-                        self._summary = self.engine.status()
+                        self._summary, self._ran = self._unstarted(), True
                         return
                     # The next attempt continues this watch rather than starting over:
                     # both durations are on this process's clock.
@@ -224,6 +225,31 @@ class ContainerRunner:
             self._error = exc
         finally:
             self._finished.set()
+
+    # -- what runs, and what its end means (a subclass runs a shard instead) -----------
+
+    def _run_once(self, budget: float | None, watch: LeaseWatch | None) -> Any:
+        """One run of the work: here the task, from where it stands."""
+        return self.engine.run(time_budget=budget, lease_watch=watch)
+
+    def _unstarted(self) -> Any:
+        """The result when stopped while waiting for the lease (nothing ran)."""
+        return self.engine.status()
+
+    def _outcome(self, result: Any, signum: int | None) -> RunOutcome:
+        """The exit code and message of a run that returned ``result``."""
+        with self._lock:
+            suspended = self._suspended
+        code, message = exit_code_of(result, signum, suspended)
+        return RunOutcome(code, result, signum, message=message)
+
+    def _stopping(self) -> str:
+        """What a stop lets finish, for the log."""
+        with self._lock:
+            current = self._current
+        if current:
+            return f"letting stage {current!r} finish (a records stage: its batch)"
+        return "stopping"
 
     def _lease_delay(self, held: LeaseHeld) -> float:
         """Until the watch would be complete (the next attempt then takes a dead lease
@@ -271,15 +297,11 @@ class ContainerRunner:
                     f"{name} received: stopped at a stage or batch boundary (container "
                     "stop or Spot interruption)"
                 )
-                with self._lock:
-                    current = self._current
                 _log.warning(
                     "task %s: %s received: %s; exiting within %.1fs",
                     self.engine.task_id,
                     name,
-                    f"letting stage {current!r} finish (a records stage: its batch)"
-                    if current
-                    else "stopping",
+                    self._stopping(),
                     self.grace_seconds,
                 )
             if stop_by is not None and (time.monotonic() >= stop_by or self._signals > 1):
@@ -287,17 +309,15 @@ class ContainerRunner:
         return self._finish()
 
     def _finish(self) -> RunOutcome:
-        error, summary, signum = self._error, self._summary, self._signal
+        error, signum = self._error, self._signal
         if error is not None:
             raise error  # LeaseHeld after lease_wait, AccessDenied, a bug: the caller's
-        if summary is None:  # pragma: no cover - the worker sets one or the other
+        if not self._ran:  # pragma: no cover - the worker sets one or the other
             raise RuntimeError("the engine run ended without a summary")
-        with self._lock:
-            suspended = self._suspended
-        code, message = exit_code_of(summary, signum, suspended)
-        if code == EXIT_STOPPED:
-            _log.warning("task %s: %s", self.engine.task_id, message)
-        return RunOutcome(code, summary, signum, message=message)
+        outcome = self._outcome(self._summary, signum)
+        if outcome.exit_code == EXIT_STOPPED:
+            _log.warning("task %s: %s", self.engine.task_id, outcome.message)
+        return outcome
 
     # -- interruption (main thread, the stage still running on the worker) -------------
 

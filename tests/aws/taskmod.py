@@ -17,7 +17,7 @@ from typing import Any
 
 from eleanor_cloud import BaseStageState, RetryPolicy, SimpleRecordsResult, StateStore
 from eleanor_cloud.aws import lambda_handler, store_from_env
-from eleanor_cloud.engine import BaseStage, Page, StageContext, TaskEngine
+from eleanor_cloud.engine import BaseStage, Page, Shard, StageContext, TaskEngine
 
 SIDE_ENV = "ELEANOR_TEST_SIDE"
 SLOW_ENV = "ELEANOR_TEST_SLOW_STAGE"  # this stage works SLOW_SECONDS instead
@@ -171,3 +171,55 @@ def build_records_engine(task_id: str, store: StateStore) -> TaskEngine[TState]:
         max_attempts=3,
         lease_ttl=120.0,
     )
+
+
+SHARDS, SHARD_RECORDS = 3, 20  # a fanned-out stage "r": 3 shards of 20 records, 4 batches
+
+
+class ShardedNumbers(BaseStage[TState]):
+    """A fanned-out records stage: shard ``r-<i>`` holds records 20i..20i+19, read from
+    an offset cursor in batches of 5. As :class:`Numbers`, per shard: the batch offered
+    at position ``$ELEANOR_TEST_HOLD_BATCH`` creates ``r.<shard>.batch.<position>.started``
+    and waits (bounded) for ``r.release``; every reported batch appends ``pid position
+    id id ...`` to ``r.<shard>.offered``.
+    """
+
+    def plan(self, state: TState, ctx: StageContext[TState]) -> list[Shard]:
+        return [
+            Shard(f"r-{i}", {"lo": i * SHARD_RECORDS, "hi": (i + 1) * SHARD_RECORDS})
+            for i in range(SHARDS)
+        ]
+
+    def run(self, state: TState, ctx: StageContext[TState]) -> None:
+        side = Path(os.environ[SIDE_ENV])
+        hold = os.environ.get(HOLD_ENV)
+        shard = ctx.shard
+        lo, hi = shard.spec["lo"], shard.spec["hi"]
+
+        def read(cursor: Any, limit: int) -> Page:
+            start = lo if cursor is None else int(cursor)
+            end = min(start + limit, hi)
+            return Page(list(range(start, end)), cursor=end if end < hi else None, total=hi - lo)
+
+        for batch in ctx.records(read, batch_size=RECORDS_BATCH, checkpoint_every=0):
+            (side / f"{self.name}.{shard.id}.batch.{batch.position}.started").touch()
+            if hold is not None and int(hold) == batch.position:
+                until = time.monotonic() + 60
+                while not (side / f"{self.name}.release").exists():
+                    assert time.monotonic() < until, "the test never released the batch"
+                    time.sleep(0.01)  # polling the external resource, bounded
+            for item in batch:
+                batch.ok(item)
+            ids = " ".join(str(item) for item in batch)
+            with (side / f"{self.name}.{shard.id}.offered").open("a") as offered:
+                offered.write(f"{os.getpid()} {batch.position} {ids}\n")
+
+
+def build_sharded_engine(task_id: str, store: StateStore) -> TaskEngine[TState]:
+    """The runner factory with a fanned-out stage between two short ones: a, r, c."""
+    stages: list[BaseStage[TState]] = [
+        Step("a", work=0.05, expected=None),
+        ShardedNumbers("r"),
+        Step("c", work=0.05, expected=None),
+    ]
+    return TaskEngine(task_id, stages, TState, store, lease_ttl=120.0)
