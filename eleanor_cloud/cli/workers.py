@@ -176,15 +176,24 @@ def run_with_workers(
 
     if not isinstance(engine, TaskEngine):
         fail(f"--workers needs a TaskEngine, the factory returned {type(engine).__name__}")
+    from eleanor_cloud.errors import LeaseHeld
+
     progress = out.progress(auto_refresh=False)  # this process forks: see shard_watch
-    summary, stopped = run_workers(
-        engine,
-        workers,
-        time_budget,
-        progress,
-        event_printer(progress),
-        watch_shards=not out.json_mode,
-    )
+    try:
+        summary, stopped = run_workers(
+            engine,
+            workers,
+            time_budget,
+            progress,
+            event_printer(progress),
+            watch_shards=not out.json_mode,
+        )
+    except LeaseHeld as exc:
+        # A shard's lease says "task ... is leased" too: say where to look.
+        fail(
+            f"{exc} (the task's lease, or a shard's held by a live worker: 'eleanor-cloud "
+            f"status {engine.task_id} --shards' shows their holders; the other shards ran)"
+        )
     if stopped is not None and not summary.done:
         echo_err(
             f"eleanor-cloud: {stopped} received: the workers checkpointed their shards and "

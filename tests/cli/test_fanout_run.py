@@ -259,3 +259,20 @@ def test_a_second_ctrl_c_exits_at_once_and_leaves_no_worker(
         os.killpg(proc.pid, 0)  # the workers were terminated with it, none orphaned
     progress = documents.load_progress(store, "t", "fan", Progress, shard="s0")
     assert progress is not None and not progress.value.suspended  # killed mid-batch
+
+
+def test_a_shard_held_elsewhere_is_one_error_line_naming_where_to_look(
+    cli_env: dict[str, str], store: StateStore, tmp_path: Path
+) -> None:
+    from tests.cli.test_fanout_status import lease_shard
+
+    assert not build("t", store).run().done  # planned
+    lease_shard(store, "s1", holder="otherhost/7/abc")
+    held = _run(_env(cli_env, tmp_path / "records.log", shards="4", per="25"))
+    assert held.returncode == 1, held.stdout + held.stderr
+    (line,) = held.stderr.splitlines()
+    assert line.startswith("eleanor-cloud: error: task 't' is leased by 'otherhost/7/abc'")
+    assert "'eleanor-cloud status t --shards' shows their holders" in line
+    assert sorted(_logged(tmp_path / "records.log")) == [
+        f"r{i:05d}" for i in range(100) if not 25 <= i < 50
+    ]
