@@ -175,12 +175,14 @@ def _classify(engine: TaskEngine[Any], shard: ShardEvent, exc: InvalidState) -> 
 
 
 def _held_wait(held: LeaseHeld, clock: Clock, skew: float, max_wait: int) -> int:
-    """Until the shard's lease would count as expired by this clock (no watch carries
-    over between invocations for shards), at least 1 s, at most ``max_wait``."""
+    """Until just past the moment the shard's lease counts as expired by this clock (no
+    watch carries over between invocations for shards), at least 1 s, at most
+    ``max_wait``."""
     if held.expires_at is None:
         return min(max_wait, _UNKNOWN_WAIT)
     left = (parse_ts(held.expires_at) - clock()).total_seconds() + skew
-    return max(1, min(max_wait, math.ceil(left)))
+    # Strictly past it: at the very second the lease does not count as expired yet.
+    return max(1, min(max_wait, math.floor(left) + 1))
 
 
 def _counts(result: Any) -> dict[str, int] | None:
@@ -212,7 +214,7 @@ def run_shard_invocation(
     no progress at all (see the module docstring).
     """
     from eleanor_cloud.engine.events import chain_on_event
-    from eleanor_cloud.engine.fanout import ShardState, load_shard
+    from eleanor_cloud.engine.fanout import ShardState, load_shard, read_done
     from eleanor_cloud.engine.progress import Progress, result_of
     from eleanor_cloud.store import documents
 
@@ -277,6 +279,8 @@ def run_shard_invocation(
         progress = documents.load_progress(store, task, shard.stage, Progress, shard=shard.shard)
         if progress is not None:
             result = result_of(progress.value)
+    if done and status is StageStatus.ERROR and not message:
+        message = read_done(store, task, shard.stage, shard.shard).message  # why it failed
     text, cut = clip(message or "", MESSAGE_MAX_BYTES)
     return {
         "task_id": task,

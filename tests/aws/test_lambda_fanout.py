@@ -162,4 +162,6 @@ def test_per_shard_retries_and_counts_in_the_shard_response() -> None:
     # Attempt 1 offers 20 records (one fails); attempts 2 and 3 re-offer the failed one.
     assert out["done"] is True and out["status"] == "ERROR" and out["attempts"] == 3
     assert out["counts"] == {"total": 20, "success": 19, "fail": 1, "unprocessed": 0}
+    # Why it ended ERROR: its last attempt's message (the shard's done marker keeps it).
+    assert out["message"].startswith("RecordsFailed: 1 record(s) failed"), out
     assert json.loads(json.dumps(out)) == out  # plain JSON, as Lambda returns it
