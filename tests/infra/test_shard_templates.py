@@ -197,3 +197,22 @@ def test_the_image_has_a_shard_worker_target_and_keeps_the_runner_as_default() -
     assert 'ENTRYPOINT ["python", "-m", "eleanor_cloud.aws"]' in worker
     runner = text.split("AS runner", 1)[1]
     assert 'ENTRYPOINT ["eleanor-cloud"]' in runner
+
+
+def test_the_ecs_shard_task_runs_the_shard_runner_with_only_the_shard_policy() -> None:
+    template = load(INFRA / "ecs-runner.yaml")
+    resources = template["Resources"]
+    assert template["Parameters"]["ShardWorkerPolicyArn"]["Default"] == ""  # optional
+    for name in ("ShardTaskRole", "ShardTaskDefinition"):
+        assert resources[name]["Condition"] == "ShardWorkers"
+    role = resources["ShardTaskRole"]["Properties"]
+    assert role["ManagedPolicyArns"] == [{"Ref": "ShardWorkerPolicyArn"}]
+    (container,) = resources["ShardTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    assert container["EntryPoint"] == ["python", "-m", "eleanor_cloud.aws"]
+    command = container["Command"]
+    assert command[0] == {"Ref": "TaskFactory"}
+    assert command[1::2] == ["--task-id", "--stage", "--shard"]
+    assert container["StopTimeout"] == {"Ref": "StopTimeoutSeconds"}
+    assert container["LinuxParameters"]["InitProcessEnabled"] is True
+    names = {e["Name"] for e in container["Environment"]}
+    assert names == {STORE_ENV, STOP_TIMEOUT_ENV, GRACE_MARGIN_ENV}

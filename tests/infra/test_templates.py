@@ -194,8 +194,9 @@ def test_templates_and_code_agree_on_names_and_limits() -> None:
     assert _env_names(ecs) == {STORE_ENV, STOP_TIMEOUT_ENV, GRACE_MARGIN_ENV}
     # Fargate allows a stopTimeout of at most 120 s.
     assert ecs["Parameters"]["StopTimeoutSeconds"]["MaxValue"] == 120
-    (task_def,) = [r for r in ecs["Resources"].values() if r["Type"] == "AWS::ECS::TaskDefinition"]
-    (container,) = task_def["Properties"]["ContainerDefinitions"]
+    task_defs = {n for n, r in ecs["Resources"].items() if r["Type"] == "AWS::ECS::TaskDefinition"}
+    assert task_defs == {"RunnerTaskDefinition", "ShardTaskDefinition"}
+    (container,) = ecs["Resources"]["RunnerTaskDefinition"]["Properties"]["ContainerDefinitions"]
     assert container["StopTimeout"] == {"Ref": "StopTimeoutSeconds"}
     assert container["EntryPoint"] == ["eleanor-cloud"] and container["Command"][0] == "run"
     assert container["LinuxParameters"]["InitProcessEnabled"] is True  # forwards SIGTERM
