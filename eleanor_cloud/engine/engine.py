@@ -8,6 +8,7 @@ a stage's status only through :mod:`.transitions`, writes only through
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -223,7 +224,11 @@ class TaskEngine(Generic[StateT]):
                 break
             ran = run_shards(self, name, [s.id for s in plan.shards], workers, plan.plan_id)
             summary = self._run_once(end, None)
-            if self._runner.waiting_on == name and all(r["done"] for r in ran):
+            if (
+                self._control.stop_reason is None
+                and self._runner.waiting_on == name
+                and all(r["done"] for r in ran)
+            ):
                 # Every worker finished its shard, yet this process sees no end: the
                 # store is not one that processes share (memory://, say).
                 raise InvalidState(
@@ -231,6 +236,9 @@ class TaskEngine(Generic[StateT]):
                     f"here; run(workers=N) needs a store that processes share, not "
                     f"{self._store.backend.description}"
                 )
+        stop = self._control.stop_reason
+        if workers is not None and stop is not None and not summary.done:
+            return dataclasses.replace(summary, message=stop)  # say why, not "waiting"
         return summary
 
     def _run_once(self, end: datetime | None, lease_watch: LeaseWatch | None) -> TaskSummary:
@@ -263,13 +271,15 @@ class TaskEngine(Generic[StateT]):
         deadline: datetime | None = None,
         time_budget: float | None = None,
         plan_id: str | None = None,
+        holder: str | None = None,
     ) -> ShardSummary:
         """Run one shard of a fanned-out stage (on any worker; see :mod:`.fanout`).
 
         Takes only that shard's lease (``LeaseHeld`` if another worker runs it), resumes
         it from its records checkpoint, and runs attempts under the retry policy, per
         shard. ``NotPlanned`` if the task has not planned the stage yet; ``plan_id``
-        refuses a worker meant for another plan. Run the task again afterwards to join.
+        refuses a worker meant for another plan; ``holder`` names this worker in the
+        shard's lease (default: the engine's). Run the task again afterwards to join.
         """
         from eleanor_cloud.engine.shard_run import run_shard
 
@@ -279,7 +289,14 @@ class TaskEngine(Generic[StateT]):
         end = run_window(self.spec.clock, deadline, time_budget)
         self._runner.bind() if self._runner.manifest is None else None
         return run_shard(
-            self._cp, self._control, stage, stage_name, shard_id, end=end, plan_id=plan_id
+            self._cp,
+            self._control,
+            stage,
+            stage_name,
+            shard_id,
+            end=end,
+            plan_id=plan_id,
+            holder=holder,
         )
 
     # -- stop and interrupt (other threads) --------------------------------------------

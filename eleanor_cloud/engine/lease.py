@@ -73,11 +73,13 @@ class LeaseManager:
         monotonic: Callable[[], float] | None = None,
         prior_watch: LeaseWatch | None = None,
         key: str | None = None,
+        label: str | None = None,
     ) -> None:
         options = LeaseOptions(ttl, wait, clock_skew_tolerance, renew_interval)
         self._store = store
         self.task_id = task_id
         self.key = key or store.lease_key(task_id)  # a shard's lease lives elsewhere
+        self.label = label or f"task {task_id!r}"  # what errors name: a task, a shard
         self.holder = holder
         self.options = options
         self.ttl = options.ttl
@@ -136,10 +138,7 @@ class LeaseManager:
     def _held_until(self, sent: float) -> None:
         self._valid_until = sent + self.ttl - self.options.margin
 
-    @property
-    def monotonic(self) -> Callable[[], float]:
-        """This holder's clock for elapsed time (``time.monotonic`` or the injected clock)."""
-        return self._monotonic
+    monotonic = property(lambda self: self._monotonic, doc="This holder's elapsed-time clock.")
 
     @property
     def lease(self) -> Lease | None:
@@ -152,7 +151,7 @@ class LeaseManager:
             self._lost_reason = "it was released"
         if self.lost or self._released:
             raise LeaseLost(
-                f"task {self.task_id!r}: lease lost by {self.holder!r}: {self._lost_reason}",
+                f"{self.label}: lease lost by {self.holder!r}: {self._lost_reason}",
                 key=self.key,
             )
 
@@ -264,7 +263,7 @@ class LeaseManager:
                         # Looks abandoned by our clock: confirm by watching it (once).
                         self._confirm = self._watch_left + max(0.05, self.ttl / 4)
                     raise LeaseHeld(
-                        f"task {self.task_id!r} is leased by {old.holder!r} (epoch "
+                        f"{self.label} is leased by {old.holder!r} (epoch "
                         f"{old.epoch}) until {old.expires_at} by its clock; unchanged for "
                         f"{watched:.2f}s of the {needed:.2f}s after which it counts as "
                         "abandoned",
@@ -295,7 +294,7 @@ class LeaseManager:
                 )
             return self._record.value
         raise LeaseHeld(
-            f"task {self.task_id!r}: lost {_MAX_RACES} races for the lease",
+            f"{self.label}: lost {_MAX_RACES} races for the lease",
             key=self.key,
         )
 
@@ -369,7 +368,7 @@ class LeaseManager:
         if refused. For a lease that had to be created on a task that already had one."""
         if not self._rewrite("raise", epoch=epoch):
             self.check()
-            raise LeaseLost(f"task {self.task_id!r}: could not raise the lease to epoch {epoch}")
+            raise LeaseLost(f"{self.label}: could not raise the lease to epoch {epoch}")
         self.epoch = epoch
 
     def _rewrite(self, what: str, **update: object) -> bool:

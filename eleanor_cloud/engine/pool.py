@@ -29,8 +29,13 @@ def _init() -> None:
 
 
 def _one(job: tuple[str, str, str | None]) -> dict[str, Any]:
+    from eleanor_cloud.engine.options import default_holder
+
     stage_name, shard_id, plan_id = job
-    return dict(_ENGINE.run_shard(stage_name, shard_id, plan_id=plan_id).to_dict())
+    # Each worker holds its shards under its own name (host/pid/random): an operator
+    # can tell the workers apart in the shards' leases.
+    summary = _ENGINE.run_shard(stage_name, shard_id, plan_id=plan_id, holder=default_holder())
+    return dict(summary.to_dict())
 
 
 def run_shards(

@@ -81,6 +81,7 @@ def run_shard(
     *,
     end: Any = None,
     plan_id: str | None = None,
+    holder: str | None = None,
 ) -> ShardSummary:
     """Run one shard to an end (COMPLETE/ERROR), a suspension or a lost lease."""
     spec, store = cp.spec, cp.store
@@ -101,7 +102,7 @@ def run_shard(
     lease = LeaseManager(
         store,
         task_id,
-        holder=spec.holder,
+        holder=holder or spec.holder,
         ttl=options.ttl,
         clock=spec.clock,
         sleep=spec.sleep,
@@ -109,6 +110,7 @@ def run_shard(
         wait=options.wait,
         renew_interval=options.renew_interval,
         key=keys.shard_lease_key(store.prefix, task_id, name, shard_id),
+        label=f"shard {shard_id!r} of stage {name!r} of task {task_id!r}",
     )
     left = None if end is None else (end - spec.clock()).total_seconds()
     lease.acquire(time_left=left)

@@ -211,3 +211,42 @@ def test_local_workers_over_s3_http(s3_bucket: str, moto_server_url: str) -> Non
     ).run(workers=3)
     assert summary.status is StageStatus.COMPLETE, summary
     assert store.load("job", "fan", FState).result.success_count == 30  # type: ignore[union-attr]
+
+
+def test_a_held_shard_names_the_shard_and_workers_hold_under_their_own_names(
+    store: StateStore, clock: FakeClock
+) -> None:
+    from eleanor_cloud.clock import format_ts
+    from eleanor_cloud.engine.fanout import load_shard
+    from eleanor_cloud.keys import shard_lease_key
+    from eleanor_cloud.store import Lease
+
+    fan = Fan(shards=2)
+    engine(store, fan, clock).run()
+    now = clock()
+    lease = Lease(
+        task_id="job",
+        holder="elsewhere",
+        epoch=1,
+        acquired_at=format_ts(now),
+        expires_at=format_ts(now.replace(year=2100)),
+        ttl_seconds=600.0,
+    )
+    store.write_lease(lease, replaces=None, key=shard_lease_key("pfx", "job", "fan", "p1"))
+    with pytest.raises(LeaseHeld, match="shard 'p1' of stage 'fan' of task 'job'"):
+        engine(store, fan, clock).run_shard("fan", "p1")
+    engine(store, fan, clock).run_shard("fan", "p0", holder="worker-7")
+    state = load_shard(store, "job", "fan", "p0")
+    assert state is not None and state.writer  # written; the lease names the worker
+    held = store.load_lease("job", key=shard_lease_key("pfx", "job", "fan", "p0"))
+    assert held is not None and held.value.holder == "worker-7"
+
+
+def test_a_stop_during_local_workers_says_so(store: StateStore, clock: FakeClock) -> None:
+    if store.backend.description.startswith("memory"):
+        return  # workers need a store processes share
+    e = engine(store, Fan(shards=2), clock)
+    e.run()
+    e.request_stop("operator said stop")
+    summary = e.run(workers=2)
+    assert not summary.done and summary.message == "operator said stop"
