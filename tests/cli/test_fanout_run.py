@@ -271,7 +271,9 @@ def test_a_shard_held_elsewhere_is_one_error_line_naming_where_to_look(
     held = _run(_env(cli_env, tmp_path / "records.log", shards="4", per="25"))
     assert held.returncode == 1, held.stdout + held.stderr
     (line,) = held.stderr.splitlines()
-    assert line.startswith("eleanor-cloud: error: task 't' is leased by 'otherhost/7/abc'")
+    assert line.startswith(
+        "eleanor-cloud: error: shard 's1' of stage 'fan' of task 't' is leased by 'otherhost/7/abc'"
+    )
     assert "'eleanor-cloud status t --shards' shows their holders" in line
     assert sorted(_logged(tmp_path / "records.log")) == [
         f"r{i:05d}" for i in range(100) if not 25 <= i < 50
