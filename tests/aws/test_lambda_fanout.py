@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from eleanor_cloud.aws import lambda_handler
 from eleanor_cloud.engine.fanout import list_done, load_plan, load_shard
+from eleanor_cloud.errors import InvalidState
 from eleanor_cloud.models import RetryPolicy, SimpleRecordsResult, StageStatus
-from tests.aws.fanout_rig import BUCKET, SHARD_ARN, STAGE_ARN, Quick, Rig, Sharded
+from tests.aws.fanout_rig import BUCKET, MARGIN, SHARD_ARN, STAGE_ARN, Quick, Rig, Sharded
 from tests.aws.sim import SimContext
 from tests.aws.taskmod import TState
 
@@ -165,3 +169,15 @@ def test_per_shard_retries_and_counts_in_the_shard_response() -> None:
     # Why it ended ERROR: its last attempt's message (the shard's done marker keeps it).
     assert out["message"].startswith("RecordsFailed: 1 record(s) failed"), out
     assert json.loads(json.dumps(out)) == out  # plain JSON, as Lambda returns it
+
+
+def test_the_fan_out_wait_is_configurable_and_checked() -> None:
+    rig = Rig("fan-wait", [])
+    rig.stages.append(Sharded("load", rig.sim, shards=2, per=10))
+    handler = lambda_handler(
+        rig.build, safety_margin=MARGIN, clock=rig.sim.clock, fan_out_wait_seconds=7
+    )
+    handler({"task_id": "fan-wait"}, SimContext(rig.sim, 5.0))  # plans
+    assert handler({"task_id": "fan-wait"}, SimContext(rig.sim, 5.0))["wait_seconds"] == 7
+    with pytest.raises(InvalidState, match="fan_out_wait_seconds must be >= 0"):
+        lambda_handler(rig.build, fan_out_wait_seconds=-1)
