@@ -308,6 +308,7 @@ def lambda_handler(
                 lease_slack=LEASE_WAIT_SLACK,
                 monotonic=monotonic,
                 does_not_fit=lambda what, needed: _no_batch_fits(task_id, what, needed, window),
+                lease_watch=loop_event.lease_watch,
             )
             return {**response, "invocation": invocation()}
         seen = InvocationProgress()

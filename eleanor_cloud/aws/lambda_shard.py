@@ -35,16 +35,14 @@ event's ``plan_id`` is not the stored plan's: a worker of another plan version),
 ``InvalidEvent``/``InvalidKey`` (malformed). ``StageDoesNotFit`` as for tasks: the
 shard got through no batch in an invocation where nothing else progressed.
 
-A shard's lease is watched from zero by every invocation (``run_shard`` takes no lease
-watch), so taking a dead worker's shard over needs an invocation whose budget exceeds
-the lease TTL plus the clock-skew tolerance (65 s by default): give the function a
-timeout well above that (the template's default is 900 s).
+A shard's lease watch is carried between invocations like a task's (``lease_watch`` in
+the response, credited with the Wait by the next event), so a chain of invocations
+shorter than the lease TTL plus the skew tolerance takes a dead worker's shard over.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -52,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 from eleanor_cloud import keys
 from eleanor_cloud.aws.lambda_loop import InvalidEvent
 from eleanor_cloud.aws.lambda_response import MESSAGE_MAX_BYTES, clip
-from eleanor_cloud.clock import Clock, parse_ts
+from eleanor_cloud.clock import Clock
 from eleanor_cloud.errors import InvalidState, LeaseHeld, LeaseLost
 from eleanor_cloud.models import StageStatus
 
@@ -174,17 +172,6 @@ def _classify(engine: TaskEngine[Any], shard: ShardEvent, exc: InvalidState) -> 
     return exc
 
 
-def _held_wait(held: LeaseHeld, clock: Clock, skew: float, max_wait: int) -> int:
-    """Until just past the moment the shard's lease counts as expired by this clock (no
-    watch carries over between invocations for shards), at least 1 s, at most
-    ``max_wait``."""
-    if held.expires_at is None:
-        return min(max_wait, _UNKNOWN_WAIT)
-    left = (parse_ts(held.expires_at) - clock()).total_seconds() + skew
-    # Strictly past it: at the very second the lease does not count as expired yet.
-    return max(1, min(max_wait, math.floor(left) + 1))
-
-
 def _counts(result: Any) -> dict[str, int] | None:
     if result is None:
         return None
@@ -207,6 +194,7 @@ def run_shard_invocation(
     lease_slack: float,
     monotonic: Callable[[], float],
     does_not_fit: Callable[[str, float | None], Exception],
+    lease_watch: Any = None,
 ) -> dict[str, Any]:
     """Run one shard until it ends or the deadline; the response's shard fields.
 
@@ -232,17 +220,26 @@ def run_shard_invocation(
 
     chain_on_event(engine, on_event)
     lease_held, wait = False, 0
+    watch_field: dict[str, Any] | None = None
     started = monotonic()
     try:
         summary = engine.run_shard(
-            shard.stage, shard.shard, deadline=deadline, plan_id=shard.plan_id
+            shard.stage,
+            shard.shard,
+            deadline=deadline,
+            plan_id=shard.plan_id,
+            lease_watch=lease_watch,
         )
     except LeaseHeld as held:
         # Another worker runs this shard (a retried event, an earlier invocation still
-        # finishing, or a dead one whose lease has not expired): wait and loop.
+        # finishing, or a dead one whose lease has not expired): carry the watch and
+        # wait, as for a task's lease.
+        from eleanor_cloud.aws.lambda_loop import held_lease_wait
+
         _log.info("task %s shard %s: lease held by %s", task, shard.shard, held.holder)
         skew = engine.lease_options.clock_skew_tolerance
-        lease_held, wait, summary = True, _held_wait(held, clock, skew, max_lease_wait), None
+        wait, watch_field = held_lease_wait(held, clock=clock, skew=skew, max_wait=max_lease_wait)
+        lease_held, summary = True, None
     except LeaseLost as lost:
         _log.warning("task %s shard %s: %s", task, shard.shard, lost)
         lease_held, wait, summary = True, idle_wait_seconds, None
@@ -292,7 +289,7 @@ def run_shard_invocation(
         "done": done,
         "wait_seconds": wait,
         "lease_held": lease_held,
-        "lease_watch": None,
+        "lease_watch": watch_field if lease_held else None,
         "batches": batches[0],
         "message": text,
         "counts": _counts(result),

@@ -74,6 +74,7 @@ class AttemptControl:
         self.stop_reason: str | None = None
         self.stop_event = threading.Event()
         self.current: Attempt | None = None
+        self.shard_lease: Any = None  # a shard run in flight holds this lease (run_shard)
 
     def request_stop(self, reason: str) -> None:
         with self.lock:
@@ -304,6 +305,13 @@ def interrupt(cp: Checkpointer, control: AttemptControl, reason: str) -> bool:
     """Record the attempt now running as interrupted (see ``TaskEngine.interrupt``)."""
     current = control.claim(reason)
     if current is None:
+        # A shard run records no attempt here: release its lease, so the next worker
+        # takes the shard over at once (and records the cut attempt); this worker's
+        # next write is refused (a released lease refuses every write).
+        lease = control.shard_lease
+        if lease is not None and not lease.lost:
+            lease.release()
+            return True
         return False
     try:
         if not _write_interrupted(cp, control, current, reason):

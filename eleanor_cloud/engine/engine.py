@@ -272,6 +272,7 @@ class TaskEngine(Generic[StateT]):
         time_budget: float | None = None,
         plan_id: str | None = None,
         holder: str | None = None,
+        lease_watch: LeaseWatch | None = None,
     ) -> ShardSummary:
         """Run one shard of a fanned-out stage (on any worker; see :mod:`.fanout`).
 
@@ -279,7 +280,9 @@ class TaskEngine(Generic[StateT]):
         it from its records checkpoint, and runs attempts under the retry policy, per
         shard. ``NotPlanned`` if the task has not planned the stage yet; ``plan_id``
         refuses a worker meant for another plan; ``holder`` names this worker in the
-        shard's lease (default: the engine's). Run the task again afterwards to join.
+        shard's lease (default: the engine's); ``lease_watch`` carries a watch of the
+        shard's lease across invocations, as for :meth:`run`. Run the task again
+        afterwards to join.
         """
         from eleanor_cloud.engine.shard_run import run_shard
 
@@ -297,6 +300,7 @@ class TaskEngine(Generic[StateT]):
             end=end,
             plan_id=plan_id,
             holder=holder,
+            lease_watch=lease_watch,
         )
 
     # -- stop and interrupt (other threads) --------------------------------------------

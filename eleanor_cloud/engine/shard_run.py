@@ -82,6 +82,7 @@ def run_shard(
     end: Any = None,
     plan_id: str | None = None,
     holder: str | None = None,
+    lease_watch: Any = None,
 ) -> ShardSummary:
     """Run one shard to an end (COMPLETE/ERROR), a suspension or a lost lease."""
     spec, store = cp.spec, cp.store
@@ -111,13 +112,16 @@ def run_shard(
         renew_interval=options.renew_interval,
         key=keys.shard_lease_key(store.prefix, task_id, name, shard_id),
         label=f"shard {shard_id!r} of stage {name!r} of task {task_id!r}",
+        prior_watch=lease_watch,
     )
     left = None if end is None else (end - spec.clock()).total_seconds()
     lease.acquire(time_left=left)
+    control.shard_lease = lease  # for interrupt(): a container's grace ran out
     try:
         lease.start_renewing()
         return _advance(cp, control, stage, name, plan, planned.id, planned.spec, lease, end)
     finally:
+        control.shard_lease = None
         lease.release()
 
 
@@ -187,6 +191,14 @@ def _advance(
             state = tr.strand(state)
             record = _write(store, state, record, lease)
             continue
+        elif state.status is StageStatus.RETRY:
+            # As for a stage: retries back off, and none starts that cannot fit.
+            delay = spec.backoff.delay(max(1, tr.current_run(state)))
+            left = None if end is None else (end - spec.clock()).total_seconds()
+            if left is not None and left < delay + (stage.expected_duration or 0.0):
+                return _summary(state, done=False, message=f"deadline: retry in {delay:.3f}s")
+            if delay > 0:
+                spec.sleep(delay)
         if control.stop_reason is not None:
             return _summary(state, done=False, message=control.stop_reason)
         running = state if resume else tr.start(state)
@@ -342,6 +354,8 @@ def _write(store: Any, state: ShardState, record: Any, lease: LeaseManager) -> A
 
 
 def _summary(state: ShardState, *, done: bool, message: str = "") -> ShardSummary:
+    if not message and state.history:
+        message = state.history[-1].message  # why it ended, e.g. the last failure
     return ShardSummary(
         state.task_id,
         state.stage_name,

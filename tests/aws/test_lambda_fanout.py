@@ -11,6 +11,7 @@ import json
 import pytest
 
 from eleanor_cloud.aws import lambda_handler
+from eleanor_cloud.engine import Backoff
 from eleanor_cloud.engine.fanout import list_done, load_plan, load_shard
 from eleanor_cloud.errors import InvalidState
 from eleanor_cloud.models import RetryPolicy, SimpleRecordsResult, StageStatus
@@ -156,7 +157,15 @@ def test_a_join_followed_by_a_stage_that_does_not_fit_loops_rather_than_fails() 
 
 
 def test_per_shard_retries_and_counts_in_the_shard_response() -> None:
-    rig = Rig("fan-retry", [], retry_policy=RetryPolicy.STAGE, max_attempts=3)
+    # No backoff: all three attempts fit in one invocation (with one, a retry that
+    # cannot fit waits for the next invocation, as for a stage).
+    rig = Rig(
+        "fan-retry",
+        [],
+        retry_policy=RetryPolicy.STAGE,
+        max_attempts=3,
+        backoff=Backoff(initial=0, jitter=0),
+    )
     flaky = Sharded("load", rig.sim, shards=1, per=20, failing=frozenset({3}))
     rig.stages.append(flaky)
     plan_id = rig.invoke(STAGE_ARN, {"task_id": "fan-retry"})["fan_out"]["plan_id"]

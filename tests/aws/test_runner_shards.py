@@ -195,22 +195,21 @@ class _Blocking(ShardedNumbers):
                 batch.ok(item)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine: TaskEngine.interrupt() records only the task's attempts; a shard's run "
-        "registers none, so when a container's grace runs out mid-batch the shard's "
-        "attempt is not recorded as interrupted and its lease not released (exit 76 with "
-        "nothing recorded; the next worker waits out the lease's TTL + skew)"
-    ),
-)
 def test_interrupting_a_running_shard_records_the_attempt_and_releases_its_lease() -> None:
     store = ec.open_store("memory://")
     stage = _Blocking("r")
     engine = TaskEngine("intr", [stage], TState, store)
     engine.run()  # planned
     worker = TaskEngine("intr", [stage], TState, store)
-    thread = threading.Thread(target=worker.run_shard, args=("r", "r-0"), daemon=True)
+    ended: list[object] = []
+
+    def run() -> None:
+        try:
+            ended.append(worker.run_shard("r", "r-0"))
+        except ec.LeaseLost as exc:  # its next write after the release is refused
+            ended.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
         assert stage.started.wait(30)
@@ -221,3 +220,8 @@ def test_interrupting_a_running_shard_records_the_attempt_and_releases_its_lease
         stage.go.set()
         thread.join(30)
     assert recorded and released
+    assert len(ended) == 1 and isinstance(ended[0], ec.LeaseLost), ended
+    # The next worker takes the released shard at once and records the cut attempt.
+    stage.go.set()
+    after = TaskEngine("intr", [stage], TState, store).run_shard("r", "r-0")
+    assert after.done and after.attempts == 2
