@@ -421,13 +421,16 @@ def read_log(paths: list[Path]) -> list[dict[str, Any]]:
 # -- worker processes --------------------------------------------------------------------
 
 
-def spawn_worker(spec: dict[str, Any], spec_path: Path) -> subprocess.Popen[bytes]:
-    """Start ``python -m tests.reliability.worker <spec.json>`` in the repository root."""
+def spawn_worker(
+    spec: dict[str, Any], spec_path: Path, module: str = "tests.reliability.worker"
+) -> subprocess.Popen[bytes]:
+    """Start ``python -m <module> <spec.json>`` in the repository root (by default the
+    campaign's task worker)."""
     spec_path.write_text(json.dumps(spec))
     err = open(f"{spec_path}.stderr", "wb")  # noqa: SIM115 - owned by the child
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "tests.reliability.worker", str(spec_path)],
+            [sys.executable, "-m", module, str(spec_path)],
             cwd=REPO_ROOT,
             stdout=subprocess.DEVNULL,
             stderr=err,
