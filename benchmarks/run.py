@@ -23,7 +23,16 @@ from typing import Any
 
 from benchmarks._util import fake_aws_env, moto_server, targets_table
 
-SECTIONS = ("requests", "overhead", "cold_start", "resume", "history", "peer", "records")
+SECTIONS = (
+    "requests",
+    "overhead",
+    "cold_start",
+    "resume",
+    "history",
+    "peer",
+    "records",
+    "fanout",
+)
 # Sections that need an optional extra (section -> the module it imports): part of a
 # full run when the extra is installed; --quick runs them only when --only names them,
 # so the quick harness check stays about the core sections (tests/obstore checks this
@@ -52,6 +61,10 @@ class Config:
     records_n: int = 100_000
     records_rounds: int = 5
     records_failed: int = 10_000
+    # fan-out: records over 8 shards, run(workers=N) for each N, interleaved rounds.
+    fanout_records: int = 200_000
+    fanout_rounds: int = 3
+    fanout_workers: tuple[int, ...] = (1, 2, 4, 8)
     # obstore vs boto3: fresh-process rounds of the cold path; warm N-stage run rounds.
     obstore_cold_rounds: int = 20
     obstore_warm_stages: int = 10
@@ -71,6 +84,8 @@ QUICK = Config(
     records_n=2_000,
     records_rounds=1,
     records_failed=2_000,
+    fanout_records=8_000,
+    fanout_rounds=1,
     obstore_cold_rounds=2,
     obstore_warm_rounds=2,
 )
@@ -150,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks import (
         bench_cold_start,
+        bench_fanout,
         bench_history,
         bench_obstore,
         bench_overhead,
@@ -201,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
                     cfg.records_n, cfg.records_rounds, cfg.records_failed, url
                 ),
                 bench_records.render,
+            ),
+            "fanout": (
+                lambda: bench_fanout.run(cfg.fanout_records, cfg.fanout_rounds, cfg.fanout_workers),
+                bench_fanout.render,
             ),
             "obstore": (
                 lambda: bench_obstore.run(

@@ -13,7 +13,16 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = {"requests", "overhead", "cold_start", "resume", "history", "peer", "records"}
+SECTIONS = {
+    "requests",
+    "overhead",
+    "cold_start",
+    "resume",
+    "history",
+    "peer",
+    "records",
+    "fanout",
+}
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +133,19 @@ def test_records_checkpoints_are_counted_and_stay_small(report: dict[str, Any]) 
     assert failed["chunks"] >= failed["records"] // 1000  # the ids went to chunk objects
     sizes = {t["name"]: t for t in section["targets"] if "failed records" in t["name"]}
     assert len(sizes) == 2 and all(t["met"] for t in sizes.values()), sizes
+
+
+def test_fanout_joins_every_record_and_counts_requests_per_shard(report: dict[str, Any]) -> None:
+    section = report["sections"]["fanout"]
+    assert section["counts_correct"]  # every run joined all records, each success once
+    assert [r["workers"] for r in section["rows"]] == [1, 2, 4, 8]
+    requests = section["requests"]
+    assert requests["plan_total"] > 0 and requests["join_total"] > 0
+    # The workers' requests per shard (shared-memory counts of the forked processes)
+    # match the step-by-step run's (small: no timer checkpoint fits in --quick).
+    for row in section["rows"]:
+        assert row["worker_requests_per_shard"] == requests["per_shard_total"], row
+        assert row["records_per_s"] > 0 and row["wall"]["median_ms"] > 0
+    by_object = {(r["object"], r["op"]): r for r in requests["rows"]}
+    assert by_object[("done markers", "read")]["join"] == section["shards"]  # one GET each
+    assert by_object[("plan", "write")]["plan"] == 1
