@@ -21,6 +21,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,7 @@ from eleanor_cloud.errors import (
     InvalidKey,
     NotFound,
     NotSupported,
+    Unavailable,
 )
 
 __all__ = ["LocalBackend", "content_version"]
@@ -65,9 +67,14 @@ def _fsync_dir(directory: Path) -> None:
 class LocalBackend:
     """Objects as files under ``root``; safe across processes on one host (not NFS)."""
 
-    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, fsync: bool = True, lock_timeout: float = 10.0
+    ) -> None:
         self._root = Path(root).expanduser().absolute()
         self._fsync = fsync
+        # A process frozen (SIGSTOP) while it holds an object's lock would block every
+        # other writer of that object forever: give up after this long, Unavailable.
+        self._lock_timeout = float(lock_timeout)
 
     @property
     def root(self) -> Path:
@@ -119,7 +126,7 @@ class LocalBackend:
         while True:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._lock(fd, lock_path)
                 # A deleter unlinks the lock file while holding it; whoever waited on the
                 # old inode must lock the new file, or two holders would coexist.
                 try:
@@ -136,6 +143,24 @@ class LocalBackend:
             yield
         finally:
             os.close(fd)
+
+    def _lock(self, fd: int, lock_path: Path) -> None:
+        """``flock`` the object's lock, waiting at most ``lock_timeout`` seconds."""
+        deadline = time.monotonic() + self._lock_timeout
+        pause = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Unavailable(
+                        f"{lock_path}: held by another process for over "
+                        f"{self._lock_timeout:g}s (a frozen holder?); try again later",
+                        operation="lock",
+                    ) from None
+                time.sleep(pause)  # the holder is mid-write: a few milliseconds, usually
+                pause = min(pause * 2, 0.05)
 
     def _translate(self, exc: OSError, key: str, operation: str) -> Exception:
         if isinstance(exc, PermissionError):

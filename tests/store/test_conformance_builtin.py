@@ -55,3 +55,26 @@ class TestBackendWithoutConditionalDelete(BackendConformance):
     @pytest.fixture
     def backend(self) -> ObjectBackend:
         return _NoConditionalDelete("no-conditional-delete")
+
+
+def test_a_frozen_lock_holder_makes_local_writes_unavailable_not_stuck(tmp_path: Path) -> None:
+    """A process frozen while holding an object's lock: another writer gives up after
+    lock_timeout with Unavailable instead of waiting forever (found by reliability
+    scenario 10: a successor's fence write waited for a SIGSTOPped holder)."""
+    import fcntl
+    import os
+
+    from eleanor_cloud.backends.base import CREATE, Replace
+    from eleanor_cloud.errors import Unavailable
+
+    backend = LocalBackend(tmp_path, fsync=False, lock_timeout=0.2)
+    version = backend.write("t/s.json", b"one", CREATE)
+    lock_path = backend._lock_path(backend._path("t/s.json"))
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the "frozen" holder
+        with pytest.raises(Unavailable, match="held by another process"):
+            backend.write("t/s.json", b"two", Replace(version))
+    finally:
+        os.close(fd)
+    assert backend.write("t/s.json", b"two", Replace(version)) != version  # free again
