@@ -1,4 +1,4 @@
-"""8. Fan-out (issue 17): one records stage over 8 shards on 1, 2, 4 and 8 local workers.
+"""9. Fan-out (issue 17): one records stage over 8 shards on 1, 2, 4 and 8 local workers.
 
 A one-stage task whose stage plans 8 shards of ``records / 8`` records each, run with
 ``engine.run(workers=N)`` (plan, the shards on N forked workers, the join) on a
@@ -363,7 +363,7 @@ def render(result: dict[str, Any]) -> str:
         for r in result["rows"]
     ]
     out = table(
-        f"8. fan-out: {result['records']} records, {result['shards']} shards, "
+        f"9. fan-out: {result['records']} records, {result['shards']} shards, "
         f"~{result['work_us_measured']} us CPU per record, {result['rounds']} interleaved "
         f"rounds, {result['cores']} cores ({result['store']})",
         [
@@ -383,7 +383,7 @@ def render(result: dict[str, Any]) -> str:
     )
     req = result["requests"]
     out += table(
-        "8b. requests by phase and object (step by step, one process; per shard: mean of "
+        "9b. requests by phase and object (step by step, one process; per shard: mean of "
         f"{result['shards']})",
         ["object", "op", "plan", "per shard", "join"],
         [[r["object"], r["op"], r["plan"], r["per_shard"], r["join"]] for r in req["rows"]],
