@@ -171,9 +171,10 @@ class FreezingBackend(RecordingBackend):
 
     Between requests of *every* thread: on the local-directory backend a process
     frozen inside a replace holds that object's ``flock``, and every other writer of
-    it waits for it forever (a lease takeover, or the fence of the progress object
-    that the main thread was checkpointing while the renewer froze the process): see
-    the strict xfail in test_fanout.py."""
+    it waits for it (a lease takeover, or the fence of the progress object that the
+    main thread was checkpointing while the renewer froze the process), for ever until
+    dc3a72b and for the backend's ``lock_timeout`` since: see the strict xfail in
+    test_fanout.py."""
 
     def __init__(
         self,

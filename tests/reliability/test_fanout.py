@@ -14,8 +14,8 @@ shards' own leases, and race to join. Faults, all chosen from the round's seed:
 - one zombie: an offering worker frozen (SIGSTOP) at a random share, thawed (SIGCONT)
   once every other worker has exited. On S3 it is frozen wherever it is (mid-request
   included); on the local directory at its next store operation, because a process
-  frozen inside the local backend's replace wedges every writer of that object (the
-  strict xfail at the end of this file).
+  frozen inside the local backend's replace blocks every writer of that object (for
+  the backend's ``lock_timeout``, then ``Unavailable``: the strict xfail at the end).
 
 Then the test runs the task once more (it completes; it joins only if no worker did).
 What must hold: every record is counted ``success`` exactly once in the joined result
