@@ -74,6 +74,7 @@ class RecordsEnv:
     on_write: Callable[[Record[pg.Progress]], None] = lambda record: None
     floor: int = 0  # the lease's deletion floor: a progress at or below it is a leftover
     shard: str | None = None  # a fanned-out stage's shard: its own progress and chunks
+    progress_loaded: bool = False  # ``progress`` was read already (None: there is none)
     monotonic: Callable[[], float] = field(default=time.monotonic)
 
 
@@ -140,7 +141,7 @@ class RecordsRun:
         self.started = True
         env = self.env
         loaded = env.progress
-        if loaded is None:
+        if loaded is None and not env.progress_loaded:
             loaded = documents.load_progress(
                 env.store, env.task_id, env.stage_name, pg.Progress, shard=env.shard
             )

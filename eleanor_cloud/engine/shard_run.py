@@ -275,6 +275,7 @@ def _attempt(
         on_write=box.keep,
         monotonic=lease.monotonic,
         shard=shard_id,
+        progress_loaded=True,  # read at the start of this shard run, then kept up to date
     )
     made: list[RecordsRun] = []
 
