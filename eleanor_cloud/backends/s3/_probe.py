@@ -28,10 +28,10 @@ raises that error and the next write asks again.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from eleanor_cloud.backends._verdicts import VerdictCache
 from eleanor_cloud.errors import NotSupported
 
 __all__ = [
@@ -97,48 +97,11 @@ def run_probe(put: ProbePut, *, endpoint: str, bucket: str, key: str) -> Conditi
     return ConditionsVerdict(endpoint, bucket, key, create_refused, replace_refused)
 
 
-_lock = threading.Lock()
-_verdicts: dict[tuple[str, str], ConditionsVerdict] = {}
-# One lock per endpoint and bucket, so that concurrent first writes wait for one probe
-# instead of each sending their own, and probes of other buckets do not wait at all.
-_gates: dict[tuple[str, str], threading.Lock] = {}
-
-
-def cached_verdict(endpoint: str, bucket: str) -> ConditionsVerdict | None:
-    """The verdict this process holds for ``endpoint`` and ``bucket``, if any."""
-    with _lock:
-        return _verdicts.get((endpoint, bucket))
-
-
-def remember(verdict: ConditionsVerdict) -> None:
-    """Hold ``verdict`` for its endpoint and bucket (replacing an earlier one)."""
-    with _lock:
-        _verdicts[(verdict.endpoint, verdict.bucket)] = verdict
-
-
-def verdict_for(
-    endpoint: str, bucket: str, probe: Callable[[], ConditionsVerdict]
-) -> ConditionsVerdict:
-    """The cached verdict, or ``probe()``'s (run once however many threads ask)."""
-    with _lock:
-        found = _verdicts.get((endpoint, bucket))
-        if found is not None:
-            return found
-        gate = _gates.setdefault((endpoint, bucket), threading.Lock())
-    with gate:
-        found = cached_verdict(endpoint, bucket)
-        if found is not None:
-            return found  # another thread probed while this one waited
-        verdict = probe()
-        remember(verdict)
-        return verdict
-
-
-def clear_probe_cache() -> None:
-    """Forget every verdict (tests; or after an endpoint was reconfigured)."""
-    with _lock:
-        _verdicts.clear()
-        _gates.clear()
+_CACHE: VerdictCache[ConditionsVerdict] = VerdictCache()
+cached_verdict = _CACHE.get
+remember = _CACHE.remember
+verdict_for = _CACHE.verdict_for
+clear_probe_cache = _CACHE.clear
 
 
 def refusal(verdict: ConditionsVerdict) -> NotSupported:
