@@ -17,7 +17,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(PY)
 
 # Every extra, and the dev tools from pyproject's [dependency-groups] (not an extra, so
 # not published); `pip install --group` needs pip >= 25.1, also in a venv made earlier.
-EXTRAS := s3,fsspec,s3fs,gcs,azure,cli
+EXTRAS := s3,fsspec,s3fs,gcs,azure,cli,ui,otel,langgraph,powertools
 $(VENV)/.test-installed: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade 'pip>=25.1'
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]' --group dev
@@ -47,8 +47,17 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The browser tests (tests/ui) drive Debian's chromium through Playwright; Playwright's
+# own browser download needs a host this workplace cannot reach, so the system package
+# is used (ELEANOR_CHROMIUM overrides the path).
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core) >/dev/null; \
+	else echo "chromium missing: run 'sudo apt-get install chromium' (tests/ui need it)" >&2; exit 1; fi
+
 # pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
-pytest: $(VENV)/.test-installed node_modules/.installed
+pytest: $(VENV)/.test-installed node_modules/.installed $(CHROMIUM)
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
