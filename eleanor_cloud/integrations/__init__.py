@@ -1,0 +1,1 @@
+"""Storage layers for other frameworks (LangGraph, Powertools), each behind its own extra."""
