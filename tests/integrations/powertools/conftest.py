@@ -10,19 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.importorskip("aws_lambda_powertools")
-
-from aws_lambda_powertools.utilities.idempotency import base as handler_base  # noqa: E402
-from aws_lambda_powertools.utilities.idempotency.persistence import (  # noqa: E402
+from aws_lambda_powertools.utilities.idempotency import base as handler_base
+from aws_lambda_powertools.utilities.idempotency.persistence import (
     base as persistence_base,
 )
-from aws_lambda_powertools.utilities.idempotency.persistence import datarecord  # noqa: E402
+from aws_lambda_powertools.utilities.idempotency.persistence import datarecord
 
-import eleanor_cloud as ec  # noqa: E402
-from eleanor_cloud.backends.s3 import clear_probe_cache  # noqa: E402
-from eleanor_cloud.integrations.powertools import ObjectStorePersistenceLayer  # noqa: E402
-from tests.s3.helpers import assume_conditions_honoured  # noqa: E402
+import eleanor_cloud as ec
+from eleanor_cloud.backends.s3 import clear_probe_cache
+from eleanor_cloud.integrations.powertools import ObjectStorePersistenceLayer
+from tests.s3.helpers import assume_conditions_honoured
 
 START = 1_800_000_000.0
 

@@ -70,9 +70,7 @@ def test_idempotent_function_with_a_data_keyword_argument(
     assert runs == ["a"]
 
 
-def test_an_expired_record_runs_again(
-    layer: ObjectStorePersistenceLayer, clock: FakeClock
-) -> None:
+def test_an_expired_record_runs_again(layer: ObjectStorePersistenceLayer, clock: FakeClock) -> None:
     runs: list[Any] = []
     config = IdempotencyConfig(event_key_jmespath="order", expires_after_seconds=60)
     handler = make_handler(layer, config, runs)
