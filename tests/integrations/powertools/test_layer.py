@@ -180,3 +180,16 @@ def test_a_missing_extra_names_the_install() -> None:
         "    print(exc)\n"
     )
     assert "pip install 'eleanor-cloud[powertools]'" in done.stdout, done.stderr
+
+
+def test_on_obstore_a_failed_call_expires_its_record_and_a_retry_runs(clock: FakeClock) -> None:
+    pytest.importorskip("obstore")
+    layer = ObjectStorePersistenceLayer("obstore+memory:///idem", clock=clock)
+    runs: list[Any] = []
+    handler = counting_handler(layer, runs)
+    with pytest.raises(ValueError, match="boom"):
+        handler({"k": "a", "fail": True}, LambdaContext())
+    (key,) = list(layer.store.backend.list(layer.base + "/"))
+    assert layer.store.read_document(key, FORMAT, dict).value["status"] == "EXPIRED"
+    assert handler({"k": "a"}, LambdaContext()) == handler({"k": "a"}, LambdaContext())
+    assert len(runs) == 2
