@@ -16,6 +16,7 @@ Commands (``eleanor-cloud COMMAND --help`` for each)::
     lease TASK [--break]       show the lease, or break it (asks unless --yes)
     schema [KIND]              the JSON Schema of a --json document (or the list of kinds)
     check [--store URL]        does the store honour conditional writes; what may we do
+    ui [--host H] [--port P]   a read-only web dashboard on 127.0.0.1 (extra [ui])
 
 The store is ``--store URL``, else ``$ELEANOR_STORE``, else the local directory
 ``./.eleanor``. Read commands take ``--json``: one document each, a pydantic model

@@ -31,6 +31,7 @@ from eleanor_cloud.errors import (
     InvalidState,
     TaskBindingError,
 )
+from eleanor_cloud.ui import command as ui_command
 
 __all__ = ["cli"]
 
@@ -117,7 +118,7 @@ def cli(ctx: click.Context, store_url: str, debug: bool) -> None:
     ctx.obj = CliContext(store_url, debug)
 
 
-for _module in (read, manage, running, checking):
+for _module in (read, manage, running, checking, ui_command):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 
