@@ -7,6 +7,7 @@ every call is a no-op).
 from __future__ import annotations
 
 import threading
+
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanContext
 
@@ -85,4 +86,3 @@ def active_run(task_id: str | None) -> SpanContext | None:
     if task_id is None:
         return None
     return _RUNS.get(task_id)
-
