@@ -27,7 +27,7 @@ from eleanor_cloud.engine.events import EngineEvent, chain_on_event
 from eleanor_cloud.integrations.otel._common import (
     bounded,
     forget_run,
-    get_meter,
+    get_instruments,
     get_tracer,
     remember_run,
 )
@@ -87,17 +87,8 @@ class EngineTracer:
     ) -> None:
         self.task_id = task_id
         self._tracer = get_tracer(tracer_provider)
-        meter = get_meter(meter_provider)
-        self._attempts = meter.create_counter(
-            "eleanor.attempts",
-            unit="{attempt}",
-            description="Stage attempts that ended, by stage and outcome",
-        )
-        self._retries = meter.create_counter(
-            "eleanor.retries",
-            unit="{attempt}",
-            description="Stage attempts that ended in RETRY (another attempt follows)",
-        )
+        instruments = get_instruments(meter_provider)
+        self._attempts, self._retries = instruments.attempts, instruments.retries
         self._lock = threading.RLock()
         self._task: _Open | None = None
         self._owned = 0  # nesting depth of task_run(): the span belongs to the wrapper
@@ -152,7 +143,7 @@ class EngineTracer:
             attrs["eleanor.epoch"] = self._epoch
         span = self._tracer.start_span("eleanor.task.run", kind=SpanKind.INTERNAL, attributes=attrs)
         opened = _Open(span, threading.get_ident(), task_id=task_id)
-        if attach:
+        if attach and span.is_recording():
             opened.token = context.attach(trace.set_span_in_context(span))
         if task_id is not None:
             remember_run(task_id, span.get_span_context())
@@ -180,7 +171,8 @@ class EngineTracer:
             "eleanor.stage.attempt", context=parent, kind=SpanKind.INTERNAL, attributes=attrs
         )
         opened = _Open(span, threading.get_ident(), attempt=event.attempt)
-        opened.token = context.attach(trace.set_span_in_context(span))
+        if span.is_recording():  # no SDK: nothing to nest under, nothing to attach
+            opened.token = context.attach(trace.set_span_in_context(span))
         self._stages[name] = opened
 
     def _end_stage(self, event: EngineEvent, outcome: str) -> None:
@@ -209,8 +201,9 @@ class EngineTracer:
                 current.add_event("eleanor.checkpoint", _event_attrs(event))
             return
         opened.checkpoints += 1
-        opened.span.set_attribute("eleanor.checkpoints", opened.checkpoints)
-        opened.span.set_attribute("eleanor.batches", event.batches)
+        opened.span.set_attributes(
+            {"eleanor.checkpoints": opened.checkpoints, "eleanor.batches": event.batches}
+        )
         self._event(opened, event)
 
     def _end_task(self, event: EngineEvent, outcome: str) -> None:
@@ -244,16 +237,18 @@ class EngineTracer:
         self, opened: _Open, outcome: str, message: str, *, status: str | None = None
     ) -> None:
         span = opened.span
-        span.set_attribute("eleanor.outcome", outcome)
-        if status is not None:
-            span.set_attribute("eleanor.status", status)
-        if message:
-            span.set_attribute("eleanor.message", bounded(message))
-        if outcome in _ERRORS:
-            kind = _ERROR_TYPE.match(message)
-            if kind is not None:
-                span.set_attribute("error.type", kind.group(1))
-            span.set_status(Status(StatusCode.ERROR, bounded(message or outcome)))
+        if span.is_recording():
+            attrs: dict[str, Any] = {"eleanor.outcome": outcome}
+            if status is not None:
+                attrs["eleanor.status"] = status
+            if message:
+                attrs["eleanor.message"] = bounded(message)
+            if outcome in _ERRORS:
+                kind = _ERROR_TYPE.match(message)
+                if kind is not None:
+                    attrs.setdefault("error.type", kind.group(1))
+                span.set_status(Status(StatusCode.ERROR, bounded(message or outcome)))
+            span.set_attributes(attrs)
         span.end()
         if opened.token is not None:
             if opened.thread == threading.get_ident():
@@ -263,6 +258,8 @@ class EngineTracer:
             opened.token = None
 
     def _detach_pending(self) -> None:
+        if not self._detach_later:
+            return
         me = threading.get_ident()
         for item in [p for p in self._detach_later if p[0] == me][::-1]:
             self._detach_later.remove(item)
@@ -273,7 +270,7 @@ class EngineTracer:
         if opened is None:
             return
         opened.events += 1
-        if opened.events <= MAX_SPAN_EVENTS:
+        if opened.events <= MAX_SPAN_EVENTS and opened.span.is_recording():
             opened.span.add_event(f"eleanor.{event.kind}", _event_attrs(event))
 
     # -- a whole run (what instrument_engine wraps) ------------------------------------

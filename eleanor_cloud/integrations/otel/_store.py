@@ -25,7 +25,7 @@ from eleanor_cloud.errors import AlreadyExists, Conflict, NotFound, Unavailable
 from eleanor_cloud.integrations.otel._common import (
     active_run,
     bounded,
-    get_meter,
+    get_instruments,
     get_tracer,
     object_kind,
 )
@@ -68,35 +68,47 @@ def _mode(mode: WriteMode) -> str:
 class _Request:
     """One request's span and measurements (a context manager, or ended by hand)."""
 
-    __slots__ = ("_attach", "_start", "_token", "attrs", "backend", "op", "span")
+    __slots__ = ("_attach", "_start", "_token", "backend", "ended", "kind", "op", "span")
 
-    def __init__(self, backend: TracedBackend, op: str, key: str, *, attach: bool = True) -> None:
+    def __init__(
+        self,
+        backend: TracedBackend,
+        op: str,
+        key: str,
+        more: dict[str, Any] | None = None,
+        *,
+        attach: bool = True,
+    ) -> None:
         self.backend, self.op, self._attach = backend, op, attach
-        kind = object_kind(key)
+        self.kind = kind = object_kind(key)
         task_id = backend.task_of(key)
-        self.attrs: dict[str, Any] = {
+        attrs: dict[str, Any] = {
             "eleanor.store.operation": op,
             "eleanor.store.key": bounded(key),
             "eleanor.store.object": kind,
             "eleanor.store.backend": backend.backend_label,
         }
         if task_id is not None:
-            self.attrs["eleanor.task.id"] = task_id
+            attrs["eleanor.task.id"] = task_id
         if backend.remote:
-            self.attrs["http.request.method"] = _METHOD[op]
+            attrs["http.request.method"] = _METHOD[op]
+        if more:
+            attrs.update(more)
         links = None
         if not trace.get_current_span().get_span_context().is_valid:
             run = active_run(task_id)
             if run is not None:
                 links = [Link(run, {"eleanor.link": "task_run"})]
         self.span = backend.tracer.start_span(
-            f"eleanor.store.{op}", kind=SpanKind.CLIENT, attributes=self.attrs, links=links
+            f"eleanor.store.{op}", kind=SpanKind.CLIENT, attributes=attrs, links=links
         )
         self._token: object | None = None
+        self.ended: dict[str, Any] = {}  # attributes known when the request ends
         self._start = time.perf_counter()
 
     def __enter__(self) -> _Request:
-        if self._attach:
+        # A span that records nothing (no SDK) is not made current: nothing to nest under.
+        if self._attach and self.span.is_recording():
             self._token = context.attach(trace.set_span_in_context(self.span))
         return self
 
@@ -112,28 +124,27 @@ class _Request:
             if self._token is not None:
                 context.detach(self._token)  # type: ignore[arg-type]
 
-    def set(self, name: str, value: Any) -> None:
-        self.attrs[name] = value
-        self.span.set_attribute(name, value)
-
     def finish(self, exc: BaseException | None) -> None:
         elapsed = time.perf_counter() - self._start
         outcome = _outcome(exc)
         span, backend = self.span, self.backend
-        span.set_attribute("eleanor.store.outcome", outcome)
-        if outcome not in _EXPECTED:
-            assert exc is not None
-            span.set_attribute("error.type", type(exc).__name__)
-            span.set_status(Status(StatusCode.ERROR, bounded(f"{type(exc).__name__}: {exc}")))
+        if span.is_recording():
+            ended = self.ended
+            ended["eleanor.store.outcome"] = outcome
+            if outcome not in _EXPECTED:
+                assert exc is not None
+                ended["error.type"] = type(exc).__name__
+                span.set_status(Status(StatusCode.ERROR, bounded(f"{type(exc).__name__}: {exc}")))
+            span.set_attributes(ended)
         span.end()
         labels = {
             "eleanor.store.operation": self.op,
             "eleanor.store.outcome": outcome,
-            "eleanor.store.object": self.attrs["eleanor.store.object"],
+            "eleanor.store.object": self.kind,
         }
         backend.requests.add(1, labels)
         backend.duration.record(elapsed, labels)
-        if self.op == "write" and labels["eleanor.store.object"] in _CHECKPOINTS:
+        if self.op == "write" and self.kind in _CHECKPOINTS:
             backend.checkpoint.record(elapsed, labels)
 
 
@@ -157,20 +168,10 @@ class TracedBackend:
         self.backend_label = bounded(inner.description)
         self.remote = inner.description.startswith(_REMOTE)
         self.tracer = get_tracer(tracer_provider)
-        meter = get_meter(meter_provider)
-        self.requests = meter.create_counter(
-            "eleanor.store.requests",
-            unit="{request}",
-            description="Object store requests, by operation, outcome and object kind",
-        )
-        self.duration = meter.create_histogram(
-            "eleanor.store.duration", unit="s", description="Object store request latency"
-        )
-        self.checkpoint = meter.create_histogram(
-            "eleanor.checkpoint.duration",
-            unit="s",
-            description="Latency of a checkpoint write (a stage state or records progress)",
-        )
+        instruments = get_instruments(meter_provider)
+        self.requests = instruments.requests
+        self.duration = instruments.duration
+        self.checkpoint = instruments.checkpoint
 
     def task_of(self, key: str) -> str | None:
         """The task id a key belongs to (``<prefix>/<task_id>/...``), if any."""
@@ -186,18 +187,17 @@ class TracedBackend:
     def read(self, key: str) -> tuple[bytes, Version]:
         with _Request(self, "read", key) as req:
             data, version = self.inner.read(key)
-            req.set("eleanor.store.bytes", len(data))
+            req.ended["eleanor.store.bytes"] = len(data)
             return data, version
 
     def write(self, key: str, data: bytes, mode: WriteMode) -> Version:
-        with _Request(self, "write", key) as req:
-            req.set("eleanor.store.bytes", len(data))
-            req.set("eleanor.store.mode", _mode(mode))
+        more = {"eleanor.store.bytes": len(data), "eleanor.store.mode": _mode(mode)}
+        with _Request(self, "write", key, more):
             return self.inner.write(key, data, mode)
 
     def delete(self, key: str, if_version: Version | None = None) -> None:
-        with _Request(self, "delete", key) as req:
-            req.set("eleanor.store.mode", "unconditional" if if_version is None else "replace")
+        more = {"eleanor.store.mode": "unconditional" if if_version is None else "replace"}
+        with _Request(self, "delete", key, more):
             self.inner.delete(key, if_version)
 
     def list(self, prefix: str, delimiter: str | None = None) -> Iterator[str]:
@@ -219,14 +219,14 @@ class TracedBackend:
                 count += 1
                 yield key
         except GeneratorExit:
-            req.set("eleanor.store.keys", count)
+            req.ended["eleanor.store.keys"] = count
             req.finish(None)
             raise
         except BaseException as exc:
-            req.set("eleanor.store.keys", count)
+            req.ended["eleanor.store.keys"] = count
             req.finish(exc)
             raise
-        req.set("eleanor.store.keys", count)
+        req.ended["eleanor.store.keys"] = count
         req.finish(None)
 
 
