@@ -95,7 +95,7 @@ def test_a_fresh_process_probes_again_and_an_existing_probe_object_is_fine(
         store.create(CounterState(task_id=__import__("sys").argv[1], stage_name="extract"))
         print(counter.calls["PUT"])
     """)
-    for task_id in ("proc-1", "proc-2"):
+    for task_id, probe_puts in (("proc-1", PROBE_REQUESTS), ("proc-2", PROBE_REQUESTS - 1)):
         out = subprocess.run(
             [sys.executable, "-c", script, task_id],
             capture_output=True,
@@ -105,8 +105,9 @@ def test_a_fresh_process_probes_again_and_an_existing_probe_object_is_fine(
         )
         assert out.returncode == 0, out.stderr
         # The second process finds the first one's probe object: its first create is
-        # refused too, and the verdict is the same.
-        assert out.stdout.strip() == str(PROBE_REQUESTS + 1)
+        # refused, which proves If-None-Match is evaluated, so it skips the second create
+        # (2 probe PUTs, not 3); the stale If-Match is still asked, and refused.
+        assert out.stdout.strip() == str(probe_puts + 1)
 
 
 def test_an_endpoint_that_ignores_conditions_is_refused_before_any_write(
@@ -201,10 +202,11 @@ def test_a_lost_answer_to_a_probe_put_still_proves_the_condition(
     proxy: FaultProxy, s3_bucket: str
 ) -> None:
     store = open_store(f"s3://{s3_bucket}/runs", endpoint_url=proxy.url)
-    # The first create lands unanswered; botocore's retry is refused 412 (it exists).
+    # The first create lands unanswered; botocore's retry is refused 412 (it exists),
+    # which proves If-None-Match is evaluated: no second create, then the stale If-Match.
     proxy.inject(FORWARD_THEN_DROP, when=matching("PUT"))
     store.create(_state())
-    assert [status for _, status in _puts(proxy)] == [None, 412, 412, 412, 200]
+    assert [status for _, status in _puts(proxy)] == [None, 412, 412, 200]
 
 
 def test_concurrent_first_writes_wait_for_one_probe(proxy: FaultProxy, s3_bucket: str) -> None:

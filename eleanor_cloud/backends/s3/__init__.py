@@ -13,7 +13,7 @@ list           ``ListObjectsV2``                                1 per page
 
 No request is made when the backend is opened, and none is added to an operation (no
 HEAD before a PUT, no bucket check per call), except once per process: before the
-first conditional write to an endpoint and bucket, three conditional PutObject on
+first conditional write to an endpoint and bucket, two or three conditional PutObject on
 ``<prefix>/_probe/conditions.json`` check that the endpoint honours ``If-None-Match``
 and ``If-Match`` (:mod:`._probe`). One that ignores them (two hosts could both run a
 stage) is refused with ``NotSupported``, unless the backend was opened with
@@ -44,13 +44,19 @@ tasks; ``s3:DeleteObject`` only to delete them (``eleanor-cloud delete``).
 
 from __future__ import annotations
 
+import importlib.util
+
 from eleanor_cloud.errors import MissingDependency
 
 try:
     # Checked here, before the modules that import them: a missing extra is an install
-    # hint, not a traceback from deep inside a backend module.
-    import boto3  # noqa: F401
+    # hint, not a traceback from deep inside a backend module. boto3 is looked for, not
+    # imported: the default client is botocore's (see ``_options``), and boto3's import
+    # is paid only by a caller who passes a boto3 session or client.
     import botocore  # noqa: F401
+
+    if importlib.util.find_spec("boto3") is None:
+        raise ModuleNotFoundError("No module named 'boto3'", name="boto3")
 except ModuleNotFoundError as _exc:  # pragma: no cover - exercised without the extra
     raise MissingDependency(
         f"the S3 backend needs {_exc.name!r}: pip install 'eleanor-cloud[s3]'",

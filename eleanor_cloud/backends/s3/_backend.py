@@ -11,7 +11,6 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -48,6 +47,7 @@ from eleanor_cloud.backends.s3._probe import (
 from eleanor_cloud.errors import ConfigurationError, Conflict, EleanorError, InvalidKey, NotFound
 
 if TYPE_CHECKING:
+    import boto3
     from mypy_boto3_s3 import S3Client
 
 __all__ = ["DEFAULT_CONFLICT_RETRIES", "S3Backend"]
@@ -178,7 +178,7 @@ class S3Backend:
         return self._probe_key
 
     def probe_conditions(self) -> ConditionsVerdict:
-        """Ask the endpoint now, with three conditional PutObject requests, whether it
+        """Ask the endpoint now, with two or three conditional PutObject requests, whether it
         honours ``If-None-Match``/``If-Match``; the answer replaces the process's cached
         verdict. Writes call this themselves (once per process); ``eleanor-cloud check``
         calls it to report. Store errors (``AccessDenied``, ``Unavailable``) propagate.

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError
 
 from eleanor_cloud.errors import ConfigurationError, InvalidKey
 
 if TYPE_CHECKING:
+    import boto3
     from mypy_boto3_s3 import S3Client
 
 __all__ = [
@@ -120,7 +123,8 @@ def validate_extra_args(extra_args: Mapping[str, Any] | None) -> dict[str, str]:
 def _env_or_profile_sets(session: Any, env_name: str, profile_name: str) -> bool:
     if os.environ.get(env_name):
         return True
-    core = getattr(session, "_session", None)  # boto3 keeps its botocore session here
+    # A boto3 session keeps its botocore session in ``_session``; a botocore one is it.
+    core = getattr(session, "_session", session)
     try:
         scoped = core.get_scoped_config() if core is not None else {}
     except BotoCoreError:  # e.g. a missing profile: botocore reports it on client creation
@@ -181,14 +185,15 @@ def build_client(
                 operation="open_store",
             )
         return client
-    if session is None:
-        session = boto3.session.Session()
-    elif not isinstance(session, boto3.session.Session):
-        raise ConfigurationError(
-            f"session must be a boto3.Session, got {type(session).__name__}",
-            operation="open_store",
-        )
     try:
+        if session is None:
+            return _default_client(endpoint_url, region_name, config)
+        # A caller who made a boto3.Session has imported boto3: no import is paid here.
+        if not _is_boto3_session(session):
+            raise ConfigurationError(
+                f"session must be a boto3.Session, got {type(session).__name__}",
+                operation="open_store",
+            )
         return session.client(
             "s3",
             endpoint_url=endpoint_url,
@@ -199,6 +204,43 @@ def build_client(
         raise ConfigurationError(
             f"cannot create an S3 client for s3://{bucket}: {exc}", operation="open_store"
         ) from exc
+
+
+def _is_boto3_session(session: object) -> bool:
+    module = sys.modules.get("boto3.session")
+    return module is not None and isinstance(session, module.Session)
+
+
+# Clients built without a session= of the caller's come from a new botocore session
+# each (credentials, profile and region resolved then, exactly as ``boto3.client``
+# resolves them: boto3's sessions are botocore sessions underneath), sharing one data
+# loader per data path, so the S3 service model, endpoint rules and partitions are
+# parsed once per process, not once per store (a warm Lambda invocation that opens its
+# store again does not parse them again). The client is botocore's: boto3 adds nothing
+# to an S3 client but the transfer manager's helpers (``upload_file``...), which no
+# backend call uses, and importing and injecting them is most of 100 ms of a cold
+# start. Pass ``session=boto3.Session()`` (or ``client=``) to get a boto3 client.
+_LOADERS: dict[str | None, Any] = {}
+_LOADERS_LOCK = threading.Lock()
+
+
+def _default_client(
+    endpoint_url: str | None, region_name: str | None, config: Config | None
+) -> S3Client:
+    session = botocore.session.get_session()
+    data_path = session.get_config_variable("data_path")
+    with _LOADERS_LOCK:
+        loader = _LOADERS.get(data_path)
+        if loader is None:
+            loader = _LOADERS[data_path] = session.get_component("data_loader")
+    session.register_component("data_loader", loader)
+    client = session.create_client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region_name,
+        config=client_config(session, config),
+    )
+    return cast("S3Client", client)
 
 
 def check_key(key: object) -> str:

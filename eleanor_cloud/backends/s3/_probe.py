@@ -7,7 +7,10 @@ conditional write an :class:`~eleanor_cloud.backends.s3.S3Backend` asks, with
 :data:`PROBE_REQUESTS` PutObject requests on ``<prefix>/_probe/conditions.json``:
 
 1. ``If-None-Match: *``: created, or refused because an earlier probe left it there;
-2. ``If-None-Match: *`` again: the object exists now, so this must be refused (412);
+2. ``If-None-Match: *`` again, only if step 1 created it: the object exists now, so
+   this must be refused (412). A refusal in step 1 already proved that the store
+   evaluates ``If-None-Match`` (a store that ignores it would have accepted), so every
+   cold start after the first on a prefix pays 2 PUTs, not 3;
 3. ``If-Match`` with an ETag the object never had: must be refused (412).
 
 Every probe write is conditional, so a bucket policy that refuses unconditional PUTs
@@ -49,6 +52,7 @@ __all__ = [
 ]
 
 PROBE_NAME = "_probe/conditions.json"
+# At most; 2 once the probe object exists (every cold start after the first per prefix).
 PROBE_REQUESTS = 3
 # An ETag no object ever has (S3's are quoted MD5 hex or "<hex>-<parts>"; the probe
 # body's MD5 is not all zeros): a stale If-Match a conforming store must refuse.
@@ -90,9 +94,9 @@ class ConditionsVerdict:
 
 
 def run_probe(put: ProbePut, *, endpoint: str, bucket: str, key: str) -> ConditionsVerdict:
-    """The three conditional PUTs (see the module docstring); errors propagate."""
-    put({"IfNoneMatch": "*"})  # created now, or left by an earlier probe: either is fine
-    create_refused = not put({"IfNoneMatch": "*"})
+    """The two or three conditional PUTs (see the module docstring); errors propagate."""
+    # Created now (then ask again), or refused because an earlier probe left it there.
+    create_refused = not put({"IfNoneMatch": "*"}) or not put({"IfNoneMatch": "*"})
     replace_refused = not put({"IfMatch": STALE_ETAG})
     return ConditionsVerdict(endpoint, bucket, key, create_refused, replace_refused)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-import boto3
 from botocore.config import Config
 
 from eleanor_cloud.backends.s3._backend import DEFAULT_CONFLICT_RETRIES, S3Backend
 from eleanor_cloud.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    import boto3
     from mypy_boto3_s3 import S3Client
 
 __all__ = ["from_url"]
