@@ -72,9 +72,7 @@ def build(saver: ObjectStoreSaver) -> Any:
 
 def main(argv: list[str]) -> int:
     command, thread_id = argv[0], argv[1]
-    client = boto3.client(
-        "s3", endpoint_url=os.environ["MOTO_ENDPOINT"], region_name="us-east-1"
-    )
+    client = boto3.client("s3", endpoint_url=os.environ["MOTO_ENDPOINT"], region_name="us-east-1")
     store = ec.open_store(f"s3://{os.environ['BUCKET']}/agents", client=client)
     graph = build(ObjectStoreSaver(store))
     config = {"configurable": {"thread_id": thread_id}}

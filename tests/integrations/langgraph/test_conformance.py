@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 
-import pytest
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
 
@@ -22,9 +21,7 @@ def _run(store: ec.StateStore) -> dict[str, tuple[int, int, list[str]]]:
     async def factory() -> AsyncGenerator[ObjectStoreSaver, None]:
         yield ObjectStoreSaver(store)
 
-    registered = checkpointer_test(name=f"ObjectStoreSaver({store.backend.description})")(
-        factory
-    )
+    registered = checkpointer_test(name=f"ObjectStoreSaver({store.backend.description})")(factory)
     report = asyncio.run(validate(registered))
     return {
         name: (result.tests_passed, result.tests_failed, result.failures)
