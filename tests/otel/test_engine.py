@@ -289,3 +289,27 @@ def test_no_providers_means_the_global_no_op_ones(caplog: pytest.LogCaptureFixtu
     engine = ec.TaskEngine("job", [FnStage("a", done)], DemoState, store)
     instrument_engine(engine)
     assert engine.run().status is ec.StageStatus.COMPLETE
+
+
+def test_a_budget_spent_before_a_stage_starts_is_no_attempt(telemetry: Telemetry) -> None:
+    calls = {"n": 0}
+
+    def once_unlucky(state: DemoState, ctx: Any) -> Out:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("unlucky")
+        return Out(value=1)
+
+    engine, _ = traced(
+        telemetry,
+        [FnStage("a", once_unlucky), FnStage("b", done)],
+        retry_policy=ec.RetryPolicy.GLOBAL,
+        max_attempts=2,
+    )
+    assert engine.run().status is ec.StageStatus.ERROR
+    attempts = telemetry.spans("eleanor.stage.attempt")
+    assert [(a.attributes or {})["eleanor.stage"] for a in attempts] == ["a", "a"]
+    assert telemetry.total("attempts") == 2
+    (task,) = telemetry.spans("eleanor.task.run")
+    assert "eleanor.stage_failed" in [e.name for e in task.events]
+    assert (task.attributes or {})["eleanor.outcome"] == "failed"

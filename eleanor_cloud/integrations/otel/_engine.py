@@ -178,15 +178,15 @@ class EngineTracer:
     def _end_stage(self, event: EngineEvent, outcome: str) -> None:
         name = event.stage_name or ""
         opened = self._stages.get(name)
-        labels = {"eleanor.stage": name, "eleanor.outcome": outcome}
-        if outcome != "suspended":
-            self._attempts.add(1, labels)
+        mine = opened is not None and event.attempt in (0, opened.attempt)
+        # An attempt found RUNNING (interrupted_now) ended here, unseen by its own run;
+        # a budget spent before a stage could start ("stage_failed") was no attempt.
+        if outcome != "suspended" and (mine or outcome == "interrupted"):
+            self._attempts.add(1, {"eleanor.stage": name, "eleanor.outcome": outcome})
         if outcome in ("retry", "interrupted") and _status(event) == "RETRY":
             self._retries.add(1, {"eleanor.stage": name})
-        if opened is None or (event.attempt and opened.attempt and event.attempt != opened.attempt):
-            # No span of ours (an attempt found RUNNING from an earlier run; a budget
-            # spent before the stage could start): an event on the task's span.
-            self._event(self._task, event)
+        if opened is None or not mine:
+            self._event(self._task, event)  # no span of ours: an event on the task's
             return
         del self._stages[name]
         if event.batches:
