@@ -166,10 +166,14 @@ class BaseStageState(BaseModel, Generic[STAGE_RESULT]):
     before it.
     """
 
+    # defer_build: a state class's validator is built on its first use, not when the
+    # class is defined, so neither this generic base nor a parametrization that is only
+    # subclassed (``BaseStageState[SimpleRecordsResult]``) is built at import.
     model_config = ConfigDict(
         extra="forbid",
         strict=False,
         arbitrary_types_allowed=False,
+        defer_build=True,
     )
 
     task_id: str = Field(default="", title="Task ID", description="Task ID")
