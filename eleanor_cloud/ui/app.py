@@ -133,7 +133,9 @@ def create_app(
         now = clock()
         if isinstance(exc, NotFound):
             return page(
-                error_page(title="Not found", message=f"{what}: not found", store=label, now=now),
+                error_page(
+                    title="Not found", message=f"no {what} in {label}", store=label, now=now
+                ),
                 404,
             )
         if isinstance(exc, InvalidKey):

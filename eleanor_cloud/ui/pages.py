@@ -36,7 +36,7 @@ def _progress(done: int, total: int) -> str:
         return '<span class="muted">-</span>'
     pct = 100.0 * done / total
     return (
-        f'<span class="stages" title="{done} of {total} stages complete">'
+        f'<span class="stage-count" title="{done} of {total} stages complete">'
         f'<svg class="mini" viewBox="0 0 100 6" preserveAspectRatio="none" aria-hidden="true">'
         f'<rect class="track" width="100" height="6" rx="3"/>'
         f'<rect class="fill" width="{pct:.1f}" height="6" rx="3"/></svg>'
@@ -55,7 +55,7 @@ def table_page(
     refresh_seconds: int,
 ) -> str:
     """The task table with its filters, search box and paging links."""
-    what = (f"{status.lower()} " if status else "") + "tasks"
+    what = (f"{status.lower()} " if status else "all ") + "tasks"
     if prefix:
         what += f" whose id starts with “{prefix}”"
     rows = []

@@ -26,7 +26,30 @@ if TYPE_CHECKING:
 __all__ = ["Bar", "bars_of", "timeline_svg"]
 
 _WIDTH, _LABEL, _PAD, _AXIS, _LANE, _BAR = 1000, 150, 24, 30, 30, 18
-_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
+_STEPS = (
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1,
+    2,
+    5,
+    10,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+)
 _COMPACTED = "compacted: "
 
 
@@ -91,10 +114,12 @@ def bars_of(stages: Sequence[StageView], now: datetime) -> list[Bar]:
 
 
 def _step(span: float) -> float:
-    return next((s for s in _STEPS if span / s <= 8), span / 8)
+    return next((s for s in _STEPS if span / s <= 7), span / 7)
 
 
 def _label(seconds: float, step: float) -> str:
+    if step < 0.1:
+        return f"{seconds * 1000:.0f}ms"
     if step < 1:
         return f"{seconds:.1f}s"
     if step < 60:
@@ -142,15 +167,14 @@ def timeline_svg(stages: Sequence[StageView], now: datetime) -> str:
             f'<text class="lane-label" x="{_LABEL - 10}" y="{y + _LANE / 2 + 4}" '
             f'text-anchor="end">{esc(stage.name)}</text>'
         )
-    tick = 0.0
-    while tick <= span + 1e-9:
+    for i in range(int(span / step + 1e-6) + 1):
+        tick = i * step
         tx = _LABEL + plot * tick / span
         parts.append(
             f'<line class="tick" x1="{tx:.1f}" y1="{_AXIS - 4}" x2="{tx:.1f}" y2="{height - 8}"/>'
             f'<text class="tick-label" x="{tx:.1f}" y="{_AXIS - 10}" text-anchor="middle">'
             f"+{esc(_label(tick, step))}</text>"
         )
-        tick += step
     for bar in bars:
         left = x(bar.begin)
         width = max(x(bar.end) - left, 3.0)

@@ -137,7 +137,10 @@ def test_static_files_and_unknown_pages(client: Any) -> None:
     assert client.get("/static/../app.py").status_code == 404
     assert client.get("/static/nothing.js").status_code == 404
     missing = client.get("/tasks/no-such-task")
-    assert missing.status_code == 404 and "not found" in missing.text
+    assert (
+        missing.status_code == 404
+        and "no task &#x27;no-such-task&#x27; in memory://" in missing.text
+    )
     bad = client.get("/tasks/_bad")
     assert bad.status_code == 400 and "invalid task_id" in bad.text
     assert client.get("/", params={"after": "../x"}).status_code == 200
