@@ -32,11 +32,8 @@ except ModuleNotFoundError as _exc:  # pragma: no cover - exercised without the 
     ) from _exc
 
 from eleanor_cloud.integrations.otel._common import MAX_MESSAGE
-from eleanor_cloud.integrations.otel._engine import (
-    MAX_SPAN_EVENTS,
-    EngineTracer,
-    instrument_engine,
-)
+from eleanor_cloud.integrations.otel._engine import MAX_SPAN_EVENTS, EngineTracer
+from eleanor_cloud.integrations.otel._instrument import instrument_engine
 from eleanor_cloud.integrations.otel._store import TracedBackend, instrument_store
 
 __all__ = [

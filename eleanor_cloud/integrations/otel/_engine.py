@@ -4,16 +4,12 @@ A run of a task is one span ``eleanor.task.run``; each attempt of a stage is a c
 span ``eleanor.stage.attempt`` (from ``stage_started``/``stage_resumed`` to how it
 ended). Both are made current on the engine's thread, so the store requests of an
 instrumented store (:func:`.instrument_store`) nest under the attempt that made them.
-``instrument_engine`` also wraps ``run()`` and ``run_shard()``: the task span then
-covers binding and taking the lease too, and ends (with the exception's type) when a
-run is left by an exception the engine does not turn into an event — a
-``KeyboardInterrupt`` in a stage, ``LeaseLost``, ``LeaseHeld``.
+:func:`.instrument_engine` also wraps ``run()`` (:meth:`EngineTracer.task_run`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import re
 import threading
 from collections.abc import Iterator
@@ -23,7 +19,7 @@ from typing import Any
 from opentelemetry import context, metrics, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from eleanor_cloud.engine.events import EngineEvent, chain_on_event
+from eleanor_cloud.engine.events import EngineEvent
 from eleanor_cloud.integrations.otel._common import (
     bounded,
     forget_run,
@@ -32,7 +28,7 @@ from eleanor_cloud.integrations.otel._common import (
     remember_run,
 )
 
-__all__ = ["MAX_SPAN_EVENTS", "EngineTracer", "instrument_engine"]
+__all__ = ["MAX_SPAN_EVENTS", "EngineTracer"]
 
 # Span events (checkpoints, lease news) kept per span; the rest are only counted.
 MAX_SPAN_EVENTS = 64
@@ -337,58 +333,3 @@ def _event_attrs(event: EngineEvent) -> dict[str, Any]:
     if event.message:
         attrs["eleanor.message"] = bounded(event.message)
     return attrs
-
-
-def instrument_engine(
-    engine: Any,
-    *,
-    tracer_provider: trace.TracerProvider | None = None,
-    meter_provider: metrics.MeterProvider | None = None,
-) -> EngineTracer:
-    """Trace ``engine``: chain an :class:`EngineTracer` after its ``on_event`` handler
-    and wrap its ``run()`` and ``run_shard()`` (on this instance only). Calling it again
-    on the same engine returns the tracer it already has."""
-    existing = getattr(engine, "_eleanor_otel", None)
-    if isinstance(existing, EngineTracer):
-        return existing
-    tracer = EngineTracer(
-        engine.task_id, tracer_provider=tracer_provider, meter_provider=meter_provider
-    )
-    chain_on_event(engine, tracer.on_event)
-    run, run_shard = engine.run, engine.run_shard
-    spans = get_tracer(tracer_provider)
-
-    @functools.wraps(run)
-    def traced_run(*args: Any, **kwargs: Any) -> Any:
-        with tracer.task_run():
-            return run(*args, **kwargs)
-
-    @functools.wraps(run_shard)
-    def traced_run_shard(stage_name: str, shard_id: str, **kwargs: Any) -> Any:
-        attrs = {
-            "eleanor.task.id": engine.task_id,
-            "eleanor.stage": stage_name,
-            "eleanor.shard": shard_id,
-        }
-        with spans.start_as_current_span(
-            "eleanor.shard.run",
-            attributes=attrs,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            try:
-                summary = run_shard(stage_name, shard_id, **kwargs)
-            except BaseException as exc:
-                span.set_attribute("error.type", type(exc).__name__)
-                span.set_status(Status(StatusCode.ERROR, bounded(f"{type(exc).__name__}: {exc}")))
-                raise
-            span.set_attribute("eleanor.status", str(summary.status.value))
-            span.set_attribute("eleanor.attempt", summary.attempts)
-            if summary.message:
-                span.set_attribute("eleanor.message", bounded(summary.message))
-            return summary
-
-    engine.run = traced_run
-    engine.run_shard = traced_run_shard
-    engine._eleanor_otel = tracer
-    return tracer
