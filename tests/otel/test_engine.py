@@ -313,3 +313,49 @@ def test_a_budget_spent_before_a_stage_starts_is_no_attempt(telemetry: Telemetry
     (task,) = telemetry.spans("eleanor.task.run")
     assert "eleanor.stage_failed" in [e.name for e in task.events]
     assert (task.attributes or {})["eleanor.outcome"] == "failed"
+
+
+def test_a_lease_held_elsewhere_ends_the_run_span_with_its_type(telemetry: Telemetry) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def holds(state: DemoState, ctx: Any) -> Out:
+        started.set()
+        assert release.wait(10)
+        return Out(value=1)
+
+    first, _ = traced(telemetry, [FnStage("a", holds)])
+    runner = threading.Thread(target=first.run)
+    runner.start()
+    try:
+        assert started.wait(10)
+        second = ec.TaskEngine("job", [FnStage("a", done)], DemoState, first.store)
+        instrument_engine(second, **telemetry.providers)
+        with pytest.raises(ec.LeaseHeld):
+            second.run()
+    finally:
+        release.set()
+        runner.join(10)
+    held = [
+        s
+        for s in telemetry.spans("eleanor.task.run")
+        if (s.attributes or {}).get("error.type") == "LeaseHeld"
+    ]
+    assert len(held) == 1
+    assert held[0].status.status_code is StatusCode.ERROR
+    assert (held[0].attributes or {})["eleanor.outcome"] == "aborted"
+
+
+def test_a_cancel_during_a_stage_ends_both_spans_canceled(telemetry: Telemetry) -> None:
+    from eleanor_cloud.engine import cancel_task
+
+    def cancels_itself(state: DemoState, ctx: Any) -> Out:
+        cancel_task(engine.store, "job")
+        return Out(value=1)
+
+    engine, _ = traced(telemetry, [FnStage("a", cancels_itself)])
+    assert engine.run().status is ec.StageStatus.CANCELED
+    (attempt,) = telemetry.spans("eleanor.stage.attempt")
+    assert (attempt.attributes or {})["eleanor.outcome"] == "canceled"
+    (task,) = telemetry.spans("eleanor.task.run")
+    assert (task.attributes or {})["eleanor.outcome"] == "canceled"
+    assert telemetry.total("attempts", outcome="canceled") == 1
