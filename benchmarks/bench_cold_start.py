@@ -63,7 +63,7 @@ VARIANTS = {
     "eleanor_cloud open_store + save": _EC_SAVE,
 }
 IMPORT_TARGET = 1.0
-SAVE_TARGET = 1.15
+SAVE_TARGET = 1.10  # issue 18: the boto3 cold path within 1.10x of raw boto3
 
 
 def _envelope_size() -> int:

@@ -80,6 +80,7 @@ def test_overhead_compares_the_same_requests(report: dict[str, Any]) -> None:
     for row in report["sections"]["overhead"]["rows"]:
         assert row["request_count_stable"], row
         assert row["raw_refused"] == 0, row  # the raw loop repeated the engine's requests
+        assert row["raw_request_count_matches"], row  # and as many of them
         assert row["requests_per_run"] <= 2 * row["stages"] + 4, row
         # The raw loop must send bodies of the engine's sizes, not empty ones.
         assert row["put_body_bytes_per_run"] >= 300 * row["requests_per_run"], row
