@@ -156,7 +156,7 @@ def _history(view: TaskView) -> str:
         return ""
     return (
         f'<details class="card history"><summary><h2>History</h2> '
-        f'<span class="muted">{len(rows)} entries</span></summary>'
+        f'<span class="muted">{len(rows)} entr{"y" if len(rows) == 1 else "ies"}</span></summary>'
         '<table class="stages"><thead><tr><th>Stage</th><th class="num">Attempt</th>'
         '<th>From</th><th>To</th><th>Began</th><th class="num">Ran</th><th>Message</th></tr>'
         f"</thead><tbody>{''.join(rows)}</tbody></table></details>"
