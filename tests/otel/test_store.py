@@ -186,3 +186,59 @@ def test_on_the_moto_http_server_each_span_is_one_request(
     assert telemetry.total("retries", stage="load") == 1
     (task,) = telemetry.spans("eleanor.task.run")
     assert all(s.context.trace_id == task.context.trace_id for s in requests)
+
+
+class StopsOnce(Records):
+    """Asks its engine to stop in the middle of the second batch, the first time."""
+
+    engine: Any = None
+
+    def run(self, state: RState, ctx: StageContext[RState]) -> None:
+        if self.engine is not None and ctx.attempt == 1:
+            engine, self.engine = self.engine, None
+            for n, batch in enumerate(ctx.records(read_30, batch_size=10, checkpoint_every=0)):
+                if n == 1:
+                    engine.request_stop("SIGTERM")
+                for item in batch:
+                    batch.ok(item)
+            return
+        super().run(state, ctx)
+
+
+def read_30(cursor: Any, limit: int) -> ec.Page:
+    start = cursor or 0
+    items = [{"id": f"r{i}"} for i in range(start, min(start + limit, 30))]
+    end = start + len(items)
+    return ec.Page(items, cursor=end if end < 30 else None, total=30)
+
+
+def test_a_suspended_attempt_resumes_in_a_second_span_and_counts_once(
+    telemetry: Telemetry,
+) -> None:
+    store = instrument_store(ec.open_store("memory://"), **telemetry.providers)
+    stage = StopsOnce()
+    first = ec.TaskEngine("job", [stage], RState, store)
+    stage.engine = first
+    instrument_engine(first, **telemetry.providers)
+    assert not first.run().done
+    second = ec.TaskEngine("job", [StopsOnce()], RState, store)
+    instrument_engine(second, **telemetry.providers)
+    assert second.run().status is ec.StageStatus.COMPLETE
+    spans = telemetry.spans("eleanor.stage.attempt")
+    got = [
+        (
+            (s.attributes or {})["eleanor.attempt"],
+            (s.attributes or {})["eleanor.stage.resumed"],
+            (s.attributes or {})["eleanor.outcome"],
+        )
+        for s in spans
+    ]
+    assert got == [(1, False, "suspended"), (1, True, "completed")]
+    assert spans[0].status.status_code is StatusCode.UNSET  # a clean stop is no error
+    assert telemetry.total("attempts") == 1
+    assert [
+        (t.attributes or {})["eleanor.outcome"] for t in telemetry.spans("eleanor.task.run")
+    ] == [
+        "paused",
+        "completed",
+    ]
