@@ -1,4 +1,5 @@
-"""Fixtures: the saver on memory://, a local directory and S3 (the moto HTTP server)."""
+"""Fixtures: the saver on memory://, a local directory, fsspec (LocalFileSystem) and S3
+(the moto HTTP server)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ def s3_store(moto_server_url: str, s3_bucket: str, s3_client: Any) -> Iterator[e
     clear_probe_cache()
 
 
-@pytest.fixture(params=["memory", "dir", "s3"])
+@pytest.fixture(params=["memory", "dir", "s3", "fsspec"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ec.StateStore:
+    if request.param == "fsspec":  # fsspec's LocalFileSystem, through the fsspec backend
+        return ec.open_store(f"fsspec+file://{tmp_path}/fs")
     if request.param == "s3":
         store: ec.StateStore = request.getfixturevalue("s3_store")
         return store

@@ -1,8 +1,8 @@
 """LangGraph's published saver suite (langgraph-checkpoint-conformance) on our saver.
 
 Every capability (the five base ones and delete_for_runs, copy_thread, prune) runs in
-full on memory://, a local directory and S3 over the moto HTTP server; a failure
-prints the suite's own test names and messages.
+full on memory://, a local directory, fsspec's LocalFileSystem and S3 over the moto HTTP
+server; a failure prints the suite's own test names and messages.
 """
 
 from __future__ import annotations
