@@ -245,3 +245,41 @@ def test_the_probe_key_is_under_the_url_prefix_and_never_a_task_id() -> None:
     from eleanor_cloud.keys import is_valid_task_id
 
     assert not is_valid_task_id("_probe")
+
+
+def test_a_verified_endpoint_and_bucket_in_the_environment_skip_the_probe_and_say_so(
+    proxy: FaultProxy,
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("ELEANOR_CONDITIONS_VERIFIED", f"http://x/other, {proxy.url}/{s3_bucket}")
+    store = open_store(f"s3://{s3_bucket}/runs", endpoint_url=proxy.url)
+    with caplog.at_level("INFO", logger="eleanor_cloud.backends.s3"):
+        store.create(_state())
+    assert _puts(proxy) == [("runs/job-1/extract.json", 200)]  # no probe PUT
+    assert any(
+        "taken as verified from ELEANOR_CONDITIONS_VERIFIED" in r.getMessage()
+        and s3_bucket in r.getMessage()
+        for r in caplog.records
+    )
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "{url}/other-bucket",  # another bucket
+        "http://127.0.0.1:1/{bucket}",  # another endpoint (the proxy is not the server)
+        "{url}/{bucket}-2",  # not an exact entry
+        "",
+    ],
+)
+def test_anything_but_an_exact_entry_probes_and_an_ignoring_endpoint_is_still_refused(
+    proxy: FaultProxy, s3_bucket: str, monkeypatch: pytest.MonkeyPatch, entry: str
+) -> None:
+    monkeypatch.setenv("ELEANOR_CONDITIONS_VERIFIED", entry.format(url=proxy.url, bucket=s3_bucket))
+    proxy.rule = strip_conditions
+    store = open_store(f"s3://{s3_bucket}/runs", endpoint_url=proxy.url)
+    with pytest.raises(NotSupported):
+        store.create(_state())
+    assert _puts(proxy) == [(PROBE_KEY, 200)] * PROBE_REQUESTS

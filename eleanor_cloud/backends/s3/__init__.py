@@ -19,8 +19,9 @@ and ``If-Match`` (:mod:`._probe`). One that ignores them (two hosts could both r
 stage) is refused with ``NotSupported``, unless the backend was opened with
 ``unsafe_unconditional=True``: then it writes anyway and warns with
 ``UnsafeBackendWarning``. The verdict is cached per process (:func:`clear_probe_cache`
-forgets it). The version is the ETag exactly as S3 returns it. 412 PreconditionFailed
-means the condition did not hold; 409 ConditionalRequestConflict (a concurrent
+forgets it); an endpoint and bucket named in ``ELEANOR_CONDITIONS_VERIFIED`` are not
+probed (see :mod:`._probe`). The version is the ETag exactly as S3 returns it. 412
+PreconditionFailed means the condition did not hold; 409 ConditionalRequestConflict (a concurrent
 conditional write was in flight) is retried here a bounded number of times with
 jittered backoff, as S3 documents, then reported as ``Conflict``. Transient failures
 (5xx, throttling, lost connections) are retried by botocore's *standard* retry mode;

@@ -27,10 +27,20 @@ not), not a version of any object, so every backend on that endpoint and bucket 
 share it, and a new backend per Lambda invocation does not pay the probe again. A probe
 that fails (``Unavailable``, ``AccessDenied``...) caches nothing: the write that asked
 raises that error and the next write asks again.
+
+A deployment that has checked its endpoint (``eleanor-cloud check --store URL``, run
+against the endpoint URL and bucket its runners use) may say so in
+``ELEANOR_CONDITIONS_VERIFIED`` (``<endpoint-url>/<bucket>`` entries, e.g.
+``https://s3.eu-west-1.amazonaws.com/my-bucket``): a backend whose endpoint and bucket
+are listed exactly sends no probe and logs, at INFO on ``eleanor_cloud.backends.s3``,
+that it took the environment's word. That is the caller opting out by name, per
+endpoint and bucket; anything else (another bucket, another endpoint, a proxy in
+between) is probed as usual.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,6 +59,7 @@ __all__ = [
     "run_probe",
     "unsafe_warning",
     "verdict_for",
+    "verified_by_env",
 ]
 
 PROBE_NAME = "_probe/conditions.json"
@@ -99,6 +110,22 @@ def run_probe(put: ProbePut, *, endpoint: str, bucket: str, key: str) -> Conditi
     create_refused = not put({"IfNoneMatch": "*"}) or not put({"IfNoneMatch": "*"})
     replace_refused = not put({"IfMatch": STALE_ETAG})
     return ConditionsVerdict(endpoint, bucket, key, create_refused, replace_refused)
+
+
+# Where a deployment may say the probe was already answered (by ``eleanor-cloud check``
+# against the same endpoint and bucket): entries ``<endpoint-url>/<bucket>``, separated
+# by commas or whitespace. Only exact entries count: a typo, another bucket or another
+# endpoint (a proxy in front of it is another endpoint URL) probes as usual.
+VERIFIED_ENV = "ELEANOR_CONDITIONS_VERIFIED"
+
+
+def verified_by_env(endpoint: str, bucket: str) -> bool:
+    """Whether :data:`VERIFIED_ENV` names this endpoint and bucket."""
+    value = os.environ.get(VERIFIED_ENV)
+    if not value:
+        return False
+    wanted = f"{endpoint.rstrip('/')}/{bucket}"
+    return wanted in value.replace(",", " ").split()
 
 
 _CACHE: VerdictCache[ConditionsVerdict] = VerdictCache()
