@@ -228,6 +228,7 @@ def test_running_a_finished_task_again_is_one_short_span(telemetry: Telemetry) -
     engine.run()
     (task,) = telemetry.spans("eleanor.task.run")
     assert (task.attributes or {})["eleanor.outcome"] == "completed"
+    assert (task.attributes or {})["eleanor.task.already_complete"] is True
     assert telemetry.spans("eleanor.stage.attempt") == []
     reads = telemetry.spans("eleanor.store.read")
     assert reads and all(telemetry.parent(r) is task for r in reads)

@@ -106,6 +106,7 @@ class EngineTracer:
             elif kind == "task_started":
                 if self._task is None:
                     self._task = self._start_task(event.task_id, attach=True)
+                self._task.extra["started"] = True
             elif kind in ("stage_started", "stage_resumed"):
                 self._start_stage(event)
             elif kind in _STAGE_ENDS:
@@ -211,8 +212,10 @@ class EngineTracer:
             return
         self._event(task, event)
         if self._owned:
+            if outcome == "completed" and not task.extra.get("started"):
+                task.span.set_attribute("eleanor.task.already_complete", True)
             task.outcome = outcome  # the wrapper ends the span when run() returns
-            task.extra = {"status": _status(event), "message": event.message}
+            task.extra.update(status=_status(event), message=event.message)
             return
         for stage in list(self._stages.values()):
             self._close(stage, "abandoned", "")
