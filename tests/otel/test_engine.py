@@ -229,6 +229,7 @@ def test_running_a_finished_task_again_is_one_short_span(telemetry: Telemetry) -
     (task,) = telemetry.spans("eleanor.task.run")
     assert (task.attributes or {})["eleanor.outcome"] == "completed"
     assert (task.attributes or {})["eleanor.task.already_complete"] is True
+    assert "eleanor.epoch" not in (task.attributes or {})  # no lease was taken
     assert telemetry.spans("eleanor.stage.attempt") == []
     reads = telemetry.spans("eleanor.store.read")
     assert reads and all(telemetry.parent(r) is task for r in reads)

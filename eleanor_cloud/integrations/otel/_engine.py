@@ -285,6 +285,7 @@ class EngineTracer:
             self._detach_pending()
             outer = self._owned == 0
             if outer:
+                self._epoch = None  # this run's lease is yet to be taken (if ever)
                 self._task = self._start_task(task_id or self.task_id, attach=True)
             self._owned += 1
             task = self._task
