@@ -72,7 +72,15 @@ def page(session: tuple[Session, Any]) -> Iterator[Any]:
     tab.on("dialog", lambda d: (state.dialogs.append(d.message), d.dismiss()))
     tab.on("console", lambda m: state.errors.append(m.text) if m.type == "error" else None)
     tab.on("pageerror", lambda e: state.errors.append(str(e)))
-    tab.on("requestfailed", lambda r: state.errors.append(f"failed: {r.url}"))
+    # A refresh fetch cut short by a navigation is aborted, not failed.
+    tab.on(
+        "requestfailed",
+        lambda r: (
+            None
+            if "ERR_ABORTED" in (r.failure or "")
+            else state.errors.append(f"failed: {r.url} {r.failure}")
+        ),
+    )
     yield tab
     context.close()
     assert state.dialogs == [], "a stored string ran as script"
