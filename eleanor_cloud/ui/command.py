@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from eleanor_cloud.cli.common import CliContext, echo_err, fail, pass_cli
-from eleanor_cloud.cli.exits import EXIT_USAGE
+from eleanor_cloud.cli.exits import EXIT_FAILED, EXIT_USAGE
 
 __all__ = ["COMMANDS", "UI_EXTRA_MODULES", "ui_cmd"]
 
@@ -78,6 +78,7 @@ def ui_cmd(
     app = create_app(
         store, refresh_seconds=refresh_seconds, page_size=page_size, allowed_hosts=hosts
     )
+    _check_can_listen(host, port)
     if host not in _LOOPBACK:
         echo_err(
             f"eleanor-cloud ui: warning: binding {host}: anyone who can reach this address "
@@ -88,7 +89,25 @@ def ui_cmd(
         f"eleanor-cloud ui: serving {store_label(store)} at http://{shown}:{port}/ "
         "(read-only; Ctrl-C to stop)"
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    except SystemExit as exc:  # uvicorn exits 3 when it cannot start; 3 means "budget" here
+        if exc.code not in (None, 0):
+            raise click.exceptions.Exit(EXIT_FAILED) from None
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Fail with one line (exit 1) when the address cannot be bound (in use, no such
+    interface), before uvicorn would log its own error and exit 3."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_FAILED)
 
 
 COMMANDS = (ui_cmd,)

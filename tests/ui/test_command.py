@@ -100,3 +100,25 @@ def test_the_command_serves_the_store_on_loopback(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=20)
     assert f"serving {(tmp_path / 'store').resolve().as_uri()} at {url}/" in err
     assert "Traceback" not in err
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [str(BIN / "eleanor-cloud"), "--store", str(tmp_path / "s"), "ui", "--port", str(port)],
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    assert out.returncode == 1, out.stderr
+    assert (
+        out.stderr
+        == f"eleanor-cloud: error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    )
