@@ -118,7 +118,5 @@ def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
             timeout=60,
         )
     assert out.returncode == 1, out.stderr
-    assert (
-        out.stderr
-        == f"eleanor-cloud: error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
-    )
+    assert out.stderr.startswith(f"eleanor-cloud: error: cannot listen on 127.0.0.1:{port}: ")
+    assert "in use" in out.stderr and out.stderr.count("\n") == 1
