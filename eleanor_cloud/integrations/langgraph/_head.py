@@ -126,6 +126,8 @@ class Heads:
                     raise self._conflict(
                         thread_id, ns, new, expected, "the head changed meanwhile"
                     ) from None
+                if current[0].checkpoint_id == new:
+                    return  # our own create landed; its answer was lost and the retry refused
                 try:
                     version = self._backend.write(key, body, Replace(current[1]))
                 except Conflict as exc:
@@ -140,6 +142,8 @@ class Heads:
                 current = self.read(thread_id, ns)
                 if current is None:
                     raise self._conflict(thread_id, ns, new, expected, "the thread has no head")
+                if current[0].checkpoint_id == new and attempt == 1:
+                    return  # our own swap landed; its answer was lost and the retry refused
                 if current[0].checkpoint_id != expected:
                     raise self._conflict(
                         thread_id, ns, new, expected, "another writer advanced it first"

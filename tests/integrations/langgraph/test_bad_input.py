@@ -200,3 +200,42 @@ def test_without_the_extra_the_error_says_what_to_install() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert "pip install 'eleanor-cloud[langgraph]'" in out.stdout
+
+
+class _LostAnswers:
+    """A backend whose conditional writes of heads land but answer as refused, as a
+    retried request whose first answer was lost does (the first attempt succeeded)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.description = inner.description
+        self.lost = 0
+
+    def read(self, key: str) -> Any:
+        return self.inner.read(key)
+
+    def write(self, key: str, data: bytes, mode: Any) -> Any:
+        version = self.inner.write(key, data, mode)
+        if key.endswith("/head.json") and str(mode) != "overwrite":
+            self.lost += 1
+            if str(mode) == "create":
+                raise ec.AlreadyExists(f"{key} exists", key=key)
+            raise ec.Conflict(f"{key} changed", key=key)
+        return version
+
+    def delete(self, key: str, if_version: Any = None) -> None:
+        self.inner.delete(key, if_version)
+
+    def list(self, prefix: str, delimiter: str | None = None) -> Any:
+        return self.inner.list(prefix, delimiter)
+
+
+def test_a_head_write_whose_answer_was_lost_is_recognised_as_ours() -> None:
+    backend = _LostAnswers(ec.open_store("memory://").backend)
+    saver = ObjectStoreSaver(ec.open_store(backend))
+    first = _put(saver, "t-lost", msg="0")  # create: landed, answered AlreadyExists
+    second = empty_checkpoint()
+    saver.put(first, second, {"step": 0}, {})  # swap: landed, answered Conflict
+    assert backend.lost == 2
+    head = saver.get_tuple(_config("t-lost"))
+    assert head is not None and head.checkpoint["id"] == second["id"]
