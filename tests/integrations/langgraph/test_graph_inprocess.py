@@ -116,7 +116,8 @@ def _approval(saver: ObjectStoreSaver, gate: threading.Barrier) -> Any:
     return builder.compile(checkpointer=saver)
 
 
-def test_two_runs_of_one_saver_resuming_one_thread_one_conflicts() -> None:
+@pytest.mark.parametrize("durability", ["sync", "async", "exit"])
+def test_two_runs_of_one_saver_resuming_one_thread_one_conflicts(durability: str) -> None:
     saver = ObjectStoreSaver(ec.open_store("memory://"))
     gate = threading.Barrier(2)
     graph = _approval(saver, gate)
@@ -126,7 +127,7 @@ def test_two_runs_of_one_saver_resuming_one_thread_one_conflicts() -> None:
 
     def resume(answer: str) -> None:
         try:
-            results[answer] = graph.invoke(Command(resume=answer), config, durability="sync")
+            results[answer] = graph.invoke(Command(resume=answer), config, durability=durability)
         except CheckpointConflict as exc:
             results[answer] = exc
 
