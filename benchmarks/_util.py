@@ -275,8 +275,13 @@ def warm_probe(store: Any) -> int:
     probe = getattr(store.backend, "probe_conditions", None)
     if probe is None:
         return 0
-    from eleanor_cloud.backends.s3 import PROBE_REQUESTS, clear_probe_cache
+    from eleanor_cloud.backends.s3 import clear_probe_cache
 
     clear_probe_cache()
-    probe()
-    return PROBE_REQUESTS
+    client = store.backend.client
+    log = RequestLog().attach(client)  # 3 on a new prefix, 2 once the probe object exists
+    try:
+        probe()
+    finally:
+        log.detach(client)
+    return len(log.requests)

@@ -1,7 +1,7 @@
 """8. The obstore backend against boto3, cold and warm, in the same run.
 
 Cold path: one fresh interpreter per run, as a Lambda cold start pays it: import, open
-an S3 store, one conditional create. Five variants, interleaved round by round:
+an S3 store, one conditional create. Six variants, interleaved round by round:
 
 - raw boto3: ``boto3.client("s3")`` + ``put_object(IfNoneMatch="*")``;
 - raw obstore: ``S3Store`` + ``obstore.put(mode="create")``;
@@ -9,9 +9,11 @@ an S3 store, one conditional create. Five variants, interleaved round by round:
   (the floor for eleanor_cloud on obstore);
 - eleanor_cloud on boto3 (``s3://``) and on obstore (``obstore+s3://``):
   ``open_store`` + ``store.create(state)``. A fresh process also pays the conditional
-  write probe before its first write (boto3: 3 conditional PUTs; obstore: 2 once the
-  probe object exists, as here after the first run): that is the real cold path, so
-  it is measured, not skipped.
+  write probe before its first write (2 conditional PUTs once the probe object exists,
+  as here after the first run; 3 on a new prefix): that is the real cold path, so it
+  is measured, not skipped;
+- eleanor_cloud on boto3 with the probe vouched for by ``ELEANOR_CONDITIONS_VERIFIED``
+  (a deployment that ran ``eleanor-cloud check``): one PUT, as raw boto3 sends.
 
 Each run's wall time (spawn to exit), CPU time (user + sys, ``wait4``) and peak RSS are
 recorded. Peak RSS is the child's own ``VmHWM`` (``/proc/self/status``, read as its
@@ -84,6 +86,14 @@ RAW_OBSTORE = "raw obstore S3Store + put"
 FLOOR = "pydantic + models + raw obstore put"
 EC_BOTO3 = "eleanor_cloud s3:// (boto3) open + create"
 EC_OBSTORE = "eleanor_cloud obstore+s3:// open + create"
+EC_VERIFIED = "eleanor_cloud s3:// (boto3), probe verified by env"
+# ELEANOR_CONDITIONS_VERIFIED names the endpoint and bucket (after `eleanor-cloud check`).
+_VERIFIED = """
+import os
+os.environ["ELEANOR_CONDITIONS_VERIFIED"] = (
+    os.environ["AWS_ENDPOINT_URL_S3"] + "/" + os.environ["BENCH_BUCKET"]
+)
+"""
 # The last statement of every variant: its own peak resident set, in KiB.
 _PEAK = """
 import sys
@@ -96,6 +106,7 @@ COLD = {
     FLOOR: "import seed_models\n" + _RAW_OBSTORE + _PEAK,
     EC_BOTO3: _EC.replace("{scheme}", "s3") + _PEAK,
     EC_OBSTORE: _EC.replace("{scheme}", "obstore+s3") + _PEAK,
+    EC_VERIFIED: _VERIFIED + _EC.replace("{scheme}", "s3") + _PEAK,
 }
 # Issue 18's goals: the cold path on obstore at most 0.6x raw boto3's, and on boto3 at
 # most 1.10x (the boto3 path's own work is another change; reported here alike).

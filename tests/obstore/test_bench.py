@@ -27,7 +27,7 @@ def test_the_obstore_section_reports_cold_and_warm_figures(tmp_path: Path) -> No
     assert set(report["sections"]) == {"obstore"}
     section = report["sections"]["obstore"]
     variants = section["cold"]["variants"]
-    assert len(variants) == 5
+    assert len(variants) == 6
     for name, figures in variants.items():
         assert figures["n"] == 2, name
         assert figures["peak_rss_mib"] > 5, name  # the child's own VmHWM, not the parent's
