@@ -182,6 +182,21 @@ def done_key(prefix: str, task_id: str, stage_name: str, shard: str) -> str:
     return done_prefix(prefix, task_id, stage_name) + validate_shard_id(shard) + SUFFIX
 
 
+# The task index (eleanor_cloud.store.index_markers): task ids never start with "_",
+# so "_index" can be no task's folder.
+INDEX_FOLDER = "_index"
+
+
+def index_partition(prefix: str, status: str) -> str:
+    """``<prefix>/_index/status/<STATUS>/``: one marker per task with that status."""
+    return join_prefix(prefix, f"{INDEX_FOLDER}/status/{_validate_segment(status, 'status', 20)}/")
+
+
+def index_marker_key(prefix: str, status: str, task_id: str) -> str:
+    """``<prefix>/_index/status/<STATUS>/<task_id>``."""
+    return index_partition(prefix, status) + validate_task_id(task_id)
+
+
 def stage_name_from_key(key: str) -> str | None:
     """The stage name of a stage key, or ``None`` for manifests, leases and strangers."""
     name = key.rsplit("/", 1)[-1]

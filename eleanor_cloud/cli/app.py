@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from eleanor_cloud.cli import checking, manage, read, running
+from eleanor_cloud.cli import checking, index_cmds, manage, read, running
 from eleanor_cloud.cli.common import CliContext, echo_err
 from eleanor_cloud.cli.escaping import printable
 from eleanor_cloud.cli.exits import (
@@ -118,7 +118,7 @@ def cli(ctx: click.Context, store_url: str, debug: bool) -> None:
     ctx.obj = CliContext(store_url, debug)
 
 
-for _module in (read, manage, running, checking, ui_command):
+for _module in (read, manage, running, checking, index_cmds, ui_command):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -3,6 +3,7 @@ write."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import click
@@ -20,9 +21,7 @@ from eleanor_cloud.cli.output import Output
 from eleanor_cloud.cli.render import checkpoint_line, render_task, seconds, short_ts
 
 if TYPE_CHECKING:
-    from eleanor_cloud.cli.shapes import TaskRow
     from eleanor_cloud.cli.views import TaskView
-    from eleanor_cloud.store.state_store import StateStore
 
 __all__ = ["COMMANDS"]
 
@@ -69,51 +68,6 @@ def status_cmd(state: CliContext, task_id: str, with_shards: bool, as_json: bool
         raise click.exceptions.Exit(EXIT_FAILED)
 
 
-def _task_row(store: StateStore, task_id: str) -> TaskRow | None:
-    """One ``tasks`` row; ``None`` for a folder without a manifest (foreign, or deleted
-    mid-listing); a task that cannot be decoded is a CORRUPT row, not a failed list."""
-    from eleanor_cloud.cli.shapes import corrupt_row, task_row
-    from eleanor_cloud.cli.views import load_task_view
-    from eleanor_cloud.errors import CorruptState, NotFound
-
-    try:
-        return task_row(load_task_view(store, task_id, with_lease=False, with_progress=False))
-    except NotFound:
-        return None
-    except CorruptState as exc:
-        return corrupt_row(task_id, str(exc))
-
-
-def _status_name(row: TaskRow) -> str:
-    return row.status if isinstance(row.status, str) else row.status.value
-
-
-def _task_rows(
-    store: StateStore, after: str | None, status: str | None, limit: int
-) -> tuple[list[TaskRow], bool]:
-    """Up to ``limit`` rows after ``after`` (matching ``status``), and whether more ids
-    follow. Ids stream from the listing; tasks load a chunk at a time, concurrently,
-    so a page costs about one round trip per chunk instead of one per task."""
-    from concurrent.futures import ThreadPoolExecutor
-    from itertools import islice
-
-    ids = (t for t in store.list_tasks() if after is None or t > after)
-    rows: list[TaskRow] = []
-    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="eleanor-cli") as pool:
-        while len(rows) < limit:
-            # Without a filter exactly the rows still needed; with one, a full chunk.
-            chunk = list(islice(ids, limit - len(rows) if status is None else 32))
-            if not chunk:
-                return rows, False
-            for row in pool.map(lambda t: _task_row(store, t), chunk):
-                if row is None or (status is not None and _status_name(row) != status):
-                    continue
-                if len(rows) == limit:
-                    return rows, True  # a full page and a further match in this chunk
-                rows.append(row)
-    return rows, next(ids, None) is not None
-
-
 @click.command("tasks")
 @click.option(
     "--status",
@@ -134,21 +88,71 @@ def _task_rows(
     callback=validate_task_id_arg,
     help="Start after this task id (the previous page's last id).",
 )
+@click.option("--prefix", default="", metavar="TEXT", help="Only task ids starting with this.")
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help="Only tasks whose status changed since then: 30m, 12h, 2d, 1w or an ISO time.",
+)
+@click.option(
+    "--scan",
+    is_flag=True,
+    help="Filter by reading every task instead of the task index (a store written "
+    "before the index; or see 'eleanor-cloud index rebuild').",
+)
 @json_option
 @pass_cli
 def tasks_cmd(
-    state: CliContext, status_filter: str | None, limit: int, after: str | None, as_json: bool
+    state: CliContext,
+    status_filter: str | None,
+    limit: int,
+    after: str | None,
+    prefix: str,
+    since: str | None,
+    scan: bool,
+    as_json: bool,
 ) -> None:
     """List tasks with overall status, current stage, its attempts and last update.
 
-    Task ids come in lexicographic order from a streamed listing, and only the page
-    shown is loaded, so big stores stay cheap. The last line says how to get the next
-    page.
+    Task ids come in lexicographic order. With --status (and --since) only the task
+    index's partition of that status is listed and only its tasks are read, so the
+    cost follows the matches, not the store; each listed task is checked against its
+    states, so the index can never make a row lie. The last line says how to get the
+    next page.
     """
+    from eleanor_cloud.cli.task_list import parse_since, task_rows
+    from eleanor_cloud.models import StageStatus
+
     out = Output(json_mode=as_json)
     wanted = status_filter.upper() if status_filter else None
-    rows, more = _task_rows(state.store, after, wanted, limit)
-    next_after = rows[-1].task_id if more and rows else None
+    if wanted in ("UNBOUND", "RETRY"):
+        fail(f"--status {wanted}: no task has that overall status (a stage may)", EXIT_USAGE)
+    if prefix and not re.fullmatch(r"[A-Za-z0-9._-]+", prefix):
+        fail(
+            f"--prefix {prefix!r}: task ids contain only letters, digits, '.', '_', '-'", EXIT_USAGE
+        )
+    try:
+        since_at = parse_since(since) if since else None
+    except ValueError as exc:
+        fail(f"--since: {exc}", EXIT_USAGE)
+    if scan and since_at is not None:
+        fail("--since needs the task index: leave out --scan", EXIT_USAGE)
+    found = task_rows(
+        state.store,
+        status=StageStatus(wanted) if wanted else None,
+        after=after,
+        limit=limit,
+        prefix=prefix,
+        since=since_at,
+        scan=scan,
+    )
+    rows, next_after = found.rows, found.next_after
+    if found.stale:
+        echo_err(
+            f"note: {found.stale} index entr{'y' if found.stale == 1 else 'ies'} did not "
+            "match the task's state (left by a crash, or a status change in flight); "
+            "'eleanor-cloud index rebuild' tidies them"
+        )
     if as_json:
         from eleanor_cloud.cli.shapes import TaskFilter, TasksDoc
 
@@ -157,7 +161,13 @@ def tasks_cmd(
                 {
                     "store": state.store_description,
                     "filter": TaskFilter.model_validate(
-                        {"status": wanted, "after": after, "limit": limit}
+                        {
+                            "status": wanted,
+                            "after": after,
+                            "limit": limit,
+                            "prefix": prefix or None,
+                            "since": since_at.isoformat() if since_at else None,
+                        }
                     ),
                     "tasks": rows,
                     "next_after": next_after,
@@ -177,7 +187,7 @@ def tasks_cmd(
         [
             [
                 r.task_id,
-                _status_name(r),
+                r.status if isinstance(r.status, str) else r.status.value,
                 r.current_stage or "-",
                 str(r.attempts),
                 short_ts(r.updated_at),

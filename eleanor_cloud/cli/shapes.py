@@ -180,6 +180,8 @@ class TaskFilter(_Model):
     status: StageStatus | None
     after: str | None
     limit: int
+    prefix: str | None = None
+    since: str | None = Field(default=None, description="ISO-8601, UTC")
 
 
 class TasksDoc(_Document):

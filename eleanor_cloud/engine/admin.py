@@ -19,6 +19,7 @@ from eleanor_cloud.engine import transitions as tr
 from eleanor_cloud.engine.anystate import AnyStageState
 from eleanor_cloud.engine.checkpoint import RunState
 from eleanor_cloud.engine.fence import MAX_RACES, open_records, reload
+from eleanor_cloud.engine.indexing import IndexWriter, task_status_of
 from eleanor_cloud.engine.lease import LeaseManager
 from eleanor_cloud.engine.options import default_holder
 from eleanor_cloud.engine.saga import reset_stages
@@ -75,6 +76,50 @@ def _update_stage(
     )
 
 
+def _update_all(
+    store: StateStore,
+    task_id: str,
+    names: tuple[str, ...],
+    state_class: type[S],
+    records: dict[str, Record[S]],
+    change_for: Callable[[str], Callable[[S | None], S | None]],
+    *,
+    epoch_floor: int = 0,
+) -> dict[str, S]:
+    """Apply each stage's change by CAS, the task index moved around the writes: the
+    marker of the status the changes should give first, then (if races made it come
+    out otherwise) the one they gave; see :mod:`.indexing`."""
+    now = {n: r.value.status for n, r in records.items()}
+    planned = dict(now)
+    for name in names:
+        current = records.get(name)
+        new = change_for(name)(current.value if current else None)
+        if new is not None:
+            planned[name] = new.status
+    before, expected = task_status_of(names, now), task_status_of(names, planned)
+
+    def write_all() -> dict[str, S]:
+        states: dict[str, S] = {}
+        for name in names:
+            record = _update_stage(
+                store,
+                task_id,
+                name,
+                state_class,
+                records.get(name),
+                change_for(name),
+                epoch_floor=epoch_floor,
+            )
+            if record is not None:
+                states[name] = record.value
+        return states
+
+    index = IndexWriter(store, task_id, utc_now)
+    states = index.around(before, expected, write_all, single=False)
+    index.moved(expected, task_status_of(names, {n: s.status for n, s in states.items()}))
+    return states
+
+
 def task_status(
     store: StateStore, task_id: str, state_class: type[BaseStageState[Any]] = AnyStageState
 ) -> TaskSummary:
@@ -108,19 +153,7 @@ def cancel_task(
         fresh = state_class(task_id=task_id, stage_name=name, status=StageStatus.CREATED)
         return lambda state: tr.cancel(state, fresh)
 
-    states: dict[str, BaseStageState[Any]] = {}
-    for name in names:
-        record = _update_stage(
-            store,
-            task_id,
-            name,
-            state_class,
-            records.get(name),
-            change_for(name),
-            epoch_floor=floor,
-        )
-        if record is not None:
-            states[name] = record.value
+    states = _update_all(store, task_id, names, state_class, records, change_for, epoch_floor=floor)
     _log.info("task %s: canceled", task_id, extra={"task_id": task_id, "stage_name": None})
     return summarize(task_id, names, states)
 
@@ -135,11 +168,7 @@ def retry_failed_task(
     ``attempts`` are kept. The next ``TaskEngine.run`` resumes the task.
     """
     names, records = _load_all(store, task_id, state_class)
-    states: dict[str, BaseStageState[Any]] = {}
-    for name in names:
-        record = _update_stage(store, task_id, name, state_class, records.get(name), tr.redrive)
-        if record is not None:
-            states[name] = record.value
+    states = _update_all(store, task_id, names, state_class, records, lambda _: tr.redrive)
     return summarize(task_id, names, states)
 
 
@@ -185,6 +214,16 @@ def rollback_task(
     return summarize(task_id, manifest.stages, run.states)
 
 
+def _status_before_delete(store: StateStore, task_id: str) -> StageStatus | None:
+    """The status whose index marker a deletion removes (``None``: no manifest, so
+    never marked). A stray marker elsewhere is a reader's to repair."""
+    try:
+        names, records = _load_all(store, task_id, AnyStageState)
+    except NotFound:
+        return None
+    return task_status_of(names, {n: r.value.status for n, r in records.items()})
+
+
 def delete_task(
     store: StateStore,
     task_id: str,
@@ -225,7 +264,10 @@ def delete_task(
     )
     try:
         lease.acquire()
+        marked = _status_before_delete(store, task_id)
         count = store.delete_task(task_id)
+        if marked is not None:
+            IndexWriter(store, task_id, clock).gone(marked)
     except BaseException:
         lease.release()
         raise

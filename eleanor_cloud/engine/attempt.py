@@ -352,7 +352,7 @@ def _write_interrupted(
     )
     try:
         # Replaces exactly the RUNNING record the stage's outcome would.
-        record = cp.store.save(state, replaces=running, epoch=run.epoch)
+        record = cp.save(run, state, running)
     except Conflict:
         cp.reporter.log(current.name).info(
             "task %s stage %s: not interrupted: its outcome was written first",

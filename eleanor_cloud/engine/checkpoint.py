@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from eleanor_cloud.engine.events import Reporter
+from eleanor_cloud.engine.indexing import IndexWriter, status_after
 from eleanor_cloud.engine.lease import LeaseManager
 from eleanor_cloud.engine.options import TaskSpec
 from eleanor_cloud.errors import Conflict, EleanorError, LeaseLost, NotFound
@@ -76,6 +77,15 @@ class Checkpointer:
         self.spec = spec
         self.store = store
         self.reporter = reporter
+        self.index = IndexWriter(store, spec.task_id, spec.clock)
+
+    def save(self, run: RunState, state: Any, replaces: Record[Any] | None) -> Record[Any]:
+        """The raw write at the run's epoch, with the task index moved around it when
+        the write changes the task's status (see :mod:`.indexing`)."""
+        before, after = status_after(self.spec.stage_names, run.states, state.stage_name, state)
+        return self.index.around(
+            before, after, lambda: self.store.save(state, replaces=replaces, epoch=run.epoch)
+        )
 
     def write(self, run: RunState, state: Any, replaces: Record[Any] | None = None) -> Record[Any]:
         """Compare-and-swap one stage state at the lease's epoch; explain a refusal.
@@ -88,7 +98,7 @@ class Checkpointer:
         name = state.stage_name
         base = replaces if replaces is not None else run.records.get(name)
         try:
-            record = self.store.save(state, replaces=base, epoch=run.epoch)
+            record = self.save(run, state, base)
         except Conflict as exc:
             current = exc.current if isinstance(exc.current, Record) else None
             raise self.explain(run, name, current) from exc

@@ -65,6 +65,7 @@ class Runner:
             self.check_manifest(stored)
             self.manifest, self.fresh = stored, False
             return stored
+        self.cp.index.created()
         self.cp.reporter.log().info(
             "task %s: bound with stages %s", spec.task_id, list(spec.stage_names)
         )

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from eleanor_cloud.clock import Clock, format_ts
 from eleanor_cloud.engine import transitions as tr
 from eleanor_cloud.engine.attempt import remaining
 from eleanor_cloud.engine.checkpoint import Checkpointer, RunState
+from eleanor_cloud.engine.indexing import IndexWriter, status_after
 from eleanor_cloud.engine.progress import Progress
 from eleanor_cloud.engine.stage import StageContext
 from eleanor_cloud.errors import InvalidState
@@ -47,6 +49,7 @@ def reset_stages(
     if to_stage not in names:
         raise InvalidState(f"task {task_id!r} has no stage {to_stage!r} (stages: {list(names)})")
     done: list[str] = []
+    index = IndexWriter(store, task_id, clock)
     first = list(names).index(to_stage)
     for name in reversed(list(names)[first:]):
         state = run.states[name]
@@ -56,7 +59,10 @@ def reset_stages(
         if state.status is StageStatus.COMPLETE and before_reset is not None:
             before_reset(name, state)
         run.lease.check()
-        run.settle(store.save(new, replaces=run.records.get(name), epoch=run.epoch))
+        before, after = status_after(run.states, run.states, name, new)
+        base = run.records.get(name)
+        write = partial(store.save, new, replaces=base, epoch=run.epoch)
+        run.settle(index.around(before, after, write))
         _reset_progress(store, run, task_id, name)
         done.append(name)
         _log.info(

@@ -323,10 +323,11 @@ class StateStore:
         """The task's manifest; ``NotFound`` if the task was never bound."""
         return self.load_manifest_record(task_id).value
 
-    def list_tasks(self) -> Iterator[str]:
-        """Task ids in the store, in lexicographic order (streamed page by page)."""
+    def list_tasks(self, id_prefix: str = "") -> Iterator[str]:
+        """Task ids in the store (starting with ``id_prefix``), in lexicographic order,
+        streamed page by page."""
         base = self.prefix + "/" if self.prefix else ""
-        for entry in self.backend.list(base, delimiter="/"):
+        for entry in self.backend.list(base + id_prefix, delimiter="/"):
             if entry.endswith("/"):
                 task_id = entry[len(base) : -1]
                 if keys.is_valid_task_id(task_id):  # foreign folders are not tasks

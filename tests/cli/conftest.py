@@ -88,6 +88,14 @@ def seed_task(
                 note="kept",
             )
         )
+    # ... and mark it in the task index, as the engine's status changes would have.
+    from datetime import UTC, datetime
+
+    from eleanor_cloud.engine.indexing import task_status_of
+    from eleanor_cloud.store import index_markers
+
+    status = task_status_of(names, {name: st for name, st, _ in stages})
+    index_markers.put_marker(store, status, task_id, datetime(2026, 11, 30, tzinfo=UTC))
 
 
 def seed_lease(

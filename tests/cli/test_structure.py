@@ -81,10 +81,12 @@ def test_each_module_imports_alone(module: str) -> None:
 
 
 def test_every_command_is_registered() -> None:
-    from eleanor_cloud.cli import checking, manage, read, running
+    from eleanor_cloud.cli import checking, index_cmds, manage, read, running
     from eleanor_cloud.cli.app import cli
+    from eleanor_cloud.ui import command as ui_command
 
-    commands = [c for m in (read, manage, running, checking) for c in m.COMMANDS]
+    modules = (read, manage, running, checking, index_cmds, ui_command)
+    commands = [c for m in modules for c in m.COMMANDS]
     assert sorted(cli.commands) == sorted(c.name for c in commands if c.name)
     assert set(cli.commands) >= {"demo", "run", "tasks", "status", "history", "schema", "check"}
 

@@ -118,12 +118,12 @@ def test_bad_run_arguments_are_refused_before_any_write(
     assert backend.total == 0
 
 
-def test_bind_is_one_write_and_missing_stages_read_as_created(
+def test_bind_is_two_writes_and_missing_stages_read_as_created(
     backend: CountingBackend, store: StateStore
 ) -> None:
     engine = TaskEngine("t", stages("a", "b"), DemoState, store, metadata={"owner": "me"})
     manifest = engine.bind()
-    assert backend.calls == {"write": 1}
+    assert backend.calls == {"write": 2}  # the manifest, then the task's CREATED marker
     assert manifest.stages == ("a", "b")
     assert manifest.state_class == "tests.engine.taskdefs.DemoState"
     assert manifest.metadata == {"owner": "me"}

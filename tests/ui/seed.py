@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import eleanor_cloud as ec
+from eleanor_cloud.clock import utc_now
 from eleanor_cloud.engine import Backoff, BaseStage, StageContext, TaskEngine, cancel_task
 from eleanor_cloud.engine.fanout import Shard
+from eleanor_cloud.engine.indexing import IndexWriter
 from eleanor_cloud.models import RecordStatus
 from eleanor_cloud.store.records import TaskManifest
 
@@ -147,6 +149,8 @@ def seed(store: ec.StateStore) -> None:
             metadata={"owner": HOSTILE},
         )
     )
+    # Bound by hand (for the hostile metadata): mark it as the engine's bind does.
+    IndexWriter(store, "new-1", utc_now).created()
     fan = _engine(store, "fan-1", [Fan()])
     fan.run()  # plans the shards and waits for them
     for shard in ("s0", "s1", "s2"):

@@ -226,6 +226,12 @@ def test_a_corrupt_task_is_a_corrupt_row_counted_as_error() -> None:
     store.backend.write("bad/_task.json", b"{not json", ec.CREATE)
     client = TestClient(create_app(store), base_url="http://127.0.0.1")
     assert rows(client.get("/").text) == {"bad": "CORRUPT"}
+    # Written by hand, so not in the task index until it is rebuilt, which files a task
+    # that cannot be read under ERROR: "what failed?" finds it.
+    assert rows(client.get("/?status=ERROR").text) == {}
+    from eleanor_cloud.engine.task_index import rebuild_index
+
+    assert rebuild_index(store).marked == 1
     assert rows(client.get("/?status=ERROR").text) == {"bad": "CORRUPT"}
     assert rows(client.get("/?status=COMPLETE").text) == {}
     page = client.get("/tasks/bad")
