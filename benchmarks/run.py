@@ -32,12 +32,18 @@ SECTIONS = (
     "peer",
     "records",
     "fanout",
+    "index",
+    "powertools",
 )
 # Sections that need an optional extra (section -> the module it imports): part of a
 # full run when the extra is installed; --quick runs them only when --only names them,
 # so the quick harness check stays about the core sections (tests/obstore checks this
 # one's quick run itself).
-OPTIONAL_SECTIONS = {"obstore": "obstore"}
+OPTIONAL_SECTIONS = {
+    "obstore": "obstore",
+    "otel": "opentelemetry.sdk",
+    "langgraph": "langgraph",
+}
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -69,6 +75,10 @@ class Config:
     obstore_cold_rounds: int = 20
     obstore_warm_stages: int = 10
     obstore_warm_rounds: int = 21
+    # the task index: tasks seeded (1% ERROR) for tasks --status ERROR, scan vs index.
+    index_tasks: int = 10_000
+    powertools_rounds: int = 100
+    langgraph_rounds: int = 20
 
 
 QUICK = Config(
@@ -88,6 +98,9 @@ QUICK = Config(
     fanout_rounds=1,
     obstore_cold_rounds=2,
     obstore_warm_rounds=2,
+    index_tasks=200,
+    powertools_rounds=3,
+    langgraph_rounds=2,
 )
 
 
@@ -167,9 +180,13 @@ def main(argv: list[str] | None = None) -> int:
         bench_cold_start,
         bench_fanout,
         bench_history,
+        bench_index,
+        bench_langgraph,
         bench_obstore,
+        bench_otel,
         bench_overhead,
         bench_peer,
+        bench_powertools,
         bench_records,
         bench_requests,
         bench_resume,
@@ -221,6 +238,19 @@ def main(argv: list[str] | None = None) -> int:
             "fanout": (
                 lambda: bench_fanout.run(cfg.fanout_records, cfg.fanout_rounds, cfg.fanout_workers),
                 bench_fanout.render,
+            ),
+            "index": (lambda: bench_index.run(cfg.index_tasks, url), bench_index.render),
+            "powertools": (
+                lambda: bench_powertools.run(cfg.powertools_rounds, url),
+                bench_powertools.render,
+            ),
+            "otel": (
+                lambda: bench_otel.run(cfg.overhead_stages, cfg.overhead_rounds),
+                bench_otel.render,
+            ),
+            "langgraph": (
+                lambda: bench_langgraph.run(cfg.langgraph_rounds, url),
+                bench_langgraph.render,
             ),
             "obstore": (
                 lambda: bench_obstore.run(

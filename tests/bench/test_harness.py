@@ -22,6 +22,8 @@ SECTIONS = {
     "peer",
     "records",
     "fanout",
+    "index",
+    "powertools",
 }
 
 
@@ -54,11 +56,14 @@ def test_every_section_and_the_machine_are_reported(report: dict[str, Any]) -> N
         assert isinstance(section.get("targets"), list), name
 
 
-def test_uninterrupted_run_costs_at_most_2n_plus_4_requests(report: dict[str, Any]) -> None:
+def test_uninterrupted_run_costs_at_most_2n_plus_4_requests_and_5_for_the_index(
+    report: dict[str, Any],
+) -> None:
     rows = report["sections"]["requests"]["rows"]
     assert [r["stages"] for r in rows] == [1, 10, 100]
     for row in rows:
-        assert row["run_total"] <= 2 * row["stages"] + 4, row
+        assert row["run_index"] == 5, row  # mark at bind, two moves; no stage costs more
+        assert row["run_total"] <= 2 * row["stages"] + 4 + 5, row
         assert sum(row["run_by_operation"].values()) == row["run_total"]
 
 
@@ -72,8 +77,15 @@ def test_resume_is_one_list_and_at_most_n_stage_gets(report: dict[str, Any]) -> 
 
 
 def test_request_count_targets_are_met(report: dict[str, Any]) -> None:
-    targets = report["sections"]["requests"]["targets"]
-    assert targets and all(t["met"] for t in targets), targets
+    for section in ("requests", "index"):
+        targets = report["sections"][section]["targets"]
+        assert targets and all(t["met"] for t in targets), targets
+
+
+def test_the_index_lists_what_the_scan_lists_for_fewer_requests(report: dict[str, Any]) -> None:
+    section = report["sections"]["index"]
+    assert section["index_requests_per_run"] == {"3": 5, "10": 5}
+    assert section["index"]["requests"] * 10 < section["scan"]["requests"]
 
 
 def test_overhead_compares_the_same_requests(report: dict[str, Any]) -> None:
@@ -81,7 +93,7 @@ def test_overhead_compares_the_same_requests(report: dict[str, Any]) -> None:
         assert row["request_count_stable"], row
         assert row["raw_refused"] == 0, row  # the raw loop repeated the engine's requests
         assert row["raw_request_count_matches"], row  # and as many of them
-        assert row["requests_per_run"] <= 2 * row["stages"] + 4, row
+        assert row["requests_per_run"] <= 2 * row["stages"] + 4 + 5, row  # +5: task index
         # The raw loop must send bodies of the engine's sizes, not empty ones.
         assert row["put_body_bytes_per_run"] >= 300 * row["requests_per_run"], row
         assert row["engine"]["median_ms"] > 0 and row["raw"]["median_ms"] > 0
@@ -113,7 +125,7 @@ def test_peer_request_counts_are_stable(report: dict[str, Any]) -> None:
     }
     for row in rows.values():
         assert row["request_count_stable"], row
-    assert rows["eleanor first"]["requests"] <= 2 * 1 + 4
+    assert rows["eleanor first"]["requests"] <= 2 * 1 + 4 + 5  # +5: the task index
 
 
 def test_records_checkpoints_are_counted_and_stay_small(report: dict[str, Any]) -> None:
