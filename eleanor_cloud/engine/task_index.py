@@ -137,9 +137,7 @@ class _Judge:
         return False
 
     def fix(self, task_id: str, wrong: StageStatus, actual: StageStatus | None) -> None:
-        if actual is not None and im.put_marker(
-            self.store, actual, task_id, self.now, only_if_missing=True
-        ):
+        if actual is not None and im.put_marker(self.store, actual, task_id, self.now):
             self.repaired += 1
         changed = self.changed_at(task_id, wrong)
         if changed is not None and self.now - changed >= self.grace:
@@ -224,7 +222,7 @@ def rebuild_index(
         tasks += actual is not None
         have = marked.get(task_id, set())
         if actual is not None and actual not in have:
-            written += im.put_marker(store, actual, task_id, now, only_if_missing=True)
+            written += im.put_marker(store, actual, task_id, now)
         for wrong in sorted(have - {actual}, key=lambda s: s.value):
             marker = im.read_marker(store, wrong, task_id)
             if marker is not None and now - marker.changed_at < grace:

@@ -2,10 +2,10 @@
 
 ``<prefix>/_index/status/<STATUS>/<task_id>`` holds ``{"task_id", "status",
 "changed_at", "writer"}`` (under 1 KiB whatever the task). A LIST of one partition
-names the tasks with that status; a status change moves the marker (PUT the new one,
-then DELETE the old one). The engine writes the new marker *before* the state write
-that makes the status true, so a crash between the two leaves an extra marker (a
-reader repairs it), never a task missing from its true partition. See
+names the tasks with that status; a status change moves the marker (a conditional
+create of the new one, then a DELETE of the old one). The engine writes the new
+marker *before* the state write that makes the status true, so a crash between the
+two leaves an extra marker (a reader repairs it), never a task missing from its true partition. See
 :mod:`eleanor_cloud.engine.indexing` (writes) and :mod:`eleanor_cloud.engine.task_index`
 (reads, repairs, rebuild).
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from eleanor_cloud import keys
-from eleanor_cloud.backends.base import CREATE, OVERWRITE
+from eleanor_cloud.backends.base import CREATE
 from eleanor_cloud.clock import format_ts, parse_ts
 from eleanor_cloud.errors import AlreadyExists, NotFound
 from eleanor_cloud.models import StageStatus
@@ -68,20 +68,13 @@ def _body(task_id: str, status: StageStatus, changed_at: datetime, writer: str) 
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def put_marker(
-    store: StateStore,
-    status: StageStatus,
-    task_id: str,
-    changed_at: datetime,
-    *,
-    only_if_missing: bool = False,
-) -> bool:
-    """Write the marker (one PUT); ``only_if_missing`` keeps an existing one (its
-    ``changed_at`` is the truer time) and returns ``False`` when it was there."""
+def put_marker(store: StateStore, status: StageStatus, task_id: str, changed_at: datetime) -> bool:
+    """Create the marker (one conditional PUT); ``False`` if it was there already (it
+    keeps its own ``changed_at``). Create, not overwrite: a bucket policy may refuse
+    every unconditional write under the state prefix (infra/state-bucket.yaml)."""
     key = keys.index_marker_key(store.prefix, status.value, task_id)
-    data = _body(task_id, status, changed_at, store.writer)
     try:
-        store.backend.write(key, data, CREATE if only_if_missing else OVERWRITE)
+        store.backend.write(key, _body(task_id, status, changed_at, store.writer), CREATE)
     except AlreadyExists:
         return False
     return True

@@ -230,8 +230,11 @@ def test_a_task_runs_on_the_deployed_bucket_with_only_the_runner_policy() -> Non
         for s in policy["Statement"]
         for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
     }
-    assert actions == {"s3:GetObject", "s3:PutObject", "s3:ListBucket"}
+    assert actions == {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject"}
     assert not _allowed(policy, "s3:DeleteObject", f"{arn}/checkpoints/v1/nightly-1/x.json", {})
+    # ... deleting only the task index's markers (the run moved its marker twice).
+    marker = f"{arn}/checkpoints/v1/_index/status/RUNNING/nightly-1"
+    assert _allowed(policy, "s3:DeleteObject", marker, {})
 
     # Every write of the run was conditional, so the bucket policy's Deny of
     # unconditional PUTs (which moto cannot evaluate, see the module docstring) lets
@@ -294,9 +297,10 @@ def test_sse_kms_with_a_given_key_uses_it_and_creates_none() -> None:
 def test_sse_s3_grants_no_kms_at_all() -> None:
     out = _deploy()
     assert "KmsKeyArn" not in out
-    for output in ("StageRunnerPolicyArn", "StateOperatorPolicyArn"):
-        statements = _policy(out[output])["Statement"]
-        assert [s["Sid"] for s in statements] == ["StateObjects", "ListStatePrefix"]
+    runner = _policy(out["StageRunnerPolicyArn"])["Statement"]
+    assert [s["Sid"] for s in runner] == ["StateObjects", "ListStatePrefix", "MoveIndexMarkers"]
+    operator = _policy(out["StateOperatorPolicyArn"])["Statement"]
+    assert [s["Sid"] for s in operator] == ["StateObjects", "ListStatePrefix"]
     assert out["StoreUrl"].endswith("/eleanor")
 
 
@@ -309,13 +313,19 @@ def _actions(policy: dict[str, Any]) -> set[str]:
 
 
 @pytest.mark.usefixtures("aws")
-def test_only_the_operator_policy_deletes_and_both_write_conditionally() -> None:
+def test_runners_delete_only_index_markers_and_both_write_conditionally() -> None:
     out = _deploy(StatePrefix="ops")
     bucket = out["BucketName"]
     runner = _policy(out["StageRunnerPolicyArn"])
     operator = _policy(out["StateOperatorPolicyArn"])
-    assert "s3:DeleteObject" not in _actions(runner)
-    assert _actions(runner) == {"s3:GetObject", "s3:PutObject", "s3:ListBucket"}
+    assert _actions(runner) == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:ListBucket",
+        "s3:DeleteObject",
+    }
+    marker = f"arn:aws:s3:::{bucket}/ops/_index/status/RUNNING/t"
+    assert _allowed(runner, "s3:DeleteObject", marker, {})
     assert _actions(operator) == {
         "s3:GetObject",
         "s3:PutObject",
